@@ -1,0 +1,56 @@
+"""ResNet-18 for 32x32 images (CIFAR variant: 3x3 stem, no max-pool, 1x1 projection
+shortcuts), the "redundant network" of the PNI paper (Tables 4-5, Fig. 3)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .normalize import Normalize
+
+
+class ProjectionBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm; a 1x1 conv + BN shortcut when the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18, stages of 2 blocks at 64/128/256/512 channels (times ``width``)."""
+
+    def __init__(self, num_classes: int = 10, width: float = 1.0, in_channels: int = 3,
+                 normalize: Normalize | None = None) -> None:
+        super().__init__()
+        planes = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
+        self.input_shape = (in_channels, 32, 32)
+        self.normalize = normalize if normalize is not None else nn.Identity()
+        self.conv0 = nn.Conv2d(in_channels, planes[0], 3, 1, 1, bias=False)
+        self.bn0 = nn.BatchNorm2d(planes[0])
+        in_planes = planes[0]
+        stages = []
+        for index, stage_planes in enumerate(planes):
+            stride = 1 if index == 0 else 2
+            stages.append(nn.Sequential(ProjectionBlock(in_planes, stage_planes, stride),
+                                        ProjectionBlock(stage_planes, stage_planes, 1)))
+            in_planes = stage_planes
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages
+        self.fc = nn.Linear(planes[3], num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn0(self.conv0(self.normalize(x))))
+        x = self.stage4(self.stage3(self.stage2(self.stage1(x))))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)

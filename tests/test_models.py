@@ -1,0 +1,65 @@
+"""Model zoo: the paper's parameter counts (Table 3), shapes, normalization, bad names."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pni
+
+TABLE3_CAPACITY = {
+    ("resnet20", 1.0): 269_722,
+    ("resnet32", 1.0): 464_154,
+    ("resnet44", 1.0): 658_586,
+    ("resnet56", 1.0): 853_018,
+    ("resnet20", 1.5): 605_026,
+    ("resnet20", 2.0): 1_073_962,
+    ("resnet20", 4.0): 4_286_026,
+    ("resnet18", 1.0): 11_173_962,
+}
+
+
+@pytest.mark.parametrize("name,width", list(TABLE3_CAPACITY))
+def test_parameter_counts_match_table3(name, width):
+    model = pni.create_model(name, width=width)
+    assert pni.count_parameters(model) == TABLE3_CAPACITY[(name, width)]
+    pni.inject(model, "W")  # alphas are not part of the paper's capacity
+    assert pni.count_parameters(model) == TABLE3_CAPACITY[(name, width)]
+    assert pni.count_parameters(model, include_alphas=True) > TABLE3_CAPACITY[(name, width)]
+
+
+@pytest.mark.parametrize("name,shape", [("resnet20", (3, 32, 32)), ("resnet18", (3, 32, 32)),
+                                        ("lenet5", (1, 28, 28))])
+def test_output_shape_and_input_shape_attribute(name, shape):
+    model = pni.create_model(name, num_classes=7).eval()
+    assert model.input_shape == shape and model.arch == name
+    assert model(torch.rand(2, *shape)).shape == (2, 7)
+
+
+def test_normalization_is_inside_the_model_and_not_trainable():
+    model = pni.create_model("resnet20", normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    assert torch.allclose(model.normalize.mean.flatten(), torch.full((3,), 0.5))
+    names = {n for n, _ in model.named_parameters()}
+    assert not any(n.startswith("normalize") for n in names)
+    assert "normalize.mean" in model.state_dict()
+    x = torch.rand(2, 3, 32, 32)
+    plain = pni.create_model("resnet20", normalize=False).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("normalize")})
+    assert torch.allclose(model.eval()(x), plain((x - 0.5) / 0.25), atol=1e-5)
+
+
+def test_in_channels_changes_the_stem():
+    model = pni.create_model("lenet5", in_channels=3, normalize=((0.5,) * 3, (0.5,) * 3))
+    assert model.conv0.in_channels == 3
+    assert model(torch.rand(1, 3, 28, 28)).shape == (1, 10)
+
+
+def test_unknown_model_name_lists_choices():
+    with pytest.raises(pni.ModelError, match=r"unknown model 'resnet21'.*resnet20.*lenet5"):
+        pni.create_model("resnet21")
+
+
+def test_bad_width_and_missing_default_normalization_are_clear_errors():
+    with pytest.raises(pni.ModelError, match="width"):
+        pni.create_model("resnet20", width=0)
+    with pytest.raises(pni.ModelError, match="in_channels=1"):
+        pni.create_model("resnet20", in_channels=1)
