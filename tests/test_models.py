@@ -63,3 +63,10 @@ def test_bad_width_and_missing_default_normalization_are_clear_errors():
         pni.create_model("resnet20", width=0)
     with pytest.raises(pni.ModelError, match="in_channels=1"):
         pni.create_model("resnet20", in_channels=1)
+
+
+def test_layer_labels_name_lenet_layers_like_the_paper():
+    labels = pni.layer_labels(pni.create_model("lenet5"))
+    assert labels == {"conv0": "Conv0", "conv1": "Conv1", "fc0": "FC0", "fc1": "FC1", "fc2": "FC2"}
+    resnet18 = pni.layer_labels(pni.create_model("resnet18"))
+    assert resnet18["stage2.0.shortcut.0"] == "Conv2.0.sc" and resnet18["stage4.1.conv2"] == "Conv4.3"

@@ -262,3 +262,13 @@ def test_element_activation_noise_without_shape_asks_for_example_input():
         pni.inject(model, "A-a", "element")
     pni.inject(model, "A-a", "element", example_input=torch.zeros(1, 4))
     assert tuple(pni.alphas(model)["0:A-a"].shape) == (3,)
+
+
+def test_channels_last_noise_draw_keeps_layout_and_statistics():
+    from pni.noise import standard_normal_like
+
+    torch.manual_seed(0)
+    v = torch.empty(64, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    eta = standard_normal_like(v)
+    assert eta.shape == v.shape and eta.stride() == v.stride()
+    assert abs(eta.mean().item()) < 0.01 and eta.std().item() == pytest.approx(1.0, rel=0.01)

@@ -3,6 +3,7 @@
 Trainable Gaussian noise on weights, activations or inputs (``inject``), learned with
 PGD adversarial training, and the attacks needed to evaluate such a randomized defense.
 """
+from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
 from .data import BatchLoader, DataError, Dataset, as_tensors, load_dataset
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels
 from .noise import (
@@ -27,6 +28,7 @@ from .noise import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport", "audit", "sweep_eot", "sweep_eps", "sweep_steps",
     "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset",
     "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseInjection", "PNIError",
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",

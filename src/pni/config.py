@@ -62,7 +62,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     channels_last: bool = True
+    fold_bn: bool = True                # BatchNorm folded into convs for the attack passes
     progress: bool = True
+    sync_bn: bool = False               # SyncBatchNorm across torchrun processes (CUDA only)
 
     def validate(self) -> TrainConfig:
         """Raises ConfigError naming the first bad field."""
@@ -184,5 +186,8 @@ FIELD_HELP: dict[str, str] = {
     "seed": "random seed (data order, augmentation, noise, attacks)",
     "device": "cpu, cuda, cuda:1, ...",
     "channels_last": "channels_last memory format for conv nets (faster on CPU)",
+    "fold_bn": "fold BatchNorm into the convolutions during the eval-mode attack passes "
+               "(the same function, faster)",
     "progress": "progress bars",
+    "sync_bn": "under torchrun: SyncBatchNorm (batch statistics over the global batch, CUDA only)",
 }

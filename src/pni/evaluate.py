@@ -2,6 +2,9 @@
 
 Every figure is mean ± std over ``trials`` runs with distinct seeds (the paper: 5),
 "Test with PNI" (noise on) and "Test without PNI" (noise off, the same weights).
+A randomized model's prediction can be judged over ``votes`` noise draws (the expected
+accuracy, and the majority-vote accuracy), and the per-sample worst case over all the
+attacks run is the robust accuracy to quote ("worst-case").
 """
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .data import Dataset, as_tensors
+from . import distributed as dist_utils
+from .data import Dataset, _mix_seed, as_tensors
 from .noise import is_injected, noise_enabled, noise_modules
 
-Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
+Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
+WORST_CASE = "worst-case"
 
 NOISE_SETTINGS = {"with_noise": True, "without_noise": False}
 NOISE_TITLES = {"with_noise": "Test with PNI", "without_noise": "Test without PNI"}
@@ -26,21 +31,53 @@ class EvaluationError(ValueError):
     """A bad evaluation argument (trials, attack name, data); the message names it."""
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    return model(x).argmax(1)
+def batch_seed(seed: int, start: int) -> int:
+    """The seed of the batch that starts at sample ``start`` in a trial seeded ``seed``: a
+    batch's randomness depends only on the trial and its position, never on which process
+    runs it, so a sharded evaluation equals the single-process one exactly."""
+    return int(seed) if start == 0 else _mix_seed(seed, start)
 
 
 def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
-                 batch_size: int = 256) -> Tensor:
-    """Per-sample correctness (bool) of ``model`` on ``x`` or on ``attack(model, x, y)``."""
-    out = []
+                 batch_size: int = 256, seed: int | None = None, start_index: int = 0) -> Tensor:
+    """Per-sample correctness (bool) of ``model`` on ``x`` or on ``attack(model, x, y)``.
+
+    With ``seed``, the random state is set to ``batch_seed(seed, start_index + start)``
+    before each batch (``start_index``: the position of ``x[0]`` in the whole set).
+    """
+    return sample_outcomes(model, x, y, attack, batch_size, seed, start_index)["correct"]
+
+
+def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
+                    batch_size: int = 256, seed: int | None = None, start_index: int = 0,
+                    votes: int = 1) -> dict[str, Tensor]:
+    """Per-sample results on ``x`` or on ``attack(model, x, y)``, judged over ``votes`` noise
+    draws: ``"fraction"`` (float: the share of draws that are correct), ``"correct"``
+    (bool: the majority vote is correct; with one vote, that one pass), and the attack's own
+    per-sample figures when it returns a result object (``per_sample()``: ``"l2"``,
+    ``"success"``, ...). Seeding as ``correct_mask``.
+    """
+    from .attacks.votes import predict_votes, vote_correctness
+
+    parts: dict[str, list[Tensor]] = {}
     for start in range(0, len(y), batch_size):
+        if seed is not None:
+            torch.manual_seed(batch_seed(seed, start_index + start))
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        extra: dict[str, Tensor] = {}
         if attack is not None:
-            xb = attack(model, xb, yb)
-        out.append(_predict(model, xb) == yb)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=y.device)
+            out = attack(model, xb, yb)
+            if not isinstance(out, Tensor):
+                extra = dict(out.per_sample()) if hasattr(out, "per_sample") else {}
+                out = out.x_adv
+            xb = out
+        fraction, correct = vote_correctness(predict_votes(model, xb, votes, batch_size), yb)
+        for key, value in {"fraction": fraction, "correct": correct, **extra}.items():
+            parts.setdefault(key, []).append(value.detach())
+    if not parts:
+        return {"fraction": torch.zeros(0, device=y.device),
+                "correct": torch.zeros(0, dtype=torch.bool, device=y.device)}
+    return {key: torch.cat(values) for key, values in parts.items()}
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
@@ -71,6 +108,12 @@ class Evaluation:
     n: int
     accuracies: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # setting -> attack -> per trial
     correct: dict[str, dict[str, Tensor]] = field(default_factory=dict)          # setting -> attack -> (trials, n)
+    # judged over `votes` noise draws: accuracies are expected accuracies (mean over draws),
+    # correct is the majority vote, fractions the per-sample share of correct draws
+    votes: int = 1
+    fractions: dict[str, dict[str, Tensor]] = field(default_factory=dict)        # setting -> attack -> (trials, n)
+    vote_accuracies: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
+    extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -82,19 +125,92 @@ class Evaluation:
                 out[setting][name] = {"mean": mean, "std": std}
         return out
 
+    def vote_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Majority-vote accuracies, ``{setting: {attack: {"mean", "std"}}}`` in percent."""
+        return {setting: {name: dict(zip(("mean", "std"), mean_std([100 * v for v in values])))
+                          for name, values in per_attack.items()}
+                for setting, per_attack in self.vote_accuracies.items()}
+
+    def attack_metrics(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """The attacks' own figures, mean ± std over trials: ``success_rate`` (% of the
+        initially correct samples the attack fooled, by its own check), ``mean_l2`` (mean L2
+        of those successful perturbations: Table 4) and ``reported_accuracy`` (%, one
+        stochastic pass: what AutoAttack alone would report)."""
+        out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        for setting, per_attack in self.extras.items():
+            for name, values in per_attack.items():
+                per_trial = _trial_metrics(values)
+                if per_trial:
+                    out.setdefault(setting, {})[name] = {
+                        metric: dict(zip(("mean", "std"), mean_std(v))) for metric, v in per_trial.items()}
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "trials": self.trials, "seeds": self.seeds, "attacks": self.attacks,
-                "accuracy_percent": self.summary(),
-                "accuracy_per_trial": self.accuracies}
+        out = {"n": self.n, "trials": self.trials, "seeds": self.seeds, "attacks": self.attacks,
+               "votes": self.votes,
+               "accuracy_percent": self.summary(),
+               "accuracy_per_trial": self.accuracies}
+        if self.votes > 1:
+            out["majority_vote_accuracy_percent"] = self.vote_summary()
+            out["majority_vote_accuracy_per_trial"] = self.vote_accuracies
+        metrics = self.attack_metrics()
+        if metrics:
+            out["attack_metrics"] = metrics
+        return out
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Evaluation:
+        """The evaluation ``to_json`` wrote (``results.json``), without per-sample results."""
+        try:
+            accuracies = {setting: {name: [float(v) for v in per_trial]
+                                    for name, per_trial in per_attack.items()}
+                          for setting, per_attack in values["accuracy_per_trial"].items()}
+            votes = {setting: {name: [float(v) for v in per_trial]
+                               for name, per_trial in per_attack.items()}
+                     for setting, per_attack in values.get("majority_vote_accuracy_per_trial", {}).items()}
+            return cls(attacks=dict(values.get("attacks", {})), trials=int(values["trials"]),
+                       seeds=[int(s) for s in values.get("seeds", [])], n=int(values["n"]),
+                       accuracies=accuracies, votes=int(values.get("votes", 1)), vote_accuracies=votes)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
+                                  f"{type(error).__name__}: {error}") from error
+
+
+def _trial_metrics(values: dict[str, Tensor]) -> dict[str, list[float]]:
+    """Per-trial attack figures from per-sample ones (``(trials, n)`` tensors)."""
+    out: dict[str, list[float]] = {}
+    success, attacked = values.get("success"), values.get("initially_correct")
+    if success is not None:
+        attacked = torch.ones_like(success) if attacked is None else attacked
+        out["success_rate"] = [100 * float(s[a].float().mean()) if a.any() else math.nan
+                               for s, a in zip(success, attacked)]
+        if "l2" in values:
+            out["mean_l2"] = [float(l2[s & a].mean()) if (s & a).any() else math.nan
+                              for l2, s, a in zip(values["l2"], success, attacked)]
+    if "reported_correct" in values:
+        out["reported_accuracy"] = [100 * float(r.float().mean()) for r in values["reported_correct"]]
+    return out
 
 
 def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
-                  steps: int | None, step_size: float | None) -> tuple[dict[str, Attack], dict[str, dict]]:
+                  steps: int | None, step_size: float | None,
+                  options: dict[str, Any] | None = None) -> tuple[dict[str, Attack], dict[str, dict]]:
     from .attacks.registry import build_attacks
 
     if isinstance(attacks, dict):
         return dict(attacks), {name: {} for name in attacks}
-    return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size)
+    return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
+
+
+def _add_worst_case(result: Evaluation, setting: str, names: list[str]) -> None:
+    """Per trial, a sample counts as robust only if correct under every attack in ``names``
+    (with votes: its smallest share of correct draws over them, and the majority vote)."""
+    fractions = torch.stack([result.fractions[setting][n] for n in names]).amin(0)
+    correct = torch.stack([result.correct[setting][n] for n in names]).all(0)
+    result.fractions[setting][WORST_CASE] = fractions
+    result.correct[setting][WORST_CASE] = correct
+    result.accuracies[setting][WORST_CASE] = fractions.mean(1).tolist()
+    result.vote_accuracies[setting][WORST_CASE] = correct.float().mean(1).tolist()
 
 
 def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
@@ -102,13 +218,25 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              trials: int = 5, noise: bool = True, *, eps: float | None = None,
              steps: int | None = None, step_size: float | None = None, seed: int = 0,
              batch_size: int = 256, device: str | torch.device | None = None,
-             progress: bool = False) -> Evaluation:
+             progress: bool = False, distributed: bool = False, votes: int = 1,
+             worst_case: bool = True, attack_options: dict[str, Any] | None = None) -> Evaluation:
     """Accuracy under each attack as mean ± std over ``trials`` seeds.
 
-    ``attacks`` are names from ``pni.attacks.registry`` ("clean", "fgsm", "pgd", ...) or a
-    dict of callables ``attack(model, x, y) -> x_adv``. ``noise=True`` evaluates with the
+    ``attacks`` are names from ``pni.attacks.registry`` ("clean", "fgsm", "pgd", "eot-pgd",
+    "cw", "zoo", "aa-rand", ...; ``attack_options`` go to ``build_attacks``) or a dict of
+    callables ``attack(model, x, y) -> x_adv``. ``noise=True`` evaluates with the
     noise on and again with it off (Table 2's two halves); ``noise=False`` only off. A
     model without noise is evaluated once, as "without_noise".
+
+    ``votes``: every prediction is judged over that many noise draws; ``accuracies`` are
+    then expected accuracies and ``vote_accuracies`` majority-vote ones (one vote: the
+    paper's single pass). ``worst_case`` adds "worst-case": per sample, the worst over all
+    the attacks run and clean (the L2 minimum-norm C&W excepted), the robust accuracy to quote.
+
+    Trial ``t`` seeds every batch from ``(seed + t, batch start)`` (``batch_seed``). With
+    ``distributed=True`` (every rank of a torchrun process group calls it) each rank
+    evaluates a contiguous run of whole batches and the per-sample results are gathered on
+    every rank: the same Evaluation as one process, exactly.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
@@ -117,28 +245,51 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
     x, y = x.to(device), y.to(device)
-    table, params = _attack_table(attacks, eps, steps, step_size)
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise EvaluationError(f"votes must be an integer >= 1, got {votes!r}")
+    table, params = _attack_table(attacks, eps, steps, step_size, attack_options)
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
     seeds = [seed + t for t in range(trials)]
-    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y))
+    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes)
+    from .attacks.registry import MIN_NORM_THREAT
+
+    in_worst_case = [name for name in table if params.get(name, {}).get("threat") != MIN_NORM_THREAT]
+    worst_case = worst_case and len(in_worst_case) >= 2
+    lo, hi = 0, len(y)
+    if distributed:
+        lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
     was_training = model.training
     model.eval()
     try:
         for setting in settings:
-            result.accuracies[setting] = {}
-            result.correct[setting] = {}
+            for table_of_setting in (result.accuracies, result.correct, result.fractions,
+                                     result.vote_accuracies):
+                table_of_setting[setting] = {}
             with noise_enabled(model, NOISE_SETTINGS[setting]):
                 for name, attack in table.items():
-                    masks = []
-                    for t_seed in seeds:
-                        torch.manual_seed(t_seed)
-                        masks.append(correct_mask(model, x, y, None if name == "clean" else attack,
-                                                  batch_size))
-                    stacked = torch.stack(masks).cpu()
-                    result.correct[setting][name] = stacked
-                    result.accuracies[setting][name] = stacked.float().mean(1).tolist()
+                    per_trial = [sample_outcomes(model, x[lo:hi], y[lo:hi],
+                                                 None if name == "clean" else attack, batch_size,
+                                                 seed=t_seed, start_index=lo, votes=votes)
+                                 for t_seed in seeds]
+                    stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]}
+                    if distributed:
+                        shards = dist_utils.all_gather_object(stacked)
+                        keys = {key for shard in shards for key in shard}  # an empty shard has no extras
+                        stacked = {key: torch.cat([shard[key] for shard in shards if key in shard], dim=1)
+                                   for key in sorted(keys)}
+                    fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
+                    result.correct[setting][name] = correct
+                    result.fractions[setting][name] = fractions
+                    result.accuracies[setting][name] = fractions.mean(1).tolist()
+                    result.vote_accuracies[setting][name] = correct.float().mean(1).tolist()
+                    if stacked:
+                        result.extras.setdefault(setting, {})[name] = stacked
+                if worst_case:
+                    _add_worst_case(result, setting, in_worst_case)
+        if worst_case:
+            result.attacks[WORST_CASE] = {"over": ", ".join(in_worst_case)}
     finally:
         model.train(was_training)
     return result
@@ -149,7 +300,9 @@ def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fg
                         steps: int | None = None, step_size: float | None = None, noise: bool = True,
                         dataset: str | None = None, data_dir: str | None = None, split: str = "test",
                         batch_size: int = 256, seed: int = 0, device: str = "cpu",
-                        progress: bool = False) -> tuple[Evaluation, str]:
+                        progress: bool = False, distributed: bool = False, votes: int = 1,
+                        worst_case: bool = True,
+                        attack_options: dict[str, Any] | None = None) -> tuple[Evaluation, str]:
     """Evaluates a ``pni train`` checkpoint on its own dataset's test split.
 
     Defaults follow the checkpoint's training settings: its eps and step size, and the
@@ -177,5 +330,6 @@ def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fg
     label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
     evaluation = evaluate(model, data, attacks, trials, noise, eps=eps, steps=steps,
                           step_size=step_size, seed=seed, batch_size=batch_size, device=device,
-                          progress=progress)
+                          progress=progress, distributed=distributed, votes=votes,
+                          worst_case=worst_case, attack_options=attack_options)
     return evaluation, label

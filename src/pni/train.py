@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .attacks import pgd
 from .checkpoint import FORMAT, VERSION, atomic_save, load_state, model_meta, read_checkpoint
 from .config import TrainConfig
 from .data import BatchLoader, Dataset, as_tensors
-from .evaluate import accuracy
+from .evaluate import correct_mask
 from .models import create_model
 from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, noise_modules, param_groups
 
@@ -81,20 +81,31 @@ def _check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
                          f"to replace it")
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """The random state; with ``device`` (one GPU per torchrun process) only that GPU's."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    elif device is None and torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda_device" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"], device)
+
+
+def _reseed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _first_non_finite(model: nn.Module) -> str | None:
@@ -109,24 +120,36 @@ def _first_non_finite(model: nn.Module) -> str | None:
 
 
 class Trainer:
-    """One training run: owns the model, optimizer, schedule, loaders and the output folder."""
+    """One training run: owns the model, optimizer, schedule, loaders and the output folder.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group (``pni.distributed``)
+    and trains with DistributedDataParallel: ``self.model`` is the DDP wrapper used for the
+    two training forwards, ``self.net`` the unwrapped module (attacks, evaluation,
+    checkpoints); each rank reads its shard of every epoch with ``batch_size / world_size``
+    images per step, and only rank 0 writes the log and checkpoint. In one process
+    ``self.model is self.net``.
+    """
 
     def __init__(self, model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor],
                  config: TrainConfig, test_set: Dataset | tuple[Tensor, Tensor] | None = None,
                  out_dir: str | os.PathLike | None = None,
                  step_callback: StepCallback | None = None) -> None:
         self.config = config.validate()
-        self.device = torch.device(config.device)
+        self.device = distributed.init(config.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.step_callback = step_callback
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
+        self.net = self.model
         self.dataset_name = getattr(train_set, "name", "tensors")
         augment = None if config.augment == "none" else config.augment
-        self.loader = BatchLoader(train_set, config.batch_size, shuffle=True, augment=augment,
-                                  seed=config.seed, device=self.device, drop_last=False,
+        self.loader = BatchLoader(train_set, distributed.split_batch(config.batch_size, self.world_size),
+                                  shuffle=True, augment=augment, seed=config.seed, device=self.device,
+                                  drop_last=False, rank=self.rank, world_size=self.world_size,
                                   channels_last=config.channels_last)
         self.eval_pair: tuple[Tensor, Tensor] | None = None
         if test_set is not None and config.eval_subset > 0:
@@ -137,8 +160,11 @@ class Trainer:
                                          momentum=config.momentum, nesterov=config.nesterov)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.milestones), gamma=config.gamma)
+        if self.world_size > 1:
+            self.model = distributed.wrap(self.net, self.device, config.sync_bn)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
+        self._note: str | None = None
 
     # --- the step -------------------------------------------------------------------
 
@@ -148,8 +174,9 @@ class Trainer:
         cfg = self.config
         self.model.eval()
         try:
-            with noise_enabled(self.model, True) if cfg.adv_noise else noise_enabled(self.model, False):
-                return pgd(self.model, x, labels, cfg.eps, cfg.step_size, cfg.steps, random_start=True)
+            with noise_enabled(self.net, cfg.adv_noise):
+                return pgd(self.net, x, labels, cfg.eps, cfg.step_size, cfg.steps, random_start=True,
+                           fold_bn=cfg.fold_bn)
         finally:
             self.model.train()
 
@@ -173,28 +200,41 @@ class Trainer:
         else:
             loss = loss_clean
         if not torch.isfinite(loss):
-            culprit = _first_non_finite(self.model) or "the loss (inputs or logits)"
+            culprit = _first_non_finite(self.net) or "the loss (inputs or logits)"
             raise TrainingError(f"non-finite loss ({loss.item()}); first non-finite value: {culprit}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        alphas = alpha_parameters(self.model)
+        alphas = alpha_parameters(self.net)
         if alphas and not torch.isfinite(torch.cat([a.detach().flatten() for a in alphas])).all():
-            raise TrainingError(f"non-finite {_first_non_finite(self.model)} after the update")
+            raise TrainingError(f"non-finite {_first_non_finite(self.net)} after the update")
         stats["loss"] = loss.detach()
         return {k: float(v) for k, v in stats.items()}
 
     # --- epochs ---------------------------------------------------------------------
 
+    def _shard_accuracy(self, x: Tensor, y: Tensor, attack: Callable | None, batch_size: int) -> float:
+        """Accuracy over every rank's shard of the held-out images (all of them in one process)."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            mask = correct_mask(self.net, x, y, attack, batch_size)
+        finally:
+            self.net.train(was_training)
+        correct, total = distributed.all_reduce_sum([int(mask.sum()), len(mask)])
+        return correct / total if total else math.nan
+
     def _evaluate(self) -> dict[str, float]:
         if self.eval_pair is None:
             return {}
         cfg = self.config
-        x, y = self.eval_pair
+        batch_size = max(cfg.batch_size, 256)
+        lo, hi = distributed.shard_range(len(self.eval_pair[1]), batch_size, self.rank, self.world_size)
+        x, y = self.eval_pair[0][lo:hi], self.eval_pair[1][lo:hi]
         steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
-        clean = accuracy(self.model, x, y, batch_size=max(cfg.batch_size, 256))
+        clean = self._shard_accuracy(x, y, None, batch_size)
         attack = (lambda m, xb, yb: pgd(m, xb, yb, cfg.eps, cfg.step_size, steps, random_start=True))
-        robust = accuracy(self.model, x, y, attack=attack, batch_size=max(cfg.batch_size, 256))
+        robust = self._shard_accuracy(x, y, attack, batch_size)
         return {"test_clean_acc": clean, "test_pgd_acc": robust}
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -205,71 +245,114 @@ class Trainer:
         count = 0
         started = time.perf_counter()
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, unit="batch")
+                   disable=not (cfg.progress and self.is_main), unit="batch")
         for step, (x, y) in enumerate(bar):
             if self.step_callback is not None:
-                self.step_callback(self.model, epoch, step)
+                self.step_callback(self.net, epoch, step)
             stats = self.train_step(x, y, adversarial)
             n = len(y)
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value * n
             count += n
             bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        if self.world_size > 1:  # metrics over the global batch; BN statistics agree again
+            keys = sorted(totals)
+            summed = distributed.all_reduce_sum([count, *(totals[k] for k in keys)])
+            count, totals = int(summed[0]), dict(zip(keys, summed[1:]))
+            if not cfg.sync_bn:
+                distributed.average_buffers(self.net)
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         record: dict[str, Any] = {"epoch": epoch + 1, "adversarial": adversarial, "lr": lr}
         record.update({f"train_{k}": v / max(count, 1) for k, v in totals.items()})
         record["train_seconds"] = time.perf_counter() - started
         record.update(self._evaluate())
-        record["alphas"] = alpha_values(self.model)
+        record["alphas"] = alpha_values(self.net)
         return record
 
     # --- checkpoints ----------------------------------------------------------------
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
-        return {
+        """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
+        collective call: every rank's random state is gathered (``rng_ranks``)."""
+        rng = distributed.all_gather_object(_rng_state(self.device if self.world_size > 1 else None))
+        checkpoint = {
             "format": FORMAT, "version": VERSION, "epoch": epoch,
-            "model": self.model.state_dict(), "model_meta": model_meta(self.model),
+            "model": self.net.state_dict(), "model_meta": model_meta(self.net),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(), "config": self.config.to_dict(), "dataset": self.dataset_name,
-            "metrics": self.history[-1] if self.history else {},
+            "rng": rng[0], "world_size": self.world_size, "config": self.config.to_dict(),
+            "dataset": self.dataset_name, "metrics": self.history[-1] if self.history else {},
         }
+        if self.world_size > 1:
+            checkpoint["rng_ranks"] = rng
+        return checkpoint
+
+    def _read_log(self) -> list[dict[str, Any]]:
+        if self.out_dir is None or not (self.out_dir / LOG).exists():
+            return []
+        return list(map(json.loads, filter(None, (self.out_dir / LOG).read_text().splitlines())))
 
     def restore(self, path: Path) -> None:
-        checkpoint = read_checkpoint(path)
-        load_state(self.model, checkpoint["model"], source=f"checkpoint {str(path)!r}")
+        """Continues from a checkpoint; rank 0 reads it (and the log) and hands it to every rank.
+
+        A checkpoint saved by the same number of processes restores each rank's random
+        state exactly; from another number, the per-rank streams are reseeded from
+        (seed, epoch, rank), and the next epoch's log record says so (``note``).
+        """
+        checkpoint, log = distributed.on_main(lambda: (read_checkpoint(path), self._read_log()))
+        load_state(self.net, checkpoint["model"], source=f"checkpoint {str(path)!r}")
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
-        _set_rng_state(checkpoint["rng"])
         self.start_epoch = int(checkpoint["epoch"])
-        if self.out_dir is not None and (self.out_dir / LOG).exists():
-            lines = (self.out_dir / LOG).read_text().splitlines()
-            self.history = [r for r in map(json.loads, filter(None, lines)) if r["epoch"] <= self.start_epoch]
+        saved_world = int(checkpoint.get("world_size", 1))
+        states = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+        if saved_world == self.world_size and len(states) == self.world_size:
+            _set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
+        else:
+            from .data import _mix_seed
+
+            _reseed(_mix_seed(self.config.seed, self.start_epoch, self.rank))
+            self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
+                          f"{self.world_size}: random streams reseeded from (seed, epoch, rank)")
+            if self.config.progress and self.is_main:
+                tqdm.write(self._note)
+        self.history = [r for r in log if r["epoch"] <= self.start_epoch]
 
     def _write_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         assert self.out_dir is not None
-        atomic_save(self.checkpoint(epoch), self.out_dir / CHECKPOINT)
-        log = self.out_dir / LOG
-        tmp = log.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-        os.replace(tmp, log)
+        checkpoint = self.checkpoint(epoch)  # collective under torchrun
+        if self.is_main:
+            atomic_save(checkpoint, self.out_dir / CHECKPOINT)
+            log = self.out_dir / LOG
+            tmp = log.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            os.replace(tmp, log)
+        distributed.barrier()
+
+    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> bool:
+        """Rank 0: creates/checks the output folder; True when there is a run to resume."""
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _check_out_dir(self.out_dir, resume, overwrite)
+        return resume and (self.out_dir / CHECKPOINT).exists()
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
         cfg = self.config
         if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            _check_out_dir(self.out_dir, resume, overwrite)
-            if resume and (self.out_dir / CHECKPOINT).exists():
+            if distributed.on_main(lambda: self._prepare_out_dir(resume, overwrite)):
                 self.restore(self.out_dir / CHECKPOINT)
-            (self.out_dir / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            if self.is_main:
+                (self.out_dir / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         if self.start_epoch == 0:
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
         for epoch in range(self.start_epoch, cfg.epochs):
             record = self.run_epoch(epoch)
+            if self._note is not None:
+                record["note"], self._note = self._note, None
             self.history.append(record)
             if self.out_dir is not None:
                 self._write_epoch(epoch + 1, record)
-            if cfg.progress:
+            if cfg.progress and self.is_main:
                 tqdm.write(_epoch_line(record))
         return TrainResult(self.history, self.out_dir)
 
@@ -298,7 +381,3 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
     return trainer.fit(resume=resume, overwrite=overwrite)
 
-
-def copy_run(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copies a run folder (checkpoint, log, config)."""
-    shutil.copytree(src, dst, dirs_exist_ok=True)

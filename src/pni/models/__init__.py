@@ -96,21 +96,24 @@ def count_parameters(model: nn.Module, include_alphas: bool = False) -> int:
 
 
 _BLOCK_CONV = re.compile(r"^stage(\d+)\.(\d+)\.(conv1|conv2|shortcut\.0)$")
+_NUMBERED = re.compile(r"^(conv|fc)(\d+)$")
 
 
 def layer_labels(model: nn.Module) -> dict[str, str]:
     """Maps layer names to the paper's labels (Table 1): Conv0, Conv1.0 ... Conv3.5, FC.
 
     For a ResNet stage s, block b, the first and second 3x3 convs are Conv{s}.{2b} and
-    Conv{s}.{2b+1}; a projection shortcut is Conv{s}.{b}.sc. Other layers keep their name.
+    Conv{s}.{2b+1}; a projection shortcut is Conv{s}.{b}.sc. Top-level ``convK`` / ``fcK``
+    (LeNet-5) become ConvK / FCK. Other layers keep their name.
     """
     labels: dict[str, str] = {}
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
             continue
         match = _BLOCK_CONV.match(name)
-        if name == "conv0":
-            labels[name] = "Conv0"
+        numbered = _NUMBERED.match(name)
+        if numbered:
+            labels[name] = f"{'Conv' if numbered[1] == 'conv' else 'FC'}{numbered[2]}"
         elif name == "fc":
             labels[name] = "FC"
         elif match:

@@ -49,6 +49,16 @@ class ResNet18(nn.Module):
         self.stage1, self.stage2, self.stage3, self.stage4 = stages
         self.fc = nn.Linear(planes[3], num_classes)
 
+    def conv_bn_pairs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """Each convolution with the BatchNorm applied directly to its output."""
+        pairs = [(self.conv0, self.bn0)]
+        for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
+            for block in stage:
+                pairs += [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+                if isinstance(block.shortcut, nn.Sequential):
+                    pairs.append((block.shortcut[0], block.shortcut[1]))
+        return pairs
+
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn0(self.conv0(self.normalize(x))))
         x = self.stage4(self.stage3(self.stage2(self.stage1(x))))

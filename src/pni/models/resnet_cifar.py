@@ -70,6 +70,14 @@ class CifarResNet(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight)
 
+    def conv_bn_pairs(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """Each convolution with the BatchNorm applied directly to its output."""
+        pairs = [(self.conv0, self.bn0)]
+        for stage in (self.stage1, self.stage2, self.stage3):
+            for block in stage:
+                pairs += [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+        return pairs
+
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn0(self.conv0(self.normalize(x))))
         x = self.stage3(self.stage2(self.stage1(x)))
