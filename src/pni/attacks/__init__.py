@@ -1,5 +1,13 @@
 """Adversarial attacks on (possibly randomized) models; images and outputs in [0, 1]."""
-from ._common import AttackError, input_gradient
+from ._common import AttackError, input_gradient, is_randomized
+from .autoattack import AutoAttackResult, autoattack
+from .cw import CW_PROFILES, CWResult, cw_l2, cw_l2_profile
 from .gradient import fgsm, pgd
+from .transfer import TransferResult, transfer
+from .votes import expected_accuracy, majority_vote, majority_vote_accuracy, predict_votes, vote_correctness
+from .zoo import ZooResult, zoo
 
-__all__ = ["AttackError", "fgsm", "input_gradient", "pgd"]
+__all__ = ["AttackError", "AutoAttackResult", "CWResult", "CW_PROFILES", "TransferResult", "ZooResult",
+           "autoattack", "cw_l2", "cw_l2_profile", "expected_accuracy", "fgsm", "input_gradient",
+           "is_randomized", "majority_vote", "majority_vote_accuracy", "pgd", "predict_votes",
+           "transfer", "vote_correctness", "zoo"]

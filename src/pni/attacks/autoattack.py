@@ -1,0 +1,168 @@
+"""AutoAttack (Croce & Hein 2020) through the ``pyautoattack`` package, judged over noise draws.
+
+``version="standard"`` (APGD-CE, APGD-T, FAB-T, Square) runs pyautoattack's
+``run_standard_evaluation``. ``version="rand"``, the version for randomized defenses, is
+APGD-CE then APGD-DLR with EOT over 20 draws and one restart: pni runs pyautoattack's
+APGD objects, configured by ``AutoAttack(version="rand")``, in their highest-loss mode
+(``perturb(best_loss=True)``), so that every image gets its strongest point, not only the
+images some single noisy pass happened to misclassify; APGD-DLR runs on the images still
+robust after APGD-CE, and each image keeps the point it does worst on.
+
+Either way the robust accuracy is recomputed on the returned examples over ``votes``
+fresh noise draws: a single stochastic pass (AutoAttack's own judgement) counts a lucky
+draw as a success, and pyautoattack's protocol returns the clean image wherever no single
+pass was fooled. ``reported_correct`` keeps the one-pass view for comparison.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._common import AttackError, check_eps, check_images, check_positive_int, frozen_parameters
+from .votes import predict_votes, vote_correctness
+
+VERSIONS = ("rand", "standard")
+
+
+@dataclass
+class AutoAttackResult:
+    """What ``autoattack`` returns: the adversarial examples and their correctness."""
+
+    x_adv: Tensor
+    reported_correct: Tensor   # (N,) bool: one stochastic pass (pyautoattack's own flags for 'standard')
+    fraction: Tensor           # (N,) float: fraction of `votes` draws correct on x_adv
+    correct: Tensor            # (N,) bool: majority vote over the draws is correct
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reported_accuracy(self) -> float:
+        """The robust accuracy pyautoattack reports (one stochastic pass)."""
+        return float(self.reported_correct.float().mean()) if len(self.correct) else math.nan
+
+    @property
+    def robust_accuracy(self) -> float:
+        """Expected robust accuracy over the noise draws: the number to quote."""
+        return float(self.fraction.mean()) if len(self.fraction) else math.nan
+
+    @property
+    def vote_accuracy(self) -> float:
+        """Majority-vote robust accuracy over the noise draws."""
+        return float(self.correct.float().mean()) if len(self.correct) else math.nan
+
+    def per_sample(self) -> dict[str, Tensor]:
+        return {"reported_correct": self.reported_correct}
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Silences pyautoattack's logger, warnings and prints unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("auto-attack")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _set_iterations(apgd: Any, n_iter: int) -> None:
+    """APGD's iteration count and the checkpoint schedule pyautoattack derives from it."""
+    apgd.n_iter = apgd.n_iter_orig = n_iter
+    apgd.n_iter_2 = max(int(0.22 * n_iter), 1)
+    apgd.n_iter_min = max(int(0.06 * n_iter), 1)
+    apgd.size_decr = max(int(0.03 * n_iter), 1)
+
+
+def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str = "rand", *,
+               votes: int = 20, seed: int | None = None, batch_size: int = 256,
+               n_iter: int | None = None, n_restarts: int | None = None, eot_iter: int | None = None,
+               verbose: bool = False) -> AutoAttackResult:
+    """L-inf AutoAttack at radius ``eps`` via ``pyautoattack.AutoAttack(version=...)``.
+
+    ``seed`` seeds pyautoattack's 'standard' run (which reseeds torch's global generator;
+    default: drawn from it, so seeded trials differ and repeat); 'rand' draws its random
+    starts and noise from torch's global generator as it is. ``n_iter`` (APGD and FAB iterations, default
+    100), ``n_restarts`` (APGD restarts) and ``eot_iter`` (APGD's EOT draws, 20 in 'rand')
+    override the version's settings, for quick checks. The robust accuracy is recomputed on
+    the returned examples over ``votes`` noise draws (``predict_votes``). The model's mode
+    and noise switch are used as they are and left unchanged.
+    """
+    from pyautoattack import AutoAttack
+
+    if version not in VERSIONS:
+        raise AttackError(f"unknown AutoAttack version {version!r}; expected one of: {', '.join(VERSIONS)}")
+    eps = check_eps(eps)
+    check_images(x, y)
+    check_positive_int(votes, "votes")
+    check_positive_int(batch_size, "batch_size")
+    for name, value in (("n_iter", n_iter), ("n_restarts", n_restarts), ("eot_iter", eot_iter)):
+        if value is not None:
+            check_positive_int(value, name)
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    x, y = x.detach(), y.detach()
+    with _quiet(verbose):
+        adversary = AutoAttack(model, eps=eps, version=version, seed=seed, device=x.device)
+        adversary.verbose = verbose
+        if n_iter is not None:
+            for apgd in (adversary.apgd, adversary.apgd_targeted):
+                _set_iterations(apgd, n_iter)
+            adversary.fab.n_iter = n_iter
+        if n_restarts is not None:
+            adversary.apgd.n_restarts = n_restarts
+        if eot_iter is not None:
+            adversary.apgd.eot_iter = eot_iter
+        params = {"version": version, "eps": eps, "attacks": ",".join(adversary.attacks_to_run),
+                  "n_iter": adversary.apgd.n_iter, "n_restarts": adversary.apgd.n_restarts,
+                  "eot_iter": adversary.apgd.eot_iter, "votes": votes}
+        with frozen_parameters(model):
+            if not len(y):
+                x_adv, reported = x.clone(), torch.ones(0, dtype=torch.bool, device=y.device)
+                fraction, correct = reported.float(), reported
+            elif version == "standard":
+                params["seed"] = seed
+                x_adv, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+                reported = y_adv == y
+                fraction, correct = vote_correctness(predict_votes(model, x_adv, votes, batch_size), y)
+            else:
+                x_adv, fraction, correct = _highest_loss_apgd(adversary, model, x, y, votes, batch_size)
+                reported = predict_votes(model, x_adv, 1, batch_size)[0] == y
+    return AutoAttackResult(x_adv.detach(), reported, fraction, correct, params)
+
+
+def _highest_loss_apgd(adversary: Any, model: nn.Module, x: Tensor, y: Tensor, votes: int,
+                       batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """APGD-CE on every image, then APGD-DLR on those still robust (majority vote), each in
+    highest-loss mode; every image keeps the point whose draws are least often correct."""
+    x_adv = x.clone()
+    fraction = torch.full((len(y),), math.inf, device=x.device)
+    correct = torch.ones(len(y), dtype=torch.bool, device=x.device)
+    apgd = adversary.apgd
+    for attack in adversary.attacks_to_run:
+        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr"}[attack]
+        todo = correct.nonzero().flatten()
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start:start + batch_size]
+            apgd.loss = loss
+            candidate = apgd.perturb(x[idx], y[idx], best_loss=True).detach()
+            frac, maj = vote_correctness(predict_votes(model, candidate, votes, batch_size), y[idx])
+            better = frac < fraction[idx]
+            x_adv[idx[better]] = candidate[better]
+            fraction[idx[better]] = frac[better]
+            correct[idx[better]] = maj[better]
+    return x_adv, fraction, correct

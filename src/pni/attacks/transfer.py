@@ -1,0 +1,197 @@
+"""Transfer attack (the paper's Table 5, left): adversarial examples made on a source model,
+accuracy of a target model on them (``S => T``)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._common import AttackError, check_images, check_positive_int
+from .votes import predict_votes, vote_correctness
+
+AttackLike = str | Callable[[nn.Module, Tensor, Tensor], Any]
+
+
+@dataclass
+class TransferResult:
+    """What ``transfer`` returns: the examples made on the source and the target's
+    per-sample correctness on them over ``votes`` noise draws."""
+
+    x_adv: Tensor
+    fraction: Tensor      # (N,) float: fraction of the target's draws that are correct
+    correct: Tensor       # (N,) bool: the target's majority vote is correct
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        """The target's expected accuracy (mean over draws) on the transferred examples."""
+        return float(self.fraction.mean()) if len(self.fraction) else math.nan
+
+    @property
+    def vote_accuracy(self) -> float:
+        """The target's majority-vote accuracy on the transferred examples."""
+        return float(self.correct.float().mean()) if len(self.correct) else math.nan
+
+
+def adversarial_images(output: Any) -> Tensor:
+    """The images an attack returned: a tensor, or a result object's ``x_adv``."""
+    return output if isinstance(output, Tensor) else output.x_adv
+
+
+def resolve_attack(attack: AttackLike, eps: float | None = None, steps: int | None = None,
+                   step_size: float | None = None) -> tuple[Callable[[nn.Module, Tensor, Tensor], Any], dict[str, Any]]:
+    """An attack callable and its parameters from a registry name or a callable."""
+    if isinstance(attack, str):
+        from .registry import build_attacks
+
+        table, params = build_attacks([attack], eps=eps, steps=steps, step_size=step_size)
+        return table[attack], {"attack": attack, **params[attack]}
+    if not callable(attack):
+        raise AttackError(f"attack must be a registry name or a callable (model, x, y) -> x_adv, "
+                          f"got {type(attack).__name__}")
+    return attack, {"attack": getattr(attack, "__name__", type(attack).__name__)}
+
+
+def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack: AttackLike = "pgd", *,
+             eps: float | None = None, steps: int | None = None, step_size: float | None = None,
+             votes: int = 1, batch_size: int = 256, seed: int | None = None) -> TransferResult:
+    """Adversarial examples made on ``source`` by ``attack`` (a registry name such as "pgd",
+    built with ``eps``/``steps``/``step_size``, or a callable ``(model, x, y) -> x_adv``),
+    judged on ``target`` over ``votes`` noise draws.
+
+    Both models run in eval mode with their noise switches as they are, and are left as
+    they were. With ``seed``, every batch is seeded as ``pni.evaluate`` seeds a trial's
+    batches, so ``transfer(m, m, ...)`` gives exactly the white-box result of
+    ``evaluate(m, ..., seed=seed)``.
+    """
+    check_images(x, y)
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(votes, "votes")
+    fn, params = resolve_attack(attack, eps, steps, step_size)
+    params["votes"] = votes
+    modes = [(m, m.training) for m in (source, target)]
+    try:
+        for m, _ in modes:
+            m.eval()
+        parts, fractions, majorities = [], [], []
+        for start in range(0, len(y), batch_size):
+            if seed is not None:
+                from ..evaluate import batch_seed
+
+                torch.manual_seed(batch_seed(seed, start))
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            x_adv = adversarial_images(fn(source, xb, yb)).detach()
+            fraction, majority = vote_correctness(predict_votes(target, x_adv, votes, batch_size), yb)
+            parts.append(x_adv)
+            fractions.append(fraction)
+            majorities.append(majority)
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    if not parts:
+        empty = torch.zeros(0, device=x.device)
+        return TransferResult(x.detach().clone(), empty, empty.bool(), params)
+    return TransferResult(torch.cat(parts), torch.cat(fractions), torch.cat(majorities), params)
+
+
+@dataclass
+class TransferMatrix:
+    """Accuracy of every target model on examples made on every source model (Table 5,
+    left: ``A => B`` and ``B => A``; the diagonal is the white-box attack), per trial."""
+
+    names: list[str]
+    labels: dict[str, str]
+    trials: int
+    seeds: list[int]
+    n: int
+    params: dict[str, Any]
+    accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)       # source -> target -> per trial
+    vote_accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
+
+    def summary(self, majority: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+        """``{source: {target: {"mean", "std"}}}`` in percent."""
+        table = self.vote_accuracy if majority else self.accuracy
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for source, row in table.items():
+            out[source] = {}
+            for target, values in row.items():
+                t = torch.tensor([100 * v for v in values], dtype=torch.float64)
+                out[source][target] = {"mean": float(t.mean()),
+                                       "std": float(t.std(correction=0)) if len(t) > 1 else 0.0}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"models": self.names, "labels": self.labels, "n": self.n, "trials": self.trials,
+                "seeds": self.seeds, "attack": self.params,
+                "accuracy_percent": self.summary(), "accuracy_per_trial": self.accuracy,
+                "majority_vote_accuracy_percent": self.summary(majority=True)}
+
+
+def transfer_matrix(models: dict[str, nn.Module], x: Tensor, y: Tensor, attack: AttackLike = "pgd", *,
+                    trials: int = 5, seed: int = 0, eps: float | None = None, steps: int | None = None,
+                    step_size: float | None = None, votes: int = 1, batch_size: int = 256,
+                    labels: dict[str, str] | None = None) -> TransferMatrix:
+    """``transfer`` between every ordered pair of ``models`` (the diagonal: white-box), over
+    ``trials`` seeds ``seed, seed + 1, ...``; trial ``t`` seeds its batches as
+    ``evaluate`` does, so a diagonal entry equals ``evaluate``'s result for that attack."""
+    check_positive_int(trials, "trials")
+    if len(models) < 2:
+        raise AttackError(f"a transfer matrix needs at least two models, got {len(models)}")
+    _, params = resolve_attack(attack, eps, steps, step_size)
+    params["votes"] = votes
+    seeds = [seed + t for t in range(trials)]
+    names = list(models)
+    result = TransferMatrix(names, dict(labels or {name: name for name in names}), trials, seeds, len(y), params)
+    for source in names:
+        result.accuracy[source], result.vote_accuracy[source] = {}, {}
+        for target in names:
+            runs = [transfer(models[source], models[target], x, y, attack, eps=eps, steps=steps,
+                             step_size=step_size, votes=votes, batch_size=batch_size, seed=s)
+                    for s in seeds]
+            result.accuracy[source][target] = [r.accuracy for r in runs]
+            result.vote_accuracy[source][target] = [r.vote_accuracy for r in runs]
+    return result
+
+
+def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials: int = 5, n: int | None = None,
+                         eps: float | None = None, steps: int | None = None, step_size: float | None = None,
+                         votes: int = 1, dataset: str | None = None, data_dir: str | None = None,
+                         split: str = "test", batch_size: int = 256, seed: int = 0,
+                         device: str = "cpu") -> TransferMatrix:
+    """``transfer_matrix`` between ``pni train`` checkpoints (named A, B, ...) on the first
+    checkpoint's dataset; eps defaults to the first checkpoint's training eps, PGD steps to
+    the paper's (40 for 28x28 gray images, 7 otherwise). The models must share the input shape."""
+    from ..checkpoint import load_model
+    from ..data import load_dataset
+
+    if n is not None and n < 1:
+        raise AttackError(f"--n must be a positive number of images, got {n}")
+    loaded = [load_model(p, device=device) for p in paths]
+    config = loaded[0][1].get("config", {})
+    data = load_dataset(dataset or config.get("dataset", "cifar10"), split, data_dir or config.get("data_dir"))
+    if n is not None:
+        data = data.subset(min(n, len(data)))
+    shapes = {p: tuple((c.get("model_meta") or {}).get("input_shape") or data.image_shape)
+              for p, (_, c) in zip(paths, loaded)}
+    if len(set(shapes.values()) | {tuple(data.image_shape)}) > 1:
+        raise AttackError(f"the checkpoints take different inputs ({shapes}); transfer needs models "
+                          f"of the same dataset ({data.image_shape})")
+    eps = config.get("eps") if eps is None else eps
+    if steps is None and attack in ("pgd", "eot-pgd"):
+        steps = 40 if data.image_shape == (1, 28, 28) else 7
+    if step_size is None and config.get("step_size") is not None:
+        step_size = config["step_size"]
+    names = [chr(ord("A") + i) for i in range(len(paths))]
+    labels = {}
+    for name, path, (_, ckpt) in zip(names, paths, loaded):
+        meta = ckpt.get("model_meta", {})
+        location = (meta.get("noise") or {}).get("location")
+        labels[name] = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'}): {path}"
+    x, y = data.tensors()
+    return transfer_matrix({name: m for name, (m, _) in zip(names, loaded)}, x.to(device), y.to(device),
+                           attack, trials=trials, seed=seed, eps=eps, steps=steps, step_size=step_size,
+                           votes=votes, batch_size=batch_size, labels=labels)

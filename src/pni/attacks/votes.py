@@ -1,0 +1,69 @@
+"""Judging a randomized model's prediction over several noise draws.
+
+A PNI model answers differently at every forward pass. One pass (the paper's protocol)
+is one sample of a random classifier; ``predict_votes`` draws ``votes`` of them. Two
+figures follow: the expected accuracy (mean over draws of per-draw correctness: what one
+pass measures on average) and the majority-vote accuracy (the derandomized classifier a
+deployer could run by voting).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._common import check_positive_int
+
+
+@torch.no_grad()
+def predict_votes(model: nn.Module, x: Tensor, votes: int = 1, batch_size: int = 256) -> Tensor:
+    """Per-draw predictions, shape ``(votes, N)``: ``votes`` forward passes of ``x`` with the
+    model's noise as it is (mode and switch untouched). A deterministic model is run twice
+    per batch and its predictions repeated."""
+    check_positive_int(votes, "votes")
+    check_positive_int(batch_size, "batch_size")
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        first = model(xb)
+        draws = [first.argmax(1)]
+        if votes > 1:
+            second = model(xb)
+            if torch.equal(first, second):
+                draws *= votes
+            else:
+                draws.append(second.argmax(1))
+                draws += [model(xb).argmax(1) for _ in range(votes - 2)]
+        out.append(torch.stack(draws))
+    if not out:
+        return torch.zeros(votes, 0, dtype=torch.long, device=x.device)
+    return torch.cat(out, dim=1)
+
+
+def majority_vote(preds: Tensor, num_classes: int | None = None) -> Tensor:
+    """The most frequent class of each column of ``preds`` (``(votes, N)``); ties go to the
+    lowest class index."""
+    if preds.numel() == 0:
+        return torch.zeros(preds.shape[1], dtype=torch.long, device=preds.device)
+    k = int(preds.max()) + 1 if num_classes is None else num_classes
+    counts = torch.zeros(preds.shape[1], k, dtype=torch.long, device=preds.device)
+    counts.scatter_add_(1, preds.t(), torch.ones_like(preds.t()))
+    return counts.argmax(1)
+
+
+def vote_correctness(preds: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per sample: the fraction of draws that are correct (float) and whether the majority
+    vote is correct (bool)."""
+    fraction = (preds == y.unsqueeze(0)).float().mean(0)
+    majority = majority_vote(preds, max(int(preds.max()) if preds.numel() else 0,
+                                        int(y.max()) if y.numel() else 0) + 1) == y
+    return fraction, majority
+
+
+def expected_accuracy(preds: Tensor, y: Tensor) -> float:
+    """Mean over draws and samples of correctness: the accuracy one pass gives on average."""
+    return float((preds == y.unsqueeze(0)).float().mean())
+
+
+def majority_vote_accuracy(preds: Tensor, y: Tensor) -> float:
+    """Accuracy of the majority vote over the draws."""
+    return float(vote_correctness(preds, y)[1].float().mean())
