@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import _ddp_worker as worker
@@ -34,10 +35,18 @@ def _free_port() -> int:
 
 
 def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
+    """Runs a 2-process torchrun job; a job that failed is started once more on a new port
+    (the free port is chosen before torchrun binds it, so another socket can take it in
+    between), with the first failure's output kept in a warning."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    for attempt in range(2):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                   "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0 or attempt == 1:
+            return proc
+        warnings.warn(f"torchrun failed once, retrying; its stderr ended with:\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def _assert_ok(proc: subprocess.CompletedProcess) -> None:

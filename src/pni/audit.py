@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import fgsm, pgd
+from .attacks import fgsm, is_randomized, pgd
 from .data import Dataset, as_tensors
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -344,15 +344,6 @@ def tolerance(p1: float, p2: float, n: int, z: float = 2.0, floor: float = 0.01)
     n = max(int(n), 1)
     se = math.sqrt(max(p1 * (1 - p1), 0.0) / n + max(p2 * (1 - p2), 0.0) / n)
     return max(floor, z * se)
-
-
-def is_randomized(model: nn.Module, x: Tensor) -> bool:
-    """True when two forward passes of the same images give different logits
-    (``pni.attacks.is_randomized``, without a graph)."""
-    from .attacks import is_randomized as outputs_differ
-
-    with torch.no_grad():
-        return outputs_differ(model, x)
 
 
 class _Bench:

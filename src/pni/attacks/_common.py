@@ -131,7 +131,8 @@ def is_randomized(model: nn.Module, x: Tensor) -> bool:
     """True when two forward passes on (a few of) ``x`` differ: the model draws noise.
     (In train mode the passes also move BatchNorm running statistics.)"""
     probe = x[:4]
-    return not torch.equal(model(probe), model(probe))
+    with torch.no_grad():
+        return not torch.equal(model(probe), model(probe))
 
 
 def project_linf(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
