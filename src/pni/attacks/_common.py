@@ -6,9 +6,11 @@ only (``torch.autograd.grad``); parameter gradients are never computed.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,35 @@ def check_images(x: Tensor, y: Tensor) -> None:
         raise AttackError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise AttackError("images must lie in [0, 1] (the model normalizes internally)")
+
+
+def class_margin(scores: Tensor, y: Tensor) -> Tensor:
+    """``S_y - max_{j != y} S_j`` per sample: negative once the sample is misclassified
+    (the C&W and ZOO objectives, on logits and on log-probabilities)."""
+    true = scores.gather(1, y[:, None]).squeeze(1)
+    other = scores.scatter(1, y[:, None], float("-inf")).amax(1)
+    return true - other
+
+
+@dataclass
+class PerturbationResult:
+    """Per-sample outcome of an attack that searches for a small perturbation (C&W, ZOO):
+    ``success`` by the attack's own check (one noise draw), the perturbation's L2 norm, and
+    which samples the model classified correctly before the attack."""
+
+    x_adv: Tensor
+    success: Tensor
+    initially_correct: Tensor
+    l2: Tensor
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of the initially correctly classified samples the attack fooled."""
+        attacked = self.initially_correct
+        return float(self.success[attacked].float().mean()) if attacked.any() else math.nan
+
+    def per_sample(self) -> dict[str, Tensor]:
+        return {"l2": self.l2, "success": self.success, "initially_correct": self.initially_correct}
 
 
 def cross_entropy_sum(logits: Tensor, y: Tensor) -> Tensor:

@@ -19,10 +19,12 @@ from torch import Tensor, nn
 
 from ._common import (
     AttackError,
+    PerturbationResult,
     check_images,
     check_positive_int,
     frozen_parameters,
     input_gradient,
+    class_margin,
     is_randomized,
 )
 
@@ -35,37 +37,17 @@ _TANH_SCALE = 1 - 1e-6  # keeps atanh finite at pixels 0 and 1
 
 
 @dataclass
-class CWResult:
+class CWResult(PerturbationResult):
     """What ``cw_l2`` returns. ``l2`` is ``||x_adv - x||_2`` per sample (0 where the attack
-    failed: ``x_adv`` is then ``x``); ``success`` is the attack's own check (one noise draw)."""
+    failed: ``x_adv`` is then ``x``)."""
 
-    x_adv: Tensor
-    l2: Tensor
-    success: Tensor
-    initially_correct: Tensor
     params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def success_rate(self) -> float:
-        """Fraction of the initially correctly classified samples that were fooled."""
-        attacked = self.initially_correct
-        return float(self.success[attacked].float().mean()) if attacked.any() else math.nan
 
     @property
     def mean_l2(self) -> float:
         """Mean L2 norm of the successful perturbations (of initially correct samples)."""
         ok = self.success & self.initially_correct
         return float(self.l2[ok].mean()) if ok.any() else math.nan
-
-    def per_sample(self) -> dict[str, Tensor]:
-        return {"l2": self.l2, "success": self.success, "initially_correct": self.initially_correct}
-
-
-def _margin(logits: Tensor, y: Tensor) -> Tensor:
-    """``Z_y - max_{j != y} Z_j`` per sample."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return true - other
 
 
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5e-4, steps: int = 10,
@@ -114,7 +96,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             previous = math.inf
 
             def f_loss(logits: Tensor, labels: Tensor, const: Tensor = const) -> Tensor:
-                return (const * _margin(logits, labels).clamp(min=-confidence)).sum()
+                return (const * class_margin(logits, labels).clamp(min=-confidence)).sum()
 
             for step in range(steps):
                 tanh_w = torch.tanh(w.detach())
@@ -127,7 +109,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
                     w.grad = grad_x * (1 - tanh_w ** 2) / (2 * _TANH_SCALE)
                     optimizer.step()
                     l2 = delta.reshape(flat).norm(dim=1)
-                    margin = _margin(logits, y)
+                    margin = class_margin(logits, y)
                     adversarial = margin < -confidence if confidence > 0 else logits.argmax(1) != y
                     better = adversarial & (l2 < best_l2)
                     best_l2 = torch.where(better, l2, best_l2)
@@ -144,7 +126,8 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             const = torch.where(torch.isinf(upper), const * 10, (lower + upper) / 2)
     success = torch.isfinite(best_l2)
     l2 = (best_adv - x).reshape(flat).norm(dim=1)
-    return CWResult(best_adv.detach(), l2, success, initially_correct, params)
+    return CWResult(x_adv=best_adv.detach(), success=success, initially_correct=initially_correct,
+                    l2=l2, params=params)
 
 
 def cw_l2_profile(model: nn.Module, x: Tensor, y: Tensor, profile: str = "paper", **overrides: Any) -> CWResult:

@@ -20,40 +20,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import AttackError, check_eps, check_images, check_positive_int
+from ._common import AttackError, PerturbationResult, check_eps, check_images, check_positive_int, class_margin
 
 
 @dataclass
-class ZooResult:
-    """What ``zoo`` returns; ``success`` is the attack's own check (one noise draw) and
-    ``queries`` the model queries spent per image (one query = one image scored)."""
+class ZooResult(PerturbationResult):
+    """What ``zoo`` returns; ``queries`` are the model queries spent per image (one query =
+    one image scored). ``success_rate`` is the paper's Table 5 metric."""
 
-    x_adv: Tensor
-    success: Tensor
-    initially_correct: Tensor
-    l2: Tensor
-    queries: Tensor
+    queries: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def success_rate(self) -> float:
-        """Fraction of the initially correctly classified samples that change to a wrong
-        class (the paper's Table 5 metric)."""
-        attacked = self.initially_correct
-        return float(self.success[attacked].float().mean()) if attacked.any() else math.nan
-
-    def per_sample(self) -> dict[str, Tensor]:
-        return {"l2": self.l2, "success": self.success, "initially_correct": self.initially_correct}
 
 
 def _objective(logits: Tensor, y: Tensor, queries: Tensor, x: Tensor, c: float,
                confidence: float) -> Tensor:
     """``||q - x||^2 + c * max(log p_y - max_{j != y} log p_j, -kappa)`` per query."""
-    logp = F.log_softmax(logits.float(), dim=1)
-    true = logp.gather(1, y[:, None]).squeeze(1)
-    other = logp.scatter(1, y[:, None], float("-inf")).amax(1)
-    dist = (queries - x).pow(2).sum(1)
-    return dist + c * (true - other).clamp(min=-confidence)
+    margin = class_margin(F.log_softmax(logits.float(), dim=1), y)
+    return (queries - x).pow(2).sum(1) + c * margin.clamp(min=-confidence)
 
 
 @torch.no_grad()
@@ -88,10 +71,12 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
              for s in range(0, len(x), batch_size)]
     if not parts:
         empty = torch.zeros(0, dtype=torch.bool, device=x.device)
-        return ZooResult(x.detach().clone(), empty, empty, torch.zeros(0, device=x.device),
-                         torch.zeros(0, dtype=torch.long, device=x.device), params)
-    fields = [torch.cat([p[i] for p in parts]) for i in range(5)]
-    return ZooResult(*fields, params=params)
+        return ZooResult(x_adv=x.detach().clone(), success=empty, initially_correct=empty,
+                         l2=torch.zeros(0, device=x.device),
+                         queries=torch.zeros(0, dtype=torch.long, device=x.device), params=params)
+    x_adv, success, initially_correct, l2, queries = (torch.cat([p[i] for p in parts]) for i in range(5))
+    return ZooResult(x_adv=x_adv, success=success, initially_correct=initially_correct, l2=l2,
+                     queries=queries, params=params)
 
 
 def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tuple[Tensor, ...]:
