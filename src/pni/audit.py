@@ -23,10 +23,9 @@ point as adversarial only when most of ``confirm_draws`` passes misclassify it.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ from torch import Tensor, nn
 
 from .attacks import fgsm, is_randomized, pgd
 from .data import Dataset, as_tensors
+from .models import eval_mode
+from .report import format_value
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -311,7 +312,7 @@ class AuditReport:
                         "eot": "Accuracy vs EOT samples"}
         for name, sweep in self.sweeps.items():
             lines += [f"## {sweep_titles.get(name, name)}", "", sweep_table(sweep)]
-            settings = ", ".join(f"{k}={_short(v)}" for k, v in sweep.attack.items())
+            settings = ", ".join(f"{k}={format_value(v)}" for k, v in sweep.attack.items())
             if settings:
                 lines += [f"Attack: {settings}.", ""]
         for title, path in (figures or {}).items():
@@ -323,14 +324,10 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def sweep_table(sweep: Sweep) -> str:
     """A two-row Markdown table: the swept values and accuracy (%, ± std over trials)."""
     head = {"eps": "eps", "steps": "PGD steps", "eot": "EOT samples"}.get(sweep.parameter, sweep.parameter)
-    cells = [_short(float(v)) if sweep.parameter == "eps" else str(int(v)) for v in sweep.values]
+    cells = [format_value(float(v)) if sweep.parameter == "eps" else str(int(v)) for v in sweep.values]
     accs = [f"{100 * a:.2f}" + (f"±{100 * d:.2f}" if sweep.trials > 1 else "")
             for a, d in zip(sweep.accuracy, sweep.std)]
     return ("| " + " | ".join([head] + cells) + " |\n" + "|" + "---|" * (len(cells) + 1) + "\n"
@@ -472,7 +469,7 @@ def sweep_eps(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps_value
     model, 1 otherwise). Trial ``t`` runs under ``torch.manual_seed(seed + t)``.
     """
     _check_sweep_args("eps_values", eps_values, False, 0.0, 1.0)
-    with _eval_mode(model):
+    with eval_mode(model):
         bench = _new_bench(model, data, n, device, trials, seed, batch_size, draws)
         return _eps_sweep(bench, eps_values, steps, step_size, eot, label)
 
@@ -484,7 +481,7 @@ def sweep_steps(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], steps_v
     """Accuracy under PGD as the number of steps grows (Fig. 3, bottom), fixed step size
     (default ``2.5 * eps / min(steps_values)``: the smallest budget reaches the boundary)."""
     _check_sweep_args("steps_values", steps_values, True, 0, None)
-    with _eval_mode(model):
+    with eval_mode(model):
         bench = _new_bench(model, data, n, device, trials, seed, batch_size, draws)
         return _steps_sweep(bench, steps_values, eps, step_size, eot, label)
 
@@ -495,7 +492,7 @@ def sweep_eot(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], ks: Seque
               device: str | torch.device | None = None, draws: int | None = None) -> Sweep:
     """Accuracy under EOT-PGD as the noise draws averaged per gradient grow (the EOT curve)."""
     _check_sweep_args("ks", ks, True, 1, None)
-    with _eval_mode(model):
+    with eval_mode(model):
         bench = _new_bench(model, data, n, device, trials, seed, batch_size, draws)
         return _eot_sweep(bench, ks, eps, steps, step_size, label)
 
@@ -509,17 +506,6 @@ def _new_bench(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int |
     elif isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise AuditError(f"draws must be an integer >= 1, got {draws!r}")
     return _Bench(model, x, y, trials, seed, batch_size, draws)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode inside, its previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 # --- random sampling (item 4) ------------------------------------------------------------
@@ -840,7 +826,7 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
     """
     s = make_settings(eps, settings, **overrides)
     say = _printer(progress)
-    with _eval_mode(model):
+    with eval_mode(model):
         x, y = _prepare(model, data, s.n, device)
         torch.manual_seed(s.seed)
         randomized = is_randomized(model, x[: min(len(y), 16)])

@@ -72,6 +72,7 @@ __all__ = [
     "download_cifar10",
     "encode_idx",
     "load_dataset",
+    "mix_seed",
     "read_idx",
 ]
 
@@ -931,7 +932,7 @@ def _ceil_div(a: int, b: int) -> int:
     return (a + b - 1) // b
 
 
-def _mix_seed(*parts: int) -> int:
+def mix_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers, stable across processes and platforms."""
     text = ",".join(str(int(p)) for p in parts).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 1
@@ -1032,7 +1033,7 @@ class BatchLoader:
         """This rank's sample indices for the current epoch (CPU, int64)."""
         n, ws = self._images.shape[0], self.world_size
         if self.shuffle:
-            generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch))
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
@@ -1053,7 +1054,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         images, labels = self._device_data()
         indices = self._rank_indices().to(self.device)
-        generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, self.rank, 1))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.rank, 1))
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for start in range(0, indices.shape[0], self.batch_size):
             batch = indices[start:start + self.batch_size]

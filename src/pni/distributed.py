@@ -235,9 +235,9 @@ def rank_seed(seed: int, rank_: int) -> int:
     on rank 0, so a single process is seeded as before, and a distinct mix elsewhere."""
     if rank_ == 0:
         return int(seed)
-    from .data import _mix_seed
+    from .data import mix_seed
 
-    return _mix_seed(seed, rank_, 0x504E49)
+    return mix_seed(seed, rank_, 0x504E49)
 
 
 def wrap(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as dist_utils
-from .data import Dataset, _mix_seed, as_tensors
+from .data import Dataset, as_tensors, mix_seed
+from .models.modes import eval_mode
 from .noise import is_injected, noise_enabled, noise_modules
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
@@ -35,7 +36,7 @@ def batch_seed(seed: int, start: int) -> int:
     """The seed of the batch that starts at sample ``start`` in a trial seeded ``seed``: a
     batch's randomness depends only on the trial and its position, never on which process
     runs it, so a sharded evaluation equals the single-process one exactly."""
-    return int(seed) if start == 0 else _mix_seed(seed, start)
+    return int(seed) if start == 0 else mix_seed(seed, start)
 
 
 def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
@@ -83,12 +84,8 @@ def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | Non
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
              batch_size: int = 256) -> float:
     """Accuracy of ``model`` (in eval mode, noise as it is) on clean or attacked images."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         mask = correct_mask(model, x, y, attack, batch_size)
-    finally:
-        model.train(was_training)
     return float(mask.float().mean()) if len(mask) else math.nan
 
 
@@ -260,9 +257,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,
                                      result.vote_accuracies):
@@ -290,8 +285,6 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                     _add_worst_case(result, setting, in_worst_case)
         if worst_case:
             result.attacks[WORST_CASE] = {"over": ", ".join(in_worst_case)}
-    finally:
-        model.train(was_training)
     return result
 
 

@@ -70,7 +70,7 @@ def attack_parameters_table(evaluation: Evaluation) -> str:
     lines = []
     for name, params in evaluation.attacks.items():
         if params:
-            text = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+            text = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
             lines.append(f"- **{ATTACK_TITLES.get(name, name)}**: {text}")
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -95,10 +95,9 @@ def attack_metrics_table(evaluation: Evaluation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def format_value(value: Any) -> str:
+    """A parameter value for a report: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot_alphas(history: Sequence[dict[str, Any]], path: str | os.PathLike,
@@ -158,7 +157,7 @@ def write_transfer(matrix: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     out_dir = Path(out_dir)
     json_path = write_json(matrix.to_json(), out_dir / "transfer.json")
     models = "\n".join(f"- **{name}**: {matrix.labels.get(name, name)}" for name in matrix.names)
-    params = ", ".join(f"{k}={_short(v)}" for k, v in matrix.params.items())
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in matrix.params.items())
     votes = matrix.params.get("votes", 1)
     judged = f" Each prediction is judged over {votes} noise draws (expected accuracy)." if votes > 1 else ""
     text = (f"# Transfer attack (Table 5)\n\n{models}\n\n"

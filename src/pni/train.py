@@ -29,7 +29,7 @@ from .checkpoint import FORMAT, VERSION, atomic_save, load_state, model_meta, re
 from .config import TrainConfig
 from .data import BatchLoader, Dataset, as_tensors
 from .evaluate import correct_mask
-from .models import create_model
+from .models import create_model, eval_mode
 from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, noise_modules, param_groups
 
 CHECKPOINT = "checkpoint.pt"
@@ -215,12 +215,8 @@ class Trainer:
 
     def _shard_accuracy(self, x: Tensor, y: Tensor, attack: Callable | None, batch_size: int) -> float:
         """Accuracy over every rank's shard of the held-out images (all of them in one process)."""
-        was_training = self.net.training
-        self.net.eval()
-        try:
+        with eval_mode(self.net):
             mask = correct_mask(self.net, x, y, attack, batch_size)
-        finally:
-            self.net.train(was_training)
         correct, total = distributed.all_reduce_sum([int(mask.sum()), len(mask)])
         return correct / total if total else math.nan
 
@@ -309,9 +305,9 @@ class Trainer:
         if saved_world == self.world_size and len(states) == self.world_size:
             _set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
         else:
-            from .data import _mix_seed
+            from .data import mix_seed
 
-            _reseed(_mix_seed(self.config.seed, self.start_epoch, self.rank))
+            _reseed(mix_seed(self.config.seed, self.start_epoch, self.rank))
             self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
                           f"{self.world_size}: random streams reseeded from (seed, epoch, rank)")
             if self.config.progress and self.is_main:

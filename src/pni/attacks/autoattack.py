@@ -28,19 +28,18 @@ import torch
 from torch import Tensor, nn
 
 from ._common import AttackError, check_eps, check_images, check_positive_int, frozen_parameters
-from .votes import predict_votes, vote_correctness
+from .votes import VotedResult, predict_votes, vote_correctness
 
 VERSIONS = ("rand", "standard")
 
 
 @dataclass
-class AutoAttackResult:
-    """What ``autoattack`` returns: the adversarial examples and their correctness."""
+class AutoAttackResult(VotedResult):
+    """What ``autoattack`` returns: the adversarial examples, their correctness over
+    ``votes`` noise draws (``fraction``, majority ``correct``) and in one stochastic pass."""
 
-    x_adv: Tensor
-    reported_correct: Tensor   # (N,) bool: one stochastic pass (pyautoattack's own flags for 'standard')
-    fraction: Tensor           # (N,) float: fraction of `votes` draws correct on x_adv
-    correct: Tensor            # (N,) bool: majority vote over the draws is correct
+    # (N,) bool: one stochastic pass (pyautoattack's own flags for 'standard')
+    reported_correct: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,12 +50,7 @@ class AutoAttackResult:
     @property
     def robust_accuracy(self) -> float:
         """Expected robust accuracy over the noise draws: the number to quote."""
-        return float(self.fraction.mean()) if len(self.fraction) else math.nan
-
-    @property
-    def vote_accuracy(self) -> float:
-        """Majority-vote robust accuracy over the noise draws."""
-        return float(self.correct.float().mean()) if len(self.correct) else math.nan
+        return self.accuracy
 
     def per_sample(self) -> dict[str, Tensor]:
         return {"reported_correct": self.reported_correct}
@@ -142,7 +136,8 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
             else:
                 x_adv, fraction, correct = _highest_loss_apgd(adversary, model, x, y, votes, batch_size)
                 reported = predict_votes(model, x_adv, 1, batch_size)[0] == y
-    return AutoAttackResult(x_adv.detach(), reported, fraction, correct, params)
+    return AutoAttackResult(x_adv=x_adv.detach(), fraction=fraction, correct=correct,
+                            reported_correct=reported, params=params)
 
 
 def _highest_loss_apgd(adversary: Any, model: nn.Module, x: Tensor, y: Tensor, votes: int,

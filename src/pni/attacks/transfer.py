@@ -2,7 +2,6 @@
 accuracy of a target model on them (``S => T``)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,31 +9,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..models.modes import eval_mode
 from ._common import AttackError, check_images, check_positive_int
-from .votes import predict_votes, vote_correctness
+from .votes import VotedResult, predict_votes, vote_correctness
 
 AttackLike = str | Callable[[nn.Module, Tensor, Tensor], Any]
 
 
 @dataclass
-class TransferResult:
+class TransferResult(VotedResult):
     """What ``transfer`` returns: the examples made on the source and the target's
-    per-sample correctness on them over ``votes`` noise draws."""
+    per-sample correctness on them over ``votes`` noise draws (``accuracy``: expected,
+    ``vote_accuracy``: majority vote)."""
 
-    x_adv: Tensor
-    fraction: Tensor      # (N,) float: fraction of the target's draws that are correct
-    correct: Tensor       # (N,) bool: the target's majority vote is correct
     params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def accuracy(self) -> float:
-        """The target's expected accuracy (mean over draws) on the transferred examples."""
-        return float(self.fraction.mean()) if len(self.fraction) else math.nan
-
-    @property
-    def vote_accuracy(self) -> float:
-        """The target's majority-vote accuracy on the transferred examples."""
-        return float(self.correct.float().mean()) if len(self.correct) else math.nan
 
 
 def adversarial_images(output: Any) -> Tensor:
@@ -73,10 +61,7 @@ def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack:
     check_positive_int(votes, "votes")
     fn, params = resolve_attack(attack, eps, steps, step_size)
     params["votes"] = votes
-    modes = [(m, m.training) for m in (source, target)]
-    try:
-        for m, _ in modes:
-            m.eval()
+    with eval_mode(source, target):
         parts, fractions, majorities = [], [], []
         for start in range(0, len(y), batch_size):
             if seed is not None:
@@ -89,13 +74,11 @@ def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack:
             parts.append(x_adv)
             fractions.append(fraction)
             majorities.append(majority)
-    finally:
-        for m, mode in modes:
-            m.train(mode)
     if not parts:
         empty = torch.zeros(0, device=x.device)
-        return TransferResult(x.detach().clone(), empty, empty.bool(), params)
-    return TransferResult(torch.cat(parts), torch.cat(fractions), torch.cat(majorities), params)
+        return TransferResult(x_adv=x.detach().clone(), fraction=empty, correct=empty.bool(), params=params)
+    return TransferResult(x_adv=torch.cat(parts), fraction=torch.cat(fractions),
+                          correct=torch.cat(majorities), params=params)
 
 
 @dataclass

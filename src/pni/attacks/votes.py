@@ -8,6 +8,9 @@ deployer could run by voting).
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -67,3 +70,23 @@ def expected_accuracy(preds: Tensor, y: Tensor) -> float:
 def majority_vote_accuracy(preds: Tensor, y: Tensor) -> float:
     """Accuracy of the majority vote over the draws."""
     return float(vote_correctness(preds, y)[1].float().mean())
+
+
+@dataclass
+class VotedResult:
+    """Adversarial examples and a model's per-sample correctness on them, judged over
+    noise draws: ``fraction`` of the draws correct (float) and the majority vote (bool)."""
+
+    x_adv: Tensor
+    fraction: Tensor
+    correct: Tensor
+
+    @property
+    def accuracy(self) -> float:
+        """Expected accuracy over the draws (mean of ``fraction``)."""
+        return float(self.fraction.mean()) if len(self.fraction) else math.nan
+
+    @property
+    def vote_accuracy(self) -> float:
+        """Majority-vote accuracy over the draws."""
+        return float(self.correct.float().mean()) if len(self.correct) else math.nan

@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import AttackError, PerturbationResult, check_eps, check_images, check_positive_int, class_margin
+from ._common import (
+    AttackError,
+    PerturbationResult,
+    check_eps,
+    check_images,
+    check_positive_int,
+    class_margin,
+)
 
 
 @dataclass
