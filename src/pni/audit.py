@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .attacks import fgsm, is_randomized, pgd
 from .data import Dataset, as_tensors
-from .models import eval_mode
+from .models import eval_mode, model_device
 from .report import format_value
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -405,8 +405,7 @@ def _prepare(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | N
     if len(y) == 0:
         raise AuditError("the audit needs at least one image; the data is empty")
     if device is None:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = model_device(model)
     return x.to(device), y.to(device)
 
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from . import distributed as dist_utils
 from .data import Dataset, as_tensors, mix_seed
-from .models.modes import eval_mode
+from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
@@ -239,8 +239,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
     x, y = as_tensors(data)
     if device is None:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
+        device = model_device(model)
     x, y = x.to(device), y.to(device)
     if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
         raise EvaluationError(f"votes must be an integer >= 1, got {votes!r}")

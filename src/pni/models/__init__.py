@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from .lenet import LeNet5
-from .modes import eval_mode
+from .modes import eval_mode, model_device
 from .normalize import Normalize
 from .resnet18 import ResNet18
 from .resnet_cifar import CifarResNet
 
 __all__ = ["MODELS", "ModelError", "Normalize", "create_model", "count_parameters",
-           "layer_labels", "eval_mode", "CifarResNet", "ResNet18", "LeNet5"]
+           "layer_labels", "eval_mode", "model_device", "CifarResNet", "ResNet18", "LeNet5"]
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 MNIST_STATS = ((0.1307,), (0.3081,))

@@ -1,9 +1,11 @@
-"""Temporary train/eval mode switches that restore each model's own mode afterwards."""
+"""Model state helpers: temporary eval mode that restores each model's own mode, and the
+device a model lives on."""
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 
@@ -19,3 +21,9 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
     finally:
         for model, training in modes:
             model.train(training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
