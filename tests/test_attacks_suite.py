@@ -369,7 +369,7 @@ def test_unknown_attack_option_and_bad_votes_are_clear_errors(pni_model, test_da
         build_attacks(["pgd"], eot_steps=3)
     with pytest.raises(AttackError, match="C&W profile 'fast'"):
         build_attacks(["cw"], cw_profile="fast")
-    with pytest.raises(pni.evaluate.EvaluationError, match="votes"):
+    with pytest.raises(pni.EvaluationError, match="votes"):
         evaluate(pni_model, test_data, ["clean"], trials=1, votes=0)
 
 

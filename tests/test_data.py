@@ -469,8 +469,12 @@ def test_download_network_error(tmp_path: Path, http_site: tuple[Path, str]) -> 
 # --------------------------------------------------------------------------- imagefolder
 
 
-def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
-    stacked = torch.from_numpy(np.stack(arrays))
+def _stack(arrays: list[np.ndarray], classes: int = 2) -> torch.Tensor:
+    """The images of ``imagefolder_files`` (grouped by class) in the loader's order:
+    round-robin over the classes."""
+    per_class = len(arrays) // classes
+    order = [arrays[k * per_class + i] for i in range(per_class) for k in range(classes)]
+    stacked = torch.from_numpy(np.stack(order))
     return stacked.unsqueeze(1) if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
 
 
@@ -483,7 +487,7 @@ def test_imagefolder_from_folder(tmp_path: Path) -> None:
         assert ds.name == "imagefolder" and ds.classes == ["ant", "cat"]
         assert torch.equal(ds.images, _stack(arrays[split]))
         per_class = len(arrays[split]) // 2
-        assert ds.labels.tolist() == [0] * per_class + [1] * per_class
+        assert ds.labels.tolist() == [0, 1] * per_class  # classes interleaved, not grouped
         expected = ds.images.double().div(255)
         assert ds.mean == pytest.approx(expected.mean(dim=(0, 2, 3)).tolist())
         assert ds.std == pytest.approx(expected.std(dim=(0, 2, 3), unbiased=False).tolist())
@@ -507,8 +511,9 @@ def test_imagefolder_mixed_gray_and_jpeg(tmp_path: Path) -> None:
     assert ds.image_shape == (3, 4, 4)
     assert torch.equal(ds.images[0], torch.tensor([10, 200, 30], dtype=torch.uint8)[:, None, None]
                        .expand(3, 4, 4))
-    assert bool((ds.images[1] == 77).all())
-    assert (ds.images[2].int() - ds.images[0].int()).abs().max() <= 8  # JPEG is lossy
+    # order: a/0, b/2, a/1 (round-robin over the classes)
+    assert bool((ds.images[2] == 77).all())
+    assert (ds.images[1].int() - ds.images[0].int()).abs().max() <= 8  # JPEG is lossy
 
 
 def test_imagefolder_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -663,11 +668,14 @@ def test_as_tensors() -> None:
 
 def test_dataset_subset_and_tensors() -> None:
     ds = load_dataset("mnist-sample", "test")
-    assert torch.equal(ds.subset(10).images, ds.images[:10])
+    ten = ds.subset(10)  # class-stratified: one image of each digit
+    assert sorted(ten.labels.tolist()) == list(range(10))
+    assert ten.subset_info is not None and ten.subset_info["method"] == "stratified"
     picked = ds.subset([5, 1, 5])
     assert torch.equal(picked.labels, ds.labels[[5, 1, 5]]) and picked.classes == ds.classes
+    assert picked.subset_info is not None and picked.subset_info["method"] == "indices"
     assert torch.equal(ds.subset(torch.tensor([3])).images, ds.images[3:4])
-    with pytest.raises(DataError, match="first 2000"):
+    with pytest.raises(DataError, match="cannot draw 2000 of 1000"):
         ds.subset(2000)
     with pytest.raises(DataError, match=r"\[0, 1000\)"):
         ds.subset([1000])

@@ -1,10 +1,25 @@
 """pni: Parametric Noise Injection (He, Rakin, Fan, CVPR 2019) for PyTorch.
 
 Trainable Gaussian noise on weights, activations or inputs (``inject``), learned with
-PGD adversarial training, and the attacks needed to evaluate such a randomized defense.
+PGD adversarial training (``fit``, ``TrainConfig``), and the attacks (``pni.attacks``)
+and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defense.
+
+``pni.evaluate`` is the function; its module stays importable as ``from pni.evaluate
+import ...``.
 """
+from . import attacks
 from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
-from .data import BatchLoader, DataError, Dataset, as_tensors, load_dataset
+from .config import TrainConfig
+from .data import (
+    BatchLoader,
+    DataError,
+    Dataset,
+    as_tensors,
+    load_dataset,
+    missing_classes,
+    stratified_indices,
+)
+from .evaluate import Evaluation, EvaluationError, evaluate
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels
 from .noise import (
     GRANULARITIES,
@@ -24,12 +39,15 @@ from .noise import (
     remove,
     set_noise,
 )
+from .train import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuditReport", "audit", "sweep_eot", "sweep_eps", "sweep_steps",
-    "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset",
+    "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset", "missing_classes",
+    "stratified_indices",
+    "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit",
     "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseInjection", "PNIError",
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
     "freeze_alphas", "inject", "injection_spec", "is_injected", "layer_labels",

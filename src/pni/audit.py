@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .attacks import fgsm, is_randomized, pgd
-from .data import Dataset, as_tensors
+from .data import Dataset, as_tensors, at_most, stratified_indices, subset_tensors, warn_missing_classes
 from .models import eval_mode, model_device
 from .report import format_value
 
@@ -65,7 +65,7 @@ class AuditSettings:
     """Every knob of the audit; the defaults are the rules documented in the report."""
 
     eps: float
-    n: int | None = None                   # first n images of the data (None: all)
+    n: int | None = None                   # a class-stratified sample of n images (None: all)
     items: tuple[int, ...] = ALL_ITEMS
     steps: int = 20                        # PGD of items 1, 2, 4, 5, 7
     step_size: float | None = None         # default 2.5 * eps / steps (Madry et al.)
@@ -80,7 +80,7 @@ class AuditSettings:
     unbounded_step_size: float = 0.1
     max_unbounded_accuracy: float = 0.02
     random_samples: int = 1000             # item 4: random points per image
-    random_n: int = 100                    # item 4: images (the first of the n)
+    random_n: int = 100                    # item 4: images (a stratified sample of the n)
     random_candidates: int = 5             # item 4: lowest-margin points re-checked per image
     confirm_draws: int = 9                 # item 4: noise draws judging a point (randomized)
     prediction_draws: int = 10             # noise draws judging every attacked image (randomized)
@@ -199,6 +199,7 @@ class Sweep:
     trials: int
     attack: dict[str, Any] = field(default_factory=dict)  # the fixed attack settings
     label: str = ""
+    subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,6 +252,7 @@ class AuditReport:
     randomized: bool
     clean_accuracy: float
     sweeps: dict[str, Sweep] = field(default_factory=dict)
+    subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record)
 
     def item(self, number: int) -> AuditItem:
         for item in self.items:
@@ -279,7 +281,8 @@ class AuditReport:
                 "clean_accuracy": self.clean_accuracy, "verdict": self.verdict(),
                 "failed": self.failed, "tolerance_rule": TOLERANCE_RULE,
                 "settings": self.settings, "items": [item.to_json() for item in self.items],
-                "sweeps": {name: sweep.to_json() for name, sweep in self.sweeps.items()}}
+                "sweeps": {name: sweep.to_json() for name, sweep in self.sweeps.items()},
+                **({"subset": self.subset} if self.subset is not None else {})}
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> AuditReport:
@@ -288,13 +291,14 @@ class AuditReport:
                    settings=dict(values.get("settings", {})), n=int(values.get("n", 0)),
                    randomized=bool(values.get("randomized", False)),
                    clean_accuracy=float(values.get("clean_accuracy", math.nan)),
-                   sweeps={k: Sweep.from_json(v) for k, v in values.get("sweeps", {}).items()})
+                   sweeps={k: Sweep.from_json(v) for k, v in values.get("sweeps", {}).items()},
+                   subset=dict(values["subset"]) if values.get("subset") else None)
 
     def to_markdown(self, figures: Mapping[str, str] | None = None) -> str:
         """The report: verdict, the checklist table (evidence and rule per item), the sweeps."""
         s = self.settings
         lines = [f"# Gradient-obfuscation audit: {self.label}", "",
-                 f"{self.n} images, eps {s.get('eps', float('nan')):.4g}, {s.get('trials', 1)} trial(s) "
+                 f"{self.n} images{_subset_note(self.subset)}, eps {s.get('eps', float('nan')):.4g}, {s.get('trials', 1)} trial(s) "
                  f"from seed {s.get('seed', 0)}; clean accuracy {100 * self.clean_accuracy:.2f}%. "
                  "Model randomized: " + ("yes (two forward passes of the same images differ); "
                                          "measured as it is used, noise on." if self.randomized else
@@ -318,6 +322,13 @@ class AuditReport:
         for title, path in (figures or {}).items():
             lines += [f"![{title}]({path})", ""]
         return "\n".join(lines)
+
+
+def _subset_note(subset: Mapping[str, Any] | None) -> str:
+    if not subset:
+        return ""
+    return (f" (a class-stratified sample of {subset['of']}, seed {subset['seed']})"
+            if subset.get("method") == "stratified" else f" (chosen from {subset['of']})")
 
 
 def _md(text: str) -> str:
@@ -351,8 +362,8 @@ class _Bench:
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, trials: int = 1, seed: int = 0,
-                 batch_size: int = 256, draws: int = 1) -> None:
-        self.model, self.x, self.y = model, x, y
+                 batch_size: int = 256, draws: int = 1, subset: dict[str, Any] | None = None) -> None:
+        self.model, self.x, self.y, self.subset = model, x, y, subset
         self.trials, self.seed, self.batch_size, self.draws = trials, seed, batch_size, draws
         self.cache: dict[tuple, tuple[float, float]] = {}
 
@@ -398,15 +409,34 @@ class _Bench:
 
 
 def _prepare(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | None,
-             device: str | torch.device | None) -> tuple[Tensor, Tensor]:
-    x, y = as_tensors(data)
-    if n is not None:
-        x, y = x[:n], y[:n]
+             device: str | torch.device | None) -> tuple[Tensor, Tensor, dict[str, Any] | None]:
+    """Images and labels of a class-stratified sample of ``n`` (all: None), on ``device``,
+    and the subset record; warns (one line) when the sample lacks one of the classes."""
+    classes = _known_classes(model, data)
+    x, y, subset = subset_tensors(data, n, num_classes=classes)
     if len(y) == 0:
         raise AuditError("the audit needs at least one image; the data is empty")
+    if classes is not None:
+        what = f"the audited subset ({len(y)} images)" if subset else f"the audited data ({len(y)} images)"
+        warn_missing_classes(y, classes, what, data.classes if isinstance(data, Dataset) else None)
     if device is None:
         device = model_device(model)
-    return x.to(device), y.to(device)
+    return x.to(device), y.to(device), subset
+
+
+def _known_classes(model: nn.Module, data: Dataset | tuple[Tensor, Tensor]) -> int | None:
+    if isinstance(data, Dataset):
+        return len(data.classes)
+    classes = getattr(model, "num_classes", None)
+    return classes if isinstance(classes, int) else None
+
+
+def _stratified_head(x: Tensor, y: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """``m`` of the images, class-stratified (all of them, in order, when ``m`` covers them)."""
+    if m >= len(y):
+        return x, y
+    index = stratified_indices(y.cpu(), m).to(y.device)
+    return x[index], y[index]
 
 
 def _sweep(bench: _Bench, parameter: str, values: Sequence[float],
@@ -417,7 +447,7 @@ def _sweep(bench: _Bench, parameter: str, values: Sequence[float],
         accs.append(mean)
         stds.append(std)
     return Sweep(parameter, [float(v) if parameter == "eps" else int(v) for v in values], accs, stds,
-                 len(bench.y), bench.trials, attack, label)
+                 len(bench.y), bench.trials, attack, label, bench.subset)
 
 
 def _eps_sweep(bench: _Bench, eps_values: Sequence[float], steps: int, step_size: float | None,
@@ -499,12 +529,12 @@ def sweep_eot(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], ks: Seque
 def _new_bench(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | None,
                device: str | torch.device | None, trials: int, seed: int, batch_size: int,
                draws: int | None) -> _Bench:
-    x, y = _prepare(model, data, n, device)
+    x, y, subset = _prepare(model, data, n, device)
     if draws is None:
         draws = AuditSettings.prediction_draws if is_randomized(model, x[:16]) else 1
     elif isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise AuditError(f"draws must be an integer >= 1, got {draws!r}")
-    return _Bench(model, x, y, trials, seed, batch_size, draws)
+    return _Bench(model, x, y, trials, seed, batch_size, draws, subset)
 
 
 # --- random sampling (item 4) ------------------------------------------------------------
@@ -585,7 +615,7 @@ def _item3(bench: _Bench, s: AuditSettings) -> AuditItem:
 
 def _item4(model: nn.Module, bench: _Bench, s: AuditSettings, randomized: bool) -> AuditItem:
     m = min(s.random_n, len(bench.y))
-    x, y = bench.x[:m], bench.y[:m]
+    x, y = _stratified_head(bench.x, bench.y, m)
     draws = s.confirm_draws if randomized else 1
     torch.manual_seed(s.seed)
     x_pgd = torch.cat([pgd(model, x[i:i + bench.batch_size], y[i:i + bench.batch_size], s.eps,
@@ -701,15 +731,14 @@ def train_surrogate(train_data: Dataset | tuple[Tensor, Tensor], arch: str | Non
                     adversarial: bool = False, eps: float | None = None, seed: int = 0,
                     device: str = "cpu", progress: bool = False) -> nn.Module:
     """A substitute model for transfer attacks (the paper's Table 5), trained with ``pni.fit``:
-    plain training by default, PGD adversarial training at ``eps`` with ``adversarial``.
+    plain training by default, PGD adversarial training at ``eps`` with ``adversarial``, on
+    ``n`` images (a class-stratified sample drawn with ``seed``; None: all).
     ``arch`` defaults to LeNet-5 for 1x28x28 images and ResNet-20 otherwise."""
     from .config import TrainConfig
     from .models import create_model
     from .train import fit
 
-    x, y = as_tensors(train_data)
-    if n is not None:
-        x, y = x[:n], y[:n]
+    x, y, _ = subset_tensors(train_data, n, seed)
     if len(y) == 0:
         raise AuditError("train_data for the surrogate is empty")
     if arch is None:
@@ -747,7 +776,8 @@ def _transfer_from_surrogate(surrogate: nn.Module, s: AuditSettings) -> tuple[At
 
 def _score_based(model: nn.Module, x: Tensor, y: Tensor, s: AuditSettings) -> tuple[Tensor | None, dict[str, Any]]:
     """Item 2's score-based attack: ZOO (``pni.attacks.zoo``, queries of the model's scores
-    only) within the eps-ball, on the first ``score_n`` images, ``score_queries`` per image."""
+    only) within the eps-ball, on ``score_n`` of the images (class-stratified), ``score_queries``
+    per image."""
     try:
         from .attacks.zoo import zoo
     except ImportError:
@@ -781,12 +811,13 @@ def _item2(model: nn.Module, bench: _Bench, s: AuditSettings, surrogate: nn.Modu
         evidence["black_box_attacks"]["transfer-pgd"] = params
     if s.score_n > 0:
         m = min(s.score_n, len(bench.y))
-        x_zoo, params = _score_based(model, bench.x[:m], bench.y[:m], s)
+        x_sub, y_sub = _stratified_head(bench.x, bench.y, m)
+        x_zoo, params = _score_based(model, x_sub, y_sub, s)
         evidence["black_box_attacks"]["zoo"] = params
         if x_zoo is not None:
-            sub = _Bench(model, bench.x[:m], bench.y[:m], s.trials, s.seed, s.batch_size, bench.draws)
+            sub = _Bench(model, x_sub, y_sub, s.trials, s.seed, s.batch_size, bench.draws)
             sub_white = min(sub.pgd(s.eps, s.pgd_step_size, s.steps)[0], sub.fgsm(s.eps)[0])
-            judged = _Bench(model, x_zoo, bench.y[:m], s.trials, s.seed, s.batch_size, bench.draws)
+            judged = _Bench(model, x_zoo, y_sub, s.trials, s.seed, s.batch_size, bench.draws)
             results["zoo"] = (judged.clean()[0], sub_white, m)
     if not results:
         reasons = [surrogate_note] + [p["not_measured"] for p in evidence["black_box_attacks"].values()
@@ -815,22 +846,23 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
           **overrides: Any) -> AuditReport:
     """Measures the gradient-obfuscation checklist (Table 7) on ``model`` and returns a report.
 
-    ``data``: a pni dataset or an ``(images, labels)`` pair, images in [0, 1]; the first
-    ``n`` images are used. ``surrogate`` is the source model of the transfer attack of
-    item 2; without it, one is trained on ``train_data`` (``train_surrogate``); without
-    either, the transfer part of item 2 is not measured (its score-based part, ZOO, runs
-    on the first ``score_n`` images). Other keyword arguments set fields of
+    ``data``: a pni dataset or an ``(images, labels)`` pair, images in [0, 1]; ``n`` of
+    them are used, a class-stratified sample (``pni.data.stratified_indices``, seed 0)
+    recorded in ``AuditReport.subset``. ``surrogate`` is the source model of the transfer
+    attack of item 2; without it, one is trained on ``train_data`` (``train_surrogate``);
+    without either, the transfer part of item 2 is not measured (its score-based part, ZOO,
+    runs on ``score_n`` of the images). Other keyword arguments set fields of
     :class:`AuditSettings` (``n``, ``items``, ``steps``, ``eot_ks``, ``prediction_draws``, ...).
     Randomness is seeded from ``seed``: the same call gives the same report.
     """
     s = make_settings(eps, settings, **overrides)
     say = _printer(progress)
     with eval_mode(model):
-        x, y = _prepare(model, data, s.n, device)
+        x, y, subset = _prepare(model, data, s.n, device)
         torch.manual_seed(s.seed)
         randomized = is_randomized(model, x[: min(len(y), 16)])
         draws = s.prediction_draws if randomized else 1
-        bench = _Bench(model, x, y, s.trials, s.seed, s.batch_size, draws)
+        bench = _Bench(model, x, y, s.trials, s.seed, s.batch_size, draws, subset)
         clean, _ = bench.clean()
         say(f"audit of {label}: {len(y)} images, eps {s.eps:.4g}, clean {100 * clean:.2f}%, "
             f"randomized: {'yes' if randomized else 'no'}")
@@ -854,7 +886,8 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
                 items[7], sweeps["eot"] = _item7(bench, s, randomized, label)
             say(f"item {number}: {items[number].verdict}: {items[number].summary}")
     return AuditReport(label=label, items=[items[k] for k in sorted(items)], settings=s.to_json(),
-                       n=len(y), randomized=randomized, clean_accuracy=clean, sweeps=sweeps)
+                       n=len(y), randomized=randomized, clean_accuracy=clean, sweeps=sweeps,
+                       subset=subset)
 
 
 def _run_item2(model: nn.Module, bench: _Bench, s: AuditSettings, surrogate: nn.Module | None,
@@ -938,7 +971,8 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
                      dataset: str | None = None, data_dir: str | None = None, split: str = "test",
                      device: str = "cpu", progress: bool = False, **overrides: Any) -> AuditReport:
     """Audits a ``pni train`` checkpoint on its own dataset (``split``), eps defaulting to
-    the checkpoint's training eps. The transfer surrogate of item 2 is the checkpoint
+    the checkpoint's training eps, on ``n`` images (a class-stratified sample, seed 0; None:
+    all). The transfer surrogate of item 2 is the checkpoint
     ``surrogate``, else (``train_surrogate_model``) one trained on the training split."""
     from .checkpoint import load_model
     from .data import load_dataset
@@ -949,9 +983,7 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     config = checkpoint.get("config", {})
     name = dataset or config.get("dataset", "cifar10")
     folder = data_dir or config.get("data_dir")
-    data = load_dataset(name, split, folder)
-    if n is not None:
-        data = data.subset(min(n, len(data)))
+    data = at_most(load_dataset(name, split, folder), n)
     eps = config.get("eps") if eps is None else eps
     settings = make_settings(eps, **overrides)
     source = None

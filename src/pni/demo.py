@@ -17,7 +17,7 @@ import torch
 
 from .attacks import pgd
 from .config import TrainConfig
-from .data import load_dataset
+from .data import at_most, load_dataset
 from .evaluate import Evaluation, evaluate
 from .models import layer_labels
 from .report import attack_parameters_table, evaluation_table, plot_alphas, write_json
@@ -65,7 +65,7 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
             shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     train_set = load_dataset("mnist-sample", "train")
-    test_set = load_dataset("mnist-sample", "test").subset(EVAL_IMAGES)
+    test_set = at_most(load_dataset("mnist-sample", "test"), EVAL_IMAGES)  # class-stratified
     attacks, attack_params = demo_attacks()
     started = time.perf_counter()
     rows: list[tuple[str, Evaluation]] = []

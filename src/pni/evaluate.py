@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as dist_utils
-from .data import Dataset, as_tensors, mix_seed
+from .data import Dataset, as_tensors, at_most, mix_seed, warn_missing_classes
 from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
 
@@ -111,6 +111,7 @@ class Evaluation:
     fractions: dict[str, dict[str, Tensor]] = field(default_factory=dict)        # setting -> attack -> (trials, n)
     vote_accuracies: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
     extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
+    subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -147,6 +148,8 @@ class Evaluation:
                "votes": self.votes,
                "accuracy_percent": self.summary(),
                "accuracy_per_trial": self.accuracies}
+        if self.subset is not None:
+            out["subset"] = self.subset
         if self.votes > 1:
             out["majority_vote_accuracy_percent"] = self.vote_summary()
             out["majority_vote_accuracy_per_trial"] = self.vote_accuracies
@@ -167,7 +170,8 @@ class Evaluation:
                      for setting, per_attack in values.get("majority_vote_accuracy_per_trial", {}).items()}
             return cls(attacks=dict(values.get("attacks", {})), trials=int(values["trials"]),
                        seeds=[int(s) for s in values.get("seeds", [])], n=int(values["n"]),
-                       accuracies=accuracies, votes=int(values.get("votes", 1)), vote_accuracies=votes)
+                       accuracies=accuracies, votes=int(values.get("votes", 1)), vote_accuracies=votes,
+                       subset=dict(values["subset"]) if values.get("subset") else None)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
                                   f"{type(error).__name__}: {error}") from error
@@ -234,10 +238,16 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     ``distributed=True`` (every rank of a torchrun process group calls it) each rank
     evaluates a contiguous run of whole batches and the per-sample results are gathered on
     every rank: the same Evaluation as one process, exactly.
+
+    A :class:`~pni.data.Dataset` made by ``subset`` is recorded in ``Evaluation.subset``;
+    data that lacks one of the model's classes prints one warning line naming them.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
     x, y = as_tensors(data)
+    subset = data.subset_info if isinstance(data, Dataset) else None
+    if not distributed or dist_utils.is_main():
+        _warn_missing(model, data, y, subset)
     if device is None:
         device = model_device(model)
     x, y = x.to(device), y.to(device)
@@ -248,7 +258,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
     seeds = [seed + t for t in range(trials)]
-    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes)
+    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset)
     from .attacks.registry import MIN_NORM_THREAT
 
     in_worst_case = [name for name in table if params.get(name, {}).get("threat") != MIN_NORM_THREAT]
@@ -287,6 +297,18 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     return result
 
 
+def _warn_missing(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], labels: Tensor,
+                  subset: dict[str, Any] | None) -> None:
+    """One warning line when the evaluation data lacks classes the model predicts."""
+    names = data.classes if isinstance(data, Dataset) else None
+    num_classes = len(names) if names is not None else getattr(model, "num_classes", None)
+    if not isinstance(num_classes, int):
+        return
+    what = (f"the evaluation subset ({subset['n']} of {subset['of']} images, seed {subset['seed']})"
+            if subset else f"the evaluation data ({len(labels)} images)")
+    warn_missing_classes(labels, num_classes, what, names)
+
+
 def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fgsm"),
                         trials: int = 5, n: int | None = None, eps: float | None = None,
                         steps: int | None = None, step_size: float | None = None, noise: bool = True,
@@ -294,11 +316,14 @@ def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fg
                         batch_size: int = 256, seed: int = 0, device: str = "cpu",
                         progress: bool = False, distributed: bool = False, votes: int = 1,
                         worst_case: bool = True,
-                        attack_options: dict[str, Any] | None = None) -> tuple[Evaluation, str]:
+                        attack_options: dict[str, Any] | None = None,
+                        subset_seed: int = 0) -> tuple[Evaluation, str]:
     """Evaluates a ``pni train`` checkpoint on its own dataset's test split.
 
     Defaults follow the checkpoint's training settings: its eps and step size, and the
     paper's PGD steps (40 for 1-channel 28x28 data such as MNIST, 7 otherwise).
+    ``n`` images (default: all) are a class-stratified sample drawn with ``subset_seed``
+    (``Dataset.subset``; independent of the trials' ``seed``), recorded in the result.
     Returns the evaluation and a label for the model (arch, noise location).
     """
     from .checkpoint import load_model
@@ -310,8 +335,7 @@ def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fg
     config = checkpoint.get("config", {})
     data = load_dataset(dataset or config.get("dataset", "cifar10"), split,
                         data_dir or config.get("data_dir"))
-    if n is not None:
-        data = data.subset(min(n, len(data)))
+    data = at_most(data, n, subset_seed)
     eps = config.get("eps") if eps is None else eps
     if steps is None:
         steps = 40 if data.image_shape == (1, 28, 28) else 7

@@ -94,6 +94,7 @@ class TransferMatrix:
     params: dict[str, Any]
     accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)       # source -> target -> per trial
     vote_accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
+    subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
 
     def summary(self, majority: bool = False) -> dict[str, dict[str, dict[str, float]]]:
         """``{source: {target: {"mean", "std"}}}`` in percent."""
@@ -111,7 +112,8 @@ class TransferMatrix:
         return {"models": self.names, "labels": self.labels, "n": self.n, "trials": self.trials,
                 "seeds": self.seeds, "attack": self.params,
                 "accuracy_percent": self.summary(), "accuracy_per_trial": self.accuracy,
-                "majority_vote_accuracy_percent": self.summary(majority=True)}
+                "majority_vote_accuracy_percent": self.summary(majority=True),
+                **({"subset": self.subset} if self.subset is not None else {})}
 
 
 def transfer_matrix(models: dict[str, nn.Module], x: Tensor, y: Tensor, attack: AttackLike = "pgd", *,
@@ -147,17 +149,21 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
                          device: str = "cpu") -> TransferMatrix:
     """``transfer_matrix`` between ``pni train`` checkpoints (named A, B, ...) on the first
     checkpoint's dataset; eps defaults to the first checkpoint's training eps, PGD steps to
-    the paper's (40 for 28x28 gray images, 7 otherwise). The models must share the input shape."""
+    the paper's (40 for 28x28 gray images, 7 otherwise). The models must share the input shape.
+    ``n`` images (None: all) are a class-stratified sample (``Dataset.subset``, seed 0),
+    recorded in ``TransferMatrix.subset``."""
     from ..checkpoint import load_model
-    from ..data import load_dataset
+    from ..data import at_most, load_dataset, warn_missing_classes
 
     if n is not None and n < 1:
         raise AttackError(f"--n must be a positive number of images, got {n}")
     loaded = [load_model(p, device=device) for p in paths]
     config = loaded[0][1].get("config", {})
     data = load_dataset(dataset or config.get("dataset", "cifar10"), split, data_dir or config.get("data_dir"))
-    if n is not None:
-        data = data.subset(min(n, len(data)))
+    data = at_most(data, n)
+    warn_missing_classes(data.labels, len(data.classes),
+                         f"the transfer {'subset' if data.subset_info else 'data'} ({len(data)} images)",
+                         data.classes)
     shapes = {p: tuple((c.get("model_meta") or {}).get("input_shape") or data.image_shape)
               for p, (_, c) in zip(paths, loaded)}
     if len(set(shapes.values()) | {tuple(data.image_shape)}) > 1:
@@ -175,6 +181,8 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
         location = (meta.get("noise") or {}).get("location")
         labels[name] = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'}): {path}"
     x, y = data.tensors()
-    return transfer_matrix({name: m for name, (m, _) in zip(names, loaded)}, x.to(device), y.to(device),
-                           attack, trials=trials, seed=seed, eps=eps, steps=steps, step_size=step_size,
-                           votes=votes, batch_size=batch_size, labels=labels)
+    matrix = transfer_matrix({name: m for name, (m, _) in zip(names, loaded)}, x.to(device), y.to(device),
+                             attack, trials=trials, seed=seed, eps=eps, steps=steps, step_size=step_size,
+                             votes=votes, batch_size=batch_size, labels=labels)
+    matrix.subset = data.subset_info
+    return matrix
