@@ -67,7 +67,7 @@ def test_flags_override_preset_fields(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["location"] is None and config["adversarial"] is False
     assert config["eps"] == pytest.approx(8 / 255)
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["model_meta"]["noise"] is None
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["model_meta"]["noise"] is None
 
 
 # --- bad input: one test each ----------------------------------------------------------
@@ -99,7 +99,7 @@ def test_eval_rejects_bad_values(trained_run, capsys, tmp_path, flag, value, mat
 
 
 def test_eval_of_a_checkpoint_of_another_architecture_lists_mismatched_keys(trained_run, capsys, tmp_path):
-    checkpoint = torch.load(trained_run / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(trained_run / "checkpoint.pt", weights_only=True)
     checkpoint["model_meta"]["arch"] = "resnet20"
     checkpoint["model_meta"]["input_shape"] = [3, 32, 32]
     checkpoint["model_meta"]["normalize"] = None

@@ -162,7 +162,7 @@ def test_sharded_evaluation_equals_single_process(ddp, plain_data):
     assert with_noise["clean"][0] != with_noise["clean"][1]                 # trials draw noise
     assert ev["accuracies"]["without_noise"]["clean"][0] > 0.6             # a trained model
     # again in this process, from the model the ranks evaluated
-    saved = torch.load(out / "eval.pt", weights_only=False)
+    saved = torch.load(out / "eval.pt", weights_only=True)
     model = build_model(worker.plain_config(), plain_data)
     pni.inject(model, "W", init_alpha=0.5)
     model.load_state_dict(saved["model"])
