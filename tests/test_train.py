@@ -80,14 +80,14 @@ def test_fixed_alpha_baseline_keeps_alpha(mnist):
 
 def test_adv_noise_off_generates_examples_without_noise(mnist, monkeypatch):
     seen = []
-    original = pni.train.pgd
+    original = pni.train.pgd_unchecked
 
     def spy(model, *args, **kwargs):
         seen.append(all(m.enabled for m in pni.noise_modules(model).values()))
         seen.append(model.training)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(pni.train, "pgd", spy)
+    monkeypatch.setattr(pni.train, "pgd_unchecked", spy)
     config = _config(adv_noise=False, eval_subset=0, epochs=1)
     model = build_model(config, mnist[0])
     trainer = Trainer(model, mnist[0].subset(64), config)
@@ -164,3 +164,32 @@ def test_checkpoint_rebuilds_the_model_with_its_noise(mnist, tmp_path):
     assert pni.injection_spec(loaded).granularity == "channel"
     for (k1, a1), (k2, a2) in zip(pni.alphas(model).items(), pni.alphas(loaded).items(), strict=True):
         assert k1 == k2 and torch.equal(a1.detach(), a2.detach())
+
+
+def test_max_minutes_stops_after_an_epoch_and_resume_finishes_the_run(mnist, tmp_path):
+    config = _config(epochs=3)
+    torch.manual_seed(0)
+    first = fit(build_model(config, mnist[0]), mnist[0], config, mnist[1], out_dir=tmp_path,
+                max_minutes=1e-6)
+    assert first.stopped_early and [r["epoch"] for r in first.history] == [1]
+    torch.manual_seed(0)
+    rest = fit(build_model(config, mnist[0]), mnist[0], config, mnist[1], out_dir=tmp_path,
+               resume=True, max_minutes=60)
+    assert not rest.stopped_early and [r["epoch"] for r in rest.history] == [1, 2, 3]
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3
+
+
+def test_per_epoch_evaluation_uses_a_stratified_test_sample(mnist):
+    config = _config(eval_subset=40)
+    trainer = Trainer(build_model(config, mnist[0]), mnist[0], config, mnist[1])
+    counts = torch.bincount(trainer.eval_pair[1], minlength=10)
+    assert counts.min() == 4 and counts.max() == 4  # 40 images, 10 classes, 4 of each
+
+
+def test_training_on_data_missing_classes_warns_once(mnist, capsys):
+    x, y = mnist[0].tensors()
+    keep = y < 5
+    config = _config(eval_subset=0)
+    Trainer(build_model(config, mnist[0]), (x[keep], y[keep]), config)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "5 of the 10 classes" in err

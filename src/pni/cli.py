@@ -45,6 +45,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return value
+
+
 def _parse_int_list(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",") if p.strip()]
@@ -138,7 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training {config.model} (noise {config.location or 'none'}) on {config.dataset} "
           f"({len(train_set)} images), {config.epochs} epochs -> {args.out}")
     result = fit(model, train_set, config, test_set, out_dir=args.out, resume=args.resume,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, max_minutes=args.max_minutes)
+    if result.stopped_early:
+        print(f"stopped after epoch {result.last.get('epoch', 0)} of {config.epochs} "
+              f"(--max-minutes {args.max_minutes:g}); continue with --resume")
     print(f"done: {Path(args.out) / 'checkpoint.pt'}  (log: {Path(args.out) / 'train_log.jsonl'})")
     if result.last:
         last = result.last
@@ -180,7 +193,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AutoAttack: APGD/FAB iterations (default 100, pyautoattack's), for quick runs")
     parser.add_argument("--trials", type=int, default=5, help="trials with distinct seeds (paper: 5)")
     parser.add_argument("--n", "--num-images", dest="n", type=int, default=None,
-                        help="evaluate the first N test images (default: all); under torchrun "
+                        help="evaluate a class-stratified sample of N test images (default: all); under torchrun "
                              "write --num-images (torchrun takes --n for its own --nnodes)")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius, e.g. 8/255 (default: the checkpoint's training eps)")
@@ -261,7 +274,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
-    parser.add_argument("--n", type=int, default=500, help="audit the first N test images (default 500)")
+    parser.add_argument("--n", type=int, default=500, help="audit a class-stratified sample of N test images (default 500)")
     parser.add_argument("--items", type=_parse_int_list, default=None,
                         help="comma-separated checklist items to run, 1-7 (default: all)")
     parser.add_argument("--steps", type=int, default=None,
@@ -365,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output folder for checkpoint.pt and train_log.jsonl")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    train.add_argument("--max-minutes", type=_positive_minutes, default=None,
+                       help="stop after the last epoch that fits in this wall time (resume later)")
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -394,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("more", nargs="*", help="further checkpoints C, D, ...")
     tr.add_argument("--attack", default="pgd", help="attack run on the source (default pgd; any `pni eval` name)")
     tr.add_argument("--trials", type=int, default=5, help="trials with distinct seeds (paper: 5)")
-    tr.add_argument("--n", type=int, default=None, help="the first N test images (default: all)")
+    tr.add_argument("--n", type=int, default=None, help="a class-stratified sample of N test images (default: all)")
     tr.add_argument("--eps", type=_parse_eps, default=None, help="L-inf radius (default: A's training eps)")
     tr.add_argument("--steps", type=int, default=None, help="PGD steps (default 7, or 40 for MNIST-like data)")
     tr.add_argument("--step-size", type=_parse_eps, default=None, help="PGD step size (default: A's)")

@@ -7,9 +7,17 @@ paper's settings) whose fields override the base.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
+import os
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
@@ -19,6 +27,97 @@ SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 
 class ConfigError(ValueError):
     """A bad configuration value, preset or scale; the message names it."""
+
+
+# --- typed checks, driven by the dataclass type hints ------------------------------------
+
+def _describe(hint: Any) -> str:
+    """``hint`` in words, for an error message."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if typing.get_origin(hint) is list:
+        item = _describe(args[0]).removeprefix("an ").removeprefix("a ") if args else "value"
+        return f"a list of {item}s"
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    return {bool: "true or false (a boolean)", int: "an integer", float: "a finite number",
+            str: "a string", type(None): "none"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of type ``hint``: bool is never an int, numbers are finite."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is list:
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_error(name: str, value: Any, hint: Any) -> ConfigError:
+    if isinstance(value, float) and not math.isfinite(value):
+        got = ""
+    elif isinstance(value, list):
+        got = f", got a list of {', '.join(sorted({type(v).__name__ for v in value}))}"
+    else:
+        got = f", got {type(value).__name__}"
+    return ConfigError(f"config field {name}={value!r}: expected {_describe(hint)}{got}")
+
+
+def _as_floats(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with integers given to float fields (``lr = 1`` in TOML) made floats."""
+    hints = field_types()
+    return {k: float(v) if type(v) is int and hints.get(k) in (float, float | None) else v
+            for k, v in values.items()}
+
+
+@functools.cache
+def field_types() -> dict[str, Any]:
+    """Every TrainConfig field and its type hint (resolved)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+
+
+def check_types(values: Mapping[str, Any], source: str | None = None,
+                allow_unknown: bool = False) -> None:
+    """Raises ConfigError (prefixed with ``source``) for an unknown field or a value whose
+    type is not the field's."""
+    hints = field_types()
+    try:
+        if not allow_unknown:
+            _check_known(values, hints)
+        for name, value in values.items():
+            if name in hints and not _matches(value, hints[name]):
+                raise _type_error(name, value, hints[name])
+    except ConfigError as error:
+        raise _located(error, source) from None
+
+
+def _check_known(values: Mapping[str, Any], hints: Mapping[str, Any]) -> None:
+    unknown = sorted(map(str, set(values) - set(hints)))
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; "
+                          f"known fields: {', '.join(sorted(hints))}")
+
+
+def _located(error: ConfigError, source: str | None) -> ConfigError:
+    return ConfigError(f"{source}: {error}") if source else error
 
 
 @dataclass
@@ -36,7 +135,7 @@ class TrainConfig:
     dataset: str = "cifar10"
     data_dir: str | None = None
     download: bool = False
-    train_subset: int | None = None     # first N training images
+    train_subset: int | None = None     # a class-stratified sample of N training images
     eval_subset: int = 1000             # held-out images for the per-epoch metrics
     augment: str = "auto"               # auto | none | crop-flip
     # optimization (Sec. 4.1, DESIGN.md)
@@ -65,53 +164,80 @@ class TrainConfig:
     fold_bn: bool = True                # BatchNorm folded into convs for the attack passes
     progress: bool = True
     sync_bn: bool = False               # SyncBatchNorm across torchrun processes (CUDA only)
+    # CUDA speed options (pni.cuda_graphs; benchmarks/gpu.py measures each)
+    cuda_graphs: bool = True            # the whole step as one CUDA graph (same function)
+    bf16: bool = False                  # bf16 autocast in every pass (not the same function)
+    compile: bool = False               # torch.compile of the training forwards (no graphs then)
+    tf32: bool = False                  # TF32 convolutions and matmuls (not the same function)
+    cudnn_benchmark: bool = False       # cuDNN autotuning (measured slower for ResNet-20)
 
     def validate(self) -> TrainConfig:
-        """Raises ConfigError naming the first bad field."""
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(f"config field {name}={getattr(self, name)!r}: expected {expected}")
-
-        if self.location is not None and self.location not in LOCATIONS:
-            raise bad("location", f"one of {', '.join(LOCATIONS)} or none")
-        if self.granularity not in GRANULARITIES:
-            raise bad("granularity", f"one of {', '.join(GRANULARITIES)}")
-        for name in ("eps", "step_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise bad(name, "a number in (0, 1]")
-        for name, minimum in (("steps", 0), ("epochs", 1), ("batch_size", 1), ("eval_subset", 0),
-                              ("warmup_epochs", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise bad(name, f"an integer >= {minimum}")
-        if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 0):
-            raise bad("eval_steps", "an integer >= 0")
-        if self.train_subset is not None and (not isinstance(self.train_subset, int) or self.train_subset < 1):
-            raise bad("train_subset", "a positive integer")
-        if not self.lr > 0:
-            raise bad("lr", "a positive number")
-        if self.weight_decay < 0 or self.w_clean < 0 or self.w_adv < 0:
-            raise ConfigError("weight_decay, w_clean and w_adv must be >= 0")
-        if self.augment not in ("auto", "none", "crop-flip"):
-            raise bad("augment", "auto, none or crop-flip")
-        if sorted(self.milestones) != list(self.milestones):
-            raise bad("milestones", "increasing epoch numbers")
+        """Checks every field's type (from the type hints) and range; raises ConfigError
+        naming the first bad field, its value and what was expected."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        check_types(values)
+        for name, (ok, expected) in _RANGES.items():
+            value = values.get(name)
+            if value is not None and not ok(value):
+                raise ConfigError(f"config field {name}={value!r}: expected {expected}")
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("config field nesterov=True: needs momentum > 0 (momentum=0); "
+                              "set nesterov false or a momentum")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; "
-                              f"known fields: {', '.join(sorted(known))}")
+    def from_dict(cls, values: Mapping[str, Any], source: str | None = None) -> TrainConfig:
+        """A validated config from field values (a preset's, ``config.json``'s, flags');
+        errors are prefixed with ``source`` (a file name) when given."""
+        if not isinstance(values, Mapping):
+            raise _located(ConfigError(f"expected a table of config fields, got "
+                                       f"{type(values).__name__}"), source)
         values = dict(values)
         if values.get("location") in ("none", "None", ""):
             values["location"] = None
-        return cls(**values).validate()
+        check_types(values, source)
+        try:
+            return cls(**_as_floats(values)).validate()
+        except ConfigError as error:
+            raise _located(error, source) from None
+
+
+def _in_unit_interval(value: float) -> bool:
+    return 0 < value <= 1
+
+
+def _increasing_epochs(values: list[int]) -> bool:
+    return all(v >= 1 for v in values) and sorted(values) == list(values)
+
+
+# Field -> (test of a non-None value of the right type, what is expected). Types are checked
+# from the type hints first (check_types), so these only bound values.
+_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "location": (lambda v: v in LOCATIONS, f"one of {', '.join(LOCATIONS)} or none"),
+    "granularity": (lambda v: v in GRANULARITIES, f"one of {', '.join(GRANULARITIES)}"),
+    "augment": (lambda v: v in ("auto", "none", "crop-flip"), "auto, none or crop-flip"),
+    "width": (lambda v: v > 0, "a positive number"),
+    "eps": (_in_unit_interval, "a number in (0, 1]"),
+    "step_size": (_in_unit_interval, "a number in (0, 1]"),
+    "steps": (lambda v: v >= 0, "an integer >= 0"),
+    "eval_steps": (lambda v: v >= 0, "an integer >= 0"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_subset": (lambda v: v >= 0, "an integer >= 0"),
+    "train_subset": (lambda v: v >= 1, "a positive integer"),
+    "warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "lr": (lambda v: v > 0, "a positive number"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "gamma": (lambda v: v > 0, "a positive number"),
+    "milestones": (_increasing_epochs, "increasing epoch numbers >= 1"),
+    "w_clean": (lambda v: v >= 0, "a number >= 0"),
+    "w_adv": (lambda v: v >= 0, "a number >= 0"),
+    "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+}
 
 
 def list_presets() -> list[str]:
@@ -120,13 +246,48 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def read_preset(name: str) -> dict[str, Any]:
-    """The parsed TOML of a shipped preset."""
+def preset_file(name: str) -> Any:
+    """The file of the shipped preset ``name``, or ``name`` itself when it is a path to a
+    ``.toml`` file (a user's own preset)."""
     names = list_presets()
-    if name not in names:
-        raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(names)}")
-    text = (resources.files("pni") / "presets" / f"{name}.toml").read_text()
-    return tomllib.loads(text)
+    if name in names:
+        return resources.files("pni") / "presets" / f"{name}.toml"
+    if name.endswith(".toml") or os.sep in name:
+        return Path(name)
+    raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(names)}, "
+                      f"or the path of a .toml file")
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """The parsed, type-checked TOML of a preset (see ``preset_file``); errors name the file."""
+    file = preset_file(name)
+    try:
+        preset = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"preset {file}: malformed TOML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"cannot read preset {file}: {reason}") from None
+    _check_preset(preset, f"preset {file}")
+    return preset
+
+
+def _check_preset(preset: dict[str, Any], source: str) -> None:
+    """A ``[base]`` table and ``[scales.<name>]`` tables of known fields of the right types."""
+    unknown = sorted(set(preset) - {"base", "scales"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}; "
+                          f"expected [base] and [scales.<name>]")
+    scales = preset.get("scales", {})
+    if not isinstance(scales, dict):
+        raise ConfigError(f"{source}: 'scales' must hold [scales.<name>] tables")
+    tables = {"[base]": preset.get("base", {})}
+    tables.update({f"[scales.{k}]": v for k, v in scales.items()})
+    for title, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source} {title}: expected a table of config fields, "
+                              f"got {type(table).__name__}")
+        check_types(table, f"{source} {title}")
 
 
 def preset_values(name: str, scale: str = "cpu") -> dict[str, Any]:
@@ -135,7 +296,7 @@ def preset_values(name: str, scale: str = "cpu") -> dict[str, Any]:
     scales = preset.get("scales", {})
     if scale not in scales:
         raise ConfigError(f"unknown scale {scale!r} for preset {name!r}; expected one of: "
-                          f"{', '.join(s for s in SCALES if s in scales)}")
+                          f"{', '.join(s for s in SCALES if s in scales) or '(none defined)'}")
     values = dict(preset.get("base", {}))
     values.update(scales[scale])
     return values
@@ -148,8 +309,20 @@ def load_config(preset: str, scale: str = "cpu", **overrides: Any) -> TrainConfi
     return TrainConfig.from_dict(values)
 
 
+def read_config(path: str | os.PathLike) -> TrainConfig:
+    """The validated TrainConfig of a JSON file (a run's ``config.json``); errors name the file."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: malformed JSON: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    return TrainConfig.from_dict(values, source=str(path))
+
+
 def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     """A validated copy of ``config`` with ``changes``."""
+    check_types(changes)
     return dataclasses.replace(config, **changes).validate()
 
 
@@ -163,7 +336,7 @@ FIELD_HELP: dict[str, str] = {
     "dataset": "mnist, fashion-mnist, cifar10, imagefolder or mnist-sample (packaged)",
     "data_dir": "folder (or zip for imagefolder) holding the dataset; default $PNI_DATA or ~/.cache/pni",
     "download": "download the dataset if missing (cifar10)",
-    "train_subset": "train on the first N training images only",
+    "train_subset": "train on a class-stratified sample of N training images (the same for the same N)",
     "eval_subset": "test images for the per-epoch clean/PGD accuracy (0: none)",
     "augment": "auto (crop+flip for 32x32 RGB), none, or crop-flip",
     "epochs": "number of epochs",
@@ -190,4 +363,12 @@ FIELD_HELP: dict[str, str] = {
                "(the same function, faster)",
     "progress": "progress bars",
     "sync_bn": "under torchrun: SyncBatchNorm (batch statistics over the global batch, CUDA only)",
+    "cuda_graphs": "on CUDA, record the whole training step once and replay it per batch "
+                   "(the same function, several times faster for small models)",
+    "bf16": "bf16 autocast for the training and attack passes (faster on GPUs, slightly "
+            "different numbers; off by default)",
+    "compile": "torch.compile the training forwards (turns cuda_graphs off)",
+    "tf32": "TF32 convolutions and matmuls on CUDA (faster on large models, not float32)",
+    "cudnn_benchmark": "cuDNN autotuning on CUDA (off: measured 1.5x slower for the graphed "
+                       "ResNet-20 step on an H200)",
 }

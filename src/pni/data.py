@@ -15,7 +15,9 @@ float ``[0, 1]`` only per batch. Supported datasets (see :data:`DATASETS`):
   archive monkeypatch ``pni.data.CIFAR10_MD5`` / ``pni.data.CIFAR10_URL``. Pickles are
   read with an unpickler that only resolves the numpy globals an array needs.
 * ``imagefolder``: ``data_dir`` is a folder or ``.zip`` with ``<split>/<class>/*.png|jpg``
-  (a zip may wrap that in one top-level folder). Classes are the sorted class folders.
+  (a zip may wrap that in one top-level folder). Classes are the sorted class folders;
+  images come in a fixed order that does not group classes (round-robin over the
+  classes, files in name order within a class).
   Decoded once and cached under ``default_data_dir()/cache`` (keyed by path, split,
   size and mtime -- of every file for a folder). ``mean``/``std`` are computed from the
   loaded split itself (so the test split carries test statistics).
@@ -25,21 +27,35 @@ float ``[0, 1]`` only per batch. Supported datasets (see :data:`DATASETS`):
 Data location: the ``data_dir`` argument, else ``$PNI_DATA``, else
 ``$XDG_CACHE_HOME/pni`` (``~/.cache/pni``).
 
+Subsets: ``Dataset.subset(n, seed=0)`` (and every ``n`` / ``--n`` / ``train_subset`` /
+``eval_subset`` of pni) is a deterministic class-stratified sample
+(:func:`stratified_indices`): per-class counts within one of ``n / classes``, the same
+for the same dataset, ``n`` and seed, recorded in ``Dataset.subset_info`` and in the
+result JSON (:func:`subset_record`). Explicit index lists select exactly those items.
+
+Bounded decoding: an image whose header says more than :func:`max_image_pixels`
+(4096 x 4096; ``$PNI_MAX_IMAGE_PIXELS``) is refused before decoding; an image file or zip
+member is read or inflated only up to the size such an image can have
+(:func:`max_image_file_bytes`); a gzipped IDX stream only up to what its header announces
+(at most :func:`max_inflated_bytes`, ``$PNI_MAX_INFLATED_BYTES``); a CIFAR-10 member only
+up to :data:`CIFAR_MEMBER_BYTES`.
+
 Every problem with the data on disk raises :class:`DataError` naming the file and
 what was expected.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import importlib
 import importlib.resources
 import io
+import itertools
 import math
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -61,19 +77,30 @@ __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "DATASETS",
+    "MAX_IMAGE_PIXELS",
+    "MAX_INFLATED_BYTES",
     "SPLITS",
     "BatchLoader",
     "DataError",
     "Dataset",
     "as_tensors",
+    "at_most",
     "channel_stats",
+    "class_counts",
     "crop_flip",
     "default_data_dir",
     "download_cifar10",
     "encode_idx",
     "load_dataset",
+    "max_image_pixels",
+    "max_inflated_bytes",
+    "missing_classes",
     "mix_seed",
     "read_idx",
+    "stratified_indices",
+    "subset_record",
+    "subset_tensors",
+    "warn_missing_classes",
 ]
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "imagefolder", "mnist-sample")
@@ -119,11 +146,53 @@ SAMPLE_TRAIN = 5000  # sample images [0, 5000) are "train", the rest "test"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: image folders interleave their classes
+
+# Bounded decoding: read at call time, so they can be changed on the module or by env.
+MAX_IMAGE_PIXELS = 4096 * 4096     # an image with more pixels is refused before decoding
+MAX_INFLATED_BYTES = 4 << 30       # the most one gzip stream may inflate to
+ENV_MAX_IMAGE_PIXELS = "PNI_MAX_IMAGE_PIXELS"
+ENV_MAX_INFLATED_BYTES = "PNI_MAX_INFLATED_BYTES"
+CIFAR_MEMBER_BYTES = 64 << 20      # a CIFAR-10 batch pickle is about 31 MB
 
 
 class DataError(ValueError):
     """A problem with the data: missing, malformed, or an unknown name."""
+
+
+def _limit(env: str, default: int) -> int:
+    text = os.environ.get(env)
+    if text is None or text == "":
+        return int(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{env}={text!r}: expected a positive integer")
+    return value
+
+
+def max_image_pixels() -> int:
+    """Width x height above which an image is refused before it is decoded.
+
+    ``$PNI_MAX_IMAGE_PIXELS`` if set, else :data:`MAX_IMAGE_PIXELS` (4096 x 4096).
+    """
+    return _limit(ENV_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS)
+
+
+def max_inflated_bytes() -> int:
+    """The most bytes one gzip stream may announce and inflate to.
+
+    ``$PNI_MAX_INFLATED_BYTES`` if set, else :data:`MAX_INFLATED_BYTES` (4 GiB).
+    """
+    return _limit(ENV_MAX_INFLATED_BYTES, MAX_INFLATED_BYTES)
+
+
+def max_image_file_bytes() -> int:
+    """The most bytes one encoded image file (or zip member) may hold: its raw pixels at
+    8 bytes each (16-bit RGBA) for :func:`max_image_pixels` pixels, plus 1 MiB of headers."""
+    return 8 * max_image_pixels() + (1 << 20)
 
 
 # --------------------------------------------------------------------------- Dataset
@@ -131,7 +200,11 @@ class DataError(ValueError):
 
 @dataclass(repr=False, eq=False)
 class Dataset:
-    """An in-memory image classification split (uint8 images, int64 labels)."""
+    """An in-memory image classification split (uint8 images, int64 labels).
+
+    ``subset_info``: set by :meth:`subset` -- which subset this is (see :func:`subset_record`);
+    ``None`` for a whole split.
+    """
 
     name: str
     split: str
@@ -140,6 +213,7 @@ class Dataset:
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    subset_info: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_uint8_images(self.images, f"{self.name}/{self.split} images")
@@ -174,17 +248,29 @@ class Dataset:
         _, c, h, w = self.images.shape
         return (int(c), int(h), int(w))
 
-    def subset(self, n_or_indices: int | Sequence[int] | Tensor) -> Dataset:
-        """The first ``n`` items (int) or the items at the given indices."""
-        index = _subset_index(n_or_indices, len(self), f"{self.name}/{self.split}")
+    def subset(self, n_or_indices: int | Sequence[int] | Tensor, seed: int = 0) -> Dataset:
+        """A class-stratified sample of ``n`` items (int; :func:`stratified_indices` with
+        ``seed``), or the items at the given indices / boolean mask, in that order.
+
+        The result records what it is in ``subset_info`` (:func:`subset_record`).
+        """
+        what = f"{self.name}/{self.split}"
+        if _is_count(n_or_indices):
+            index = stratified_indices(self.labels, _check_count(n_or_indices, len(self), what), seed)
+            method, used_seed = "stratified", int(seed)
+        else:
+            index = _subset_index(n_or_indices, len(self), what)
+            method, used_seed = "indices", None
+        labels = self.labels[index].clone()
         return Dataset(
             name=self.name,
             split=self.split,
             images=self.images[index].contiguous(),
-            labels=self.labels[index].clone(),
+            labels=labels,
             classes=list(self.classes),
             mean=self.mean,
             std=self.std,
+            subset_info=subset_record(index, labels, self.classes, len(self), method, used_seed),
         )
 
     def tensors(self, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
@@ -192,13 +278,19 @@ class Dataset:
         return as_tensors(self, device)
 
 
-def _subset_index(spec: int | Sequence[int] | Tensor, n: int, what: str) -> Tensor:
-    """Validate a subset spec and return an int64 index tensor."""
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        count = int(spec)
-        if count < 0 or count > n:
-            raise DataError(f"{what}: cannot take the first {count} of {n} items")
-        return torch.arange(count)
+def _is_count(spec: Any) -> bool:
+    return isinstance(spec, (int, np.integer)) and not isinstance(spec, bool)
+
+
+def _check_count(count: Any, n: int, what: str) -> int:
+    if not _is_count(count) or not 0 <= int(count) <= n:
+        raise DataError(f"{what}: cannot draw {count!r} of {n} items (expected an integer "
+                        f"in [0, {n}])")
+    return int(count)
+
+
+def _subset_index(spec: Sequence[int] | Tensor, n: int, what: str) -> Tensor:
+    """Validate an index list or boolean mask and return an int64 index tensor."""
     index = torch.as_tensor(spec)
     if index.dtype == torch.bool:
         if index.shape != (n,):
@@ -212,6 +304,106 @@ def _subset_index(spec: int | Sequence[int] | Tensor, n: int, what: str) -> Tens
         raise DataError(f"{what}: indices must lie in [0, {n}), got "
                         f"[{int(index.min())}, {int(index.max())}]")
     return index
+
+
+# --------------------------------------------------------------------------- subsets
+
+
+def stratified_indices(labels: Tensor | Sequence[int], n: int, seed: int = 0) -> Tensor:
+    """Indices (int64) of a deterministic, class-stratified sample of ``n`` of ``labels``.
+
+    Each class present gets ``n // K`` or ``n // K + 1`` items (``K``: classes present);
+    a class with fewer items gives all it has and the others share the rest, again
+    within one of each other. Which items of a class, and which classes get the
+    ``n % K`` extra ones, is a random draw seeded by ``seed`` alone: the same labels,
+    ``n`` and ``seed`` always give the same indices. They come in round-robin order over
+    the classes (one of each class, then the next round), so every prefix of the result
+    is stratified too. The indices are on the CPU.
+    """
+    labels = _check_labels(labels, len(labels), "stratified_indices").cpu()
+    total = int(labels.numel())
+    n = _check_count(n, total, "stratified_indices")
+    generator = torch.Generator().manual_seed(mix_seed(seed, _SUBSET_STREAM))
+    shuffled = torch.randperm(total, generator=generator)
+    present, position = torch.unique(labels, return_inverse=True)
+    class_rank = torch.empty(len(present), dtype=torch.int64)
+    class_rank[torch.randperm(len(present), generator=generator)] = torch.arange(len(present))
+    cls = position[shuffled]
+    by_class = torch.sort(cls, stable=True).indices
+    cls = cls[by_class]
+    counts = torch.bincount(cls, minlength=len(present))
+    rank_in_class = torch.arange(total) - (torch.cumsum(counts, 0) - counts)[cls]
+    key = rank_in_class * len(present) + class_rank[cls]  # unique: (round, class)
+    return shuffled[by_class[torch.argsort(key)[:n]]]
+
+
+_SUBSET_STREAM = 0x5B5E7  # keeps subset draws apart from other streams seeded by the same seed
+
+
+def class_counts(labels: Tensor | Sequence[int], num_classes: int) -> list[int]:
+    """Items per class ``0 .. num_classes - 1`` (labels outside that range are ignored)."""
+    labels = torch.as_tensor(labels).long().flatten()
+    labels = labels[(labels >= 0) & (labels < num_classes)]
+    return torch.bincount(labels, minlength=num_classes).tolist()
+
+
+def missing_classes(labels: Tensor | Sequence[int], num_classes: int) -> list[int]:
+    """The classes ``0 .. num_classes - 1`` that no label names."""
+    return [c for c, count in enumerate(class_counts(labels, num_classes)) if count == 0]
+
+
+def warn_missing_classes(labels: Tensor | Sequence[int], num_classes: int, what: str,
+                         names: Sequence[str] | None = None) -> list[int]:
+    """Print one warning line to stderr when ``labels`` lack some of ``num_classes``
+    classes (``what``: e.g. "evaluation subset"); returns the missing classes."""
+    missing = missing_classes(labels, num_classes)
+    if missing:
+        shown = [f"{c} ({names[c]})" if names is not None and c < len(names) else str(c)
+                 for c in missing[:20]]
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        print(f"pni: warning: {what} has no image of {len(missing)} of the {num_classes} "
+              f"classes: {', '.join(shown)}{more}", file=sys.stderr, flush=True)
+    return missing
+
+
+def subset_record(index: Tensor, labels: Tensor, classes: Sequence[str] | int, of: int,
+                  method: str = "stratified", seed: int | None = 0) -> dict[str, Any]:
+    """What a subset is, for result JSON: ``n``, ``of`` (size of the set it was drawn
+    from), ``method`` ("stratified" or "indices"), ``seed``, ``per_class`` counts (by class
+    name) and ``indices_sha256`` (of the int64 indices: the exact subset, comparable)."""
+    names = [str(c) for c in range(classes)] if isinstance(classes, int) else list(classes)
+    counts = class_counts(labels, len(names))
+    digest = hashlib.sha256(index.to(torch.int64).cpu().numpy().astype("<i8").tobytes())
+    return {"n": int(index.numel()), "of": int(of), "method": method, "seed": seed,
+            "per_class": dict(zip(names, counts, strict=True)),
+            "indices_sha256": digest.hexdigest()[:16]}
+
+
+def at_most(data: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """``data`` itself when ``n`` is None or covers it, else ``data.subset(n, seed)``."""
+    if n is None or n >= len(data):
+        return data
+    return data.subset(n, seed)
+
+
+def subset_tensors(data: Dataset | tuple[Tensor, Tensor], n: int | None, seed: int = 0,
+                   num_classes: int | None = None) -> tuple[Tensor, Tensor, dict[str, Any] | None]:
+    """Float images in ``[0, 1]``, labels and the subset record of a stratified sample of
+    ``n`` items of ``data`` (all of it, and its own record, when ``n`` is None or covers it).
+
+    ``num_classes`` names the classes of the record for an ``(images, labels)`` pair
+    (default: the largest label + 1).
+    """
+    if isinstance(data, Dataset):
+        picked = at_most(data, n, seed)
+        return (*as_tensors(picked), picked.subset_info)
+    images, labels = as_tensors(data)
+    if n is None or n >= len(labels):
+        return images, labels, None
+    index = stratified_indices(labels, n, seed)
+    classes = num_classes if num_classes is not None else int(labels.max()) + 1
+    record = subset_record(index, labels[index], classes, len(labels), "stratified", int(seed))
+    return images[index], labels[index], record
 
 
 def _check_uint8_images(images: Any, what: str) -> None:
@@ -333,21 +525,31 @@ def encode_idx(array: np.ndarray) -> bytes:
     return header + array.tobytes()
 
 
-def _decode_idx(raw: bytes, source: str, expected_magic: int) -> np.ndarray:
-    """Parse uint8 IDX bytes; ``source`` names the file in error messages."""
+def _idx_layout(head: bytes, source: str, expected_magic: int) -> tuple[int, tuple[int, ...], int]:
+    """(header length, dims, total bytes) from the first bytes of an IDX file.
+
+    ``head`` may stop after the magic: the header length is then known but dims are ``()``.
+    """
     kind = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
-    if len(raw) < 4:
-        raise DataError(f"{source}: {len(raw)} bytes is too short for an IDX header")
-    magic = int.from_bytes(raw[:4], "big")
+    if len(head) < 4:
+        raise DataError(f"{source}: {len(head)} bytes is too short for an IDX header")
+    magic = int.from_bytes(head[:4], "big")
     if magic != expected_magic:
         raise DataError(f"{source}: bad IDX magic 0x{magic:08x}, expected 0x{expected_magic:08x} "
                         f"(uint8 {kind} file)")
     ndim = magic & 0xFF
     header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
+    if len(head) < header_len:
+        return header_len, (), -1
+    dims = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", count=ndim, offset=4))
+    return header_len, dims, header_len + math.prod(dims)
+
+
+def _decode_idx(raw: bytes, source: str, expected_magic: int) -> np.ndarray:
+    """Parse uint8 IDX bytes; ``source`` names the file in error messages."""
+    header_len, dims, expected = _idx_layout(raw, source, expected_magic)
+    if expected < 0:
         raise DataError(f"{source}: truncated IDX header ({len(raw)} of {header_len} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header_len + math.prod(dims)
     if len(raw) < expected:
         raise DataError(f"{source}: truncated: header says {' x '.join(map(str, dims))} uint8 "
                         f"({expected} bytes with header), file has {len(raw)} bytes")
@@ -357,13 +559,69 @@ def _decode_idx(raw: bytes, source: str, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims).copy()
 
 
-def _maybe_gunzip(raw: bytes, source: str, gzipped: bool) -> bytes:
+def _idx_bytes(raw: bytes, source: str, gzipped: bool, expected_magic: int) -> bytes:
+    """The IDX bytes of a file, gunzipped with a cap: what its own header announces.
+
+    The header is inflated first; the data after it is inflated only up to the size the
+    header announces (itself at most :func:`max_inflated_bytes`), so a gzip bomb stops there.
+    """
     if not (gzipped or raw[:2] == b"\x1f\x8b"):
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{source}: corrupt gzip file ({err})") from err
+    probe = _GzipStream(raw, source)
+    head = probe.read(4)
+    header_len, _, _ = _idx_layout(head, source, expected_magic)
+    head += probe.read(header_len - len(head))
+    _, dims, expected = _idx_layout(head, source, expected_magic)
+    if expected < 0:
+        raise DataError(f"{source}: truncated IDX header ({len(head)} of {header_len} bytes)")
+    limit = max_inflated_bytes()
+    if expected > limit:
+        raise DataError(f"{source}: IDX header announces {' x '.join(map(str, dims))} uint8 "
+                        f"({expected} bytes), above the limit of {limit} bytes "
+                        f"(raise it with {ENV_MAX_INFLATED_BYTES})")
+    stream = _GzipStream(raw, source)  # from the start again: header and data in one piece
+    inflated = stream.read(expected)
+    if stream.read(1):
+        raise DataError(f"{source}: unexpected extra bytes: the gzip stream inflates to more than "
+                        f"the {expected} bytes its IDX header announces (stopped there)")
+    return inflated
+
+
+class _GzipStream:
+    """A gzip stream (one or more members) inflated piecewise: never more than asked for."""
+
+    def __init__(self, raw: bytes, source: str) -> None:
+        self._source = source
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = raw
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` inflated bytes (fewer only at the end of the stream)."""
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < size and not self._done:
+                if self._inflater.eof:
+                    self._next_member()
+                    continue
+                chunk = self._inflater.decompress(self._pending, size - got)
+                self._pending = self._inflater.unconsumed_tail
+                if not chunk and not self._pending and not self._inflater.eof:
+                    raise DataError(f"{self._source}: corrupt gzip file (the stream is truncated)")
+                parts.append(chunk)
+                got += len(chunk)
+        except zlib.error as err:
+            raise DataError(f"{self._source}: corrupt gzip file ({err})") from err
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _next_member(self) -> None:
+        rest = self._inflater.unused_data.lstrip(b"\x00")  # gzip allows zero padding
+        if not rest:
+            self._done = True
+            return
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = rest
 
 
 def read_idx(path: str | os.PathLike[str], expected_magic: int) -> np.ndarray:
@@ -373,7 +631,7 @@ def read_idx(path: str | os.PathLike[str], expected_magic: int) -> np.ndarray:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read IDX file ({err})") from err
-    raw = _maybe_gunzip(raw, str(path), path.suffix == ".gz")
+    raw = _idx_bytes(raw, str(path), path.suffix == ".gz", expected_magic)
     return _decode_idx(raw, str(path), expected_magic)
 
 
@@ -451,7 +709,7 @@ def _load_mnist_sample(split: str) -> Dataset:
         except OSError as err:
             raise DataError(f"packaged sample {source} is missing ({err}); reinstall pni or "
                             "regenerate it with scripts/make_sample.py") from err
-        arrays.append(_decode_idx(_maybe_gunzip(raw, source, True), source, magic))
+        arrays.append(_decode_idx(_idx_bytes(raw, source, True, magic), source, magic))
     images, labels = _idx_pair(arrays[0], arrays[1], SAMPLE_IMAGES, SAMPLE_LABELS)
     part = slice(0, SAMPLE_TRAIN) if split == "train" else slice(SAMPLE_TRAIN, None)
     mean, std = _NORMALIZATION["mnist"]
@@ -563,6 +821,7 @@ def _read_cifar_folder(folder: Path, split: str) -> Dataset:
         if not path.is_file():
             raise DataError(f"{folder}: missing {member}; expected data_batch_1..5, test_batch "
                             "and batches.meta (the official cifar-10-python layout)")
+        _check_cifar_member(path.stat().st_size, str(path))
         with path.open("rb") as stream:
             parts[member] = _unpickle(stream, str(path))
     return _cifar_dataset(split, parts, str(folder))
@@ -578,6 +837,7 @@ def _read_cifar_archive(archive: Path, split: str) -> Dataset:
                 member = wanted.get(info.name.removeprefix("./"))
                 if member is None or not info.isfile():
                     continue
+                _check_cifar_member(info.size, f"{archive}:{info.name}")
                 stream = tar.extractfile(info)
                 assert stream is not None
                 parts[member] = _unpickle(stream, f"{archive}:{info.name}")
@@ -589,6 +849,13 @@ def _read_cifar_archive(archive: Path, split: str) -> Dataset:
                         f"official layout {CIFAR10_FOLDER}/data_batch_1..5, test_batch, "
                         "batches.meta")
     return _cifar_dataset(split, parts, f"{archive}:{CIFAR10_FOLDER}")
+
+
+def _check_cifar_member(size: int, source: str) -> None:
+    """Refuse a member larger than a CIFAR-10 batch can be, before it is inflated."""
+    if size > CIFAR_MEMBER_BYTES:
+        raise DataError(f"{source}: {size} bytes, above the limit of {CIFAR_MEMBER_BYTES} bytes "
+                        "for one CIFAR-10 batch (10,000 images are about 31 MB)")
 
 
 def _md5_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -728,14 +995,20 @@ def _collect(path: Path, split: str, entries: dict[str, dict[str, list[str]]]) -
             raise DataError(f"{path}: class folders of {split}/ ({', '.join(classes)}) differ "
                             f"from those of {other}/ ({', '.join(sorted(other_classes))}); "
                             "labels would not match between splits")
-    files: list[tuple[str, int]] = []
+    groups: list[list[tuple[str, int]]] = []
     for label, cls in enumerate(classes):
         names = sorted(by_class[cls])
         if not names:
             raise DataError(f"{path}: class folder {split}/{cls}/ holds no "
                             f"{'/'.join(IMAGE_SUFFIXES)} images")
-        files.extend((name, label) for name in names)
-    return _ImageSource(path, split, classes, files)
+        groups.append([(name, label) for name in names])
+    return _ImageSource(path, split, classes, _interleave(groups))
+
+
+def _interleave(groups: list[list[tuple[str, int]]]) -> list[tuple[str, int]]:
+    """Round-robin over the groups: the first of each, then the second of each, ..."""
+    rounds = itertools.zip_longest(*groups)
+    return [item for one_round in rounds for item in one_round if item is not None]
 
 
 def _scan_folder(path: Path, split: str) -> _ImageSource:
@@ -838,7 +1111,12 @@ def _write_cache(cache: Path, data: Dataset) -> None:
 
 
 def _load_imagefolder(path: Path, split: str) -> Dataset:
-    """Decode ``<split>/<class>/*`` from a folder or zip, with an on-disk cache."""
+    """Decode ``<split>/<class>/*`` from a folder or zip, with an on-disk cache.
+
+    Order: fixed and not grouped by class -- round-robin over the sorted classes (the
+    first file of each class, then the second of each, ...), files in name order within
+    a class; so any prefix of the split is close to class-balanced.
+    """
     path = path.resolve()
     if not path.exists():
         raise DataError(f"imagefolder: {path} does not exist; expected a folder or .zip "
@@ -849,11 +1127,11 @@ def _load_imagefolder(path: Path, split: str) -> Dataset:
         return cached
     if path.is_dir():
         source = _scan_folder(path, split)
-        images = _decode_images(source, lambda name: (path / name).read_bytes())
+        images = _decode_images(source, lambda name: _read_image_file(path / name))
     else:
         with _open_zip(path) as zf:
             source = _scan_zip(path, split, zf.namelist())
-            images = _decode_images(source, zf.read)
+            images = _decode_images(source, lambda name: _read_zip_member(zf, name, path))
     labels = torch.tensor([label for _, label in source.files], dtype=torch.int64)
     mean, std = channel_stats(images)
     data = Dataset("imagefolder", split, images, labels, source.classes, mean, std)
@@ -861,16 +1139,64 @@ def _load_imagefolder(path: Path, split: str) -> Dataset:
     return data
 
 
+def _read_image_file(path: Path) -> bytes:
+    """The bytes of one image file, refused unread above :func:`max_image_file_bytes`."""
+    limit = max_image_file_bytes()
+    size = path.stat().st_size
+    if size > limit:
+        raise DataError(f"image {path} is {size} bytes, above the limit of {limit} bytes for "
+                        f"one image file ({_pixel_limit_note()})")
+    return path.read_bytes()
+
+
+def _read_zip_member(zf: zipfile.ZipFile, name: str, archive: Path) -> bytes:
+    """One member, inflated only if its header size fits :func:`max_image_file_bytes` and
+    never beyond it (zipfile also stops at the header size and then checks the CRC)."""
+    limit = max_image_file_bytes()
+    info = zf.getinfo(name)
+    too_big = DataError(f"image {archive}/{name} inflates to {info.file_size} bytes, above the "
+                        f"limit of {limit} bytes for one image file ({_pixel_limit_note()})")
+    if info.file_size > limit:
+        raise too_big
+    with zf.open(info) as member:
+        blob = member.read(limit + 1)
+    if len(blob) > limit:
+        raise too_big
+    return blob
+
+
+def _pixel_limit_note() -> str:
+    return (f"{max_image_pixels()} pixels at 8 bytes plus 1 MiB; raise it with "
+            f"{ENV_MAX_IMAGE_PIXELS}")
+
+
+def _check_pixels(width: int, height: int, name: str) -> None:
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise DataError(f"image {name} is {width}x{height} = {width * height} pixels, above the "
+                        f"limit of {limit} pixels (refused before decoding; raise it with "
+                        f"{ENV_MAX_IMAGE_PIXELS})")
+
+
 def _decode_one(blob: bytes, name: str) -> tuple[np.ndarray, bool]:
-    """(H, W) uint8 for grayscale images, else (H, W, 3) RGB; bool: grayscale."""
+    """(H, W) uint8 for grayscale images, else (H, W, 3) RGB; bool: grayscale.
+
+    The size in the header is checked against :func:`max_image_pixels` before decoding.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob), formats=("PNG", "JPEG")) as image:
+        with warnings.catch_warnings():  # pni's own pixel limit applies, not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(blob), formats=("PNG", "JPEG"))
+        with image:
+            _check_pixels(image.width, image.height, name)
             image.load()
             gray = image.mode in _GRAY_MODES
             mode = "L" if gray else "RGB"
             return np.asarray(image if image.mode == mode else image.convert(mode)), gray
+    except DataError:
+        raise
     except UnidentifiedImageError as err:
         raise DataError(f"cannot decode image {name}: not a PNG or JPEG file") from err
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
@@ -895,13 +1221,23 @@ def _decode_images(source: _ImageSource, read: Callable[[str], bytes]) -> Tensor
                 raise DataError(f"cannot read image {where}: {err}") from err
             array, gray = _decode_one(blob, where)
             if out is None:
-                out = np.empty((len(source.files), *array.shape[:2], 3), dtype=np.uint8)
+                out = _image_buffer(len(source.files), array.shape[:2], source)
             _check_size(array, out.shape[1:3], where)
             out[i] = array[..., None] if gray else array
             all_gray = all_gray and gray
     assert out is not None, "an image source always holds at least one file"
     tensor = torch.from_numpy(out).permute(0, 3, 1, 2)
     return (tensor[:, :1] if all_gray else tensor).contiguous()
+
+
+def _image_buffer(count: int, size: tuple[int, ...], source: _ImageSource) -> np.ndarray:
+    """The uint8 (N, H, W, 3) array the split is decoded into, or a DataError."""
+    try:
+        return np.empty((count, *size, 3), dtype=np.uint8)
+    except MemoryError as err:
+        raise DataError(f"{source.path} {source.split}: {count} images of {size[1]}x{size[0]} "
+                        f"need {count * size[0] * size[1] * 3} bytes of memory, more than "
+                        "can be allocated") from err
 
 
 def _check_size(array: np.ndarray, size: tuple[int, ...], where: str) -> None:
@@ -942,20 +1278,22 @@ def crop_flip(images: Tensor, generator: torch.Generator, pad: int = 4) -> Tenso
     """Zero-pad by ``pad``, random-crop back to HxW and flip horizontally with p=0.5.
 
     Works on whole (B, C, H, W) batches (any dtype) with one gather; the random
-    offsets and flips come from ``generator`` (a CPU generator).
+    offsets and flips come from ``generator``, which lives on the images' device (a CUDA
+    generator for GPU data: no host copy per batch).
     """
     b, c, h, w = images.shape
+    device = images.device
     hp, wp = h + 2 * pad, w + 2 * pad
     padded = images.new_zeros((b, c, hp, wp))
     padded[:, :, pad:pad + h, pad:pad + w] = images
-    oy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    ox = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    flip = torch.rand((b, 1), generator=generator) < 0.5
-    cols = torch.arange(w)
+    oy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=device)
+    ox = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=device)
+    flip = torch.rand((b, 1), generator=generator, device=device) < 0.5
+    cols = torch.arange(w, device=device)
     cols = torch.where(flip, w - 1 - cols, cols) + ox                    # (B, W)
-    rows = torch.arange(h) + oy                                          # (B, H)
+    rows = torch.arange(h, device=device) + oy                           # (B, H)
     index = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w)
-    index = index.to(images.device).expand(b, c, h * w)
+    index = index.expand(b, c, h * w)
     return padded.view(b, c, hp * wp).gather(2, index).view(b, c, h, w)
 
 
@@ -1053,8 +1391,12 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         images, labels = self._device_data()
-        indices = self._rank_indices().to(self.device)
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.rank, 1))
+        indices = self._rank_indices()
+        if self.device.type == "cuda":  # pinned: the copy does not wait for the GPU
+            indices = indices.pin_memory().to(self.device, non_blocking=True)
+        else:
+            indices = indices.to(self.device)
+        generator = torch.Generator(self.device).manual_seed(mix_seed(self.seed, self.epoch, self.rank, 1))
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for start in range(0, indices.shape[0], self.batch_size):
             batch = indices[start:start + self.batch_size]

@@ -96,6 +96,8 @@ def rank_device(device: str | torch.device) -> torch.device:
     if not torch.cuda.is_available():
         raise DistributedError(f"device {str(device)!r} requested but CUDA is not available; "
                                f"use device cpu (gloo backend)")
+    if backend_override() == "gloo":  # gloo lets processes share a GPU (tests, debugging)
+        return torch.device("cuda", index % torch.cuda.device_count())
     if index >= torch.cuda.device_count():
         raise DistributedError(f"LOCAL_RANK={index} but this node has {torch.cuda.device_count()} "
                                f"GPU(s): use --nproc_per_node <= {torch.cuda.device_count()}")
@@ -121,11 +123,21 @@ def init(device: str | torch.device = "cpu") -> torch.device:
                                "`torchrun --nproc_per_node=N -m pni ...`")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if device.type == "cuda" and backend_override() != "gloo":
         bind = "device_id" in inspect.signature(dist.init_process_group).parameters  # torch >= 2.3
         dist.init_process_group("nccl", **({"device_id": device} if bind else {}))
     else:
         dist.init_process_group("gloo")
     return device
+
+
+def backend_override() -> str | None:
+    """``PNI_DIST_BACKEND`` (``gloo`` or ``nccl``), or None for the default: nccl on CUDA,
+    gloo on the CPU. gloo on CUDA lets several processes share one GPU."""
+    value = os.environ.get("PNI_DIST_BACKEND", "").strip().lower() or None
+    if value not in (None, "gloo", "nccl"):
+        raise DistributedError(f"PNI_DIST_BACKEND={value!r}: expected gloo or nccl")
+    return value
 
 
 def cleanup() -> None:

@@ -7,6 +7,7 @@ momentum 0.9 Nesterov, a multi-step schedule and no weight decay on alpha (Sec. 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,9 +26,11 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .attacks import pgd
+from .attacks.gradient import pgd_unchecked
 from .checkpoint import FORMAT, VERSION, atomic_save, load_state, model_meta, read_checkpoint
 from .config import TrainConfig
-from .data import BatchLoader, Dataset, as_tensors
+from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
+from .data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from .evaluate import correct_mask
 from .models import create_model, eval_mode
 from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, noise_modules, param_groups
@@ -53,6 +56,7 @@ class TrainResult:
 
     history: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
+    stopped_early: bool = False  # stopped by max_minutes before config.epochs
 
     @property
     def last(self) -> dict[str, Any]:
@@ -82,9 +86,15 @@ def _check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """The random state; with ``device`` (one GPU per torchrun process) only that GPU's."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": np.random.get_state()}
+    """The random state; with ``device`` (one GPU per torchrun process) only that GPU's.
+
+    Only ByteTensors and plain lists, ints and floats, so that checkpoints load with
+    ``torch.load(..., weights_only=True)``: numpy's state tuple and Python's are stored as lists.
+    """
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
+             "numpy": [str(name), keys.tolist(), int(pos), int(has_gauss), float(cached)]}
     if device is not None and device.type == "cuda":
         state["cuda_device"] = torch.cuda.get_rng_state(device)
     elif device is None and torch.cuda.is_available():
@@ -93,9 +103,18 @@ def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restores ``_rng_state``'s random state; a malformed one raises CheckpointError."""
+    from .checkpoint import CheckpointError
+
+    try:
+        version, internal, gauss = state["python"]
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        torch.set_rng_state(state["torch"])
+        random.setstate((int(version), tuple(internal), gauss))
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
+                             float(cached)))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"the checkpoint's random state cannot be restored: {error}") from None
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     if "cuda_device" in state and device is not None and device.type == "cuda":
@@ -142,6 +161,8 @@ class Trainer:
         self.step_callback = step_callback
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
+        configure_backends(self.device, config.tf32, torch.are_deterministic_algorithms_enabled(),
+                           config.cudnn_benchmark)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
         self.net = self.model
@@ -151,22 +172,37 @@ class Trainer:
                                   shuffle=True, augment=augment, seed=config.seed, device=self.device,
                                   drop_last=False, rank=self.rank, world_size=self.world_size,
                                   channels_last=config.channels_last)
+        num_classes = getattr(model, "num_classes", None)
+        if num_classes and self.is_main:
+            warn_missing_classes(self.loader._labels, num_classes, "the training data")
         self.eval_pair: tuple[Tensor, Tensor] | None = None
         if test_set is not None and config.eval_subset > 0:
-            images, labels = as_tensors(test_set)
-            n = min(config.eval_subset, len(labels))
-            self.eval_pair = (images[:n].to(self.device), labels[:n].to(self.device))
+            # A fixed class-stratified sample (seed 0): every run is judged on the same images.
+            images, labels, _ = subset_tensors(test_set, config.eval_subset, seed=0, num_classes=num_classes)
+            self.eval_pair = (images.to(self.device), labels.to(self.device))
         self.optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr,
                                          momentum=config.momentum, nesterov=config.nesterov)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.milestones), gamma=config.gamma)
         if self.world_size > 1:
             self.model = distributed.wrap(self.net, self.device, config.sync_bn)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.graphed: GraphedStep | None = None
+        if config.cuda_graphs and not config.compile and self.world_size == 1 and graphs_supported(self.device):
+            self.graphed = GraphedStep(self.step_losses, self.train_step_tensors, self.optimizer,
+                                       self._finite_state)
+        self._graph_note: str | None = None
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._note: str | None = None
 
     # --- the step -------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for every pass of the step when ``config.bf16`` (off by default)."""
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
     def _adversarial_examples(self, x: Tensor, labels: Tensor) -> Tensor:
         """Inner max (Eq. 12): PGD with BatchNorm in eval mode and the noise on (or off for
@@ -175,30 +211,44 @@ class Trainer:
         self.model.eval()
         try:
             with noise_enabled(self.net, cfg.adv_noise):
-                return pgd(self.net, x, labels, cfg.eps, cfg.step_size, cfg.steps, random_start=True,
-                           fold_bn=cfg.fold_bn)
+                return pgd_unchecked(self.net, x, labels, cfg.eps, cfg.step_size, cfg.steps,
+                                     random_start=True, fold_bn=cfg.fold_bn)
         finally:
             self.model.train()
 
-    def train_step(self, x: Tensor, y: Tensor, adversarial: bool) -> dict[str, float]:
-        """One update on one batch; returns its losses and accuracies (as Python floats)."""
+    def step_losses(self, x: Tensor, y: Tensor, adversarial: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective of Eq. 11 on one batch and its statistics, as device tensors, with no
+        host synchronization (so ``pni.cuda_graphs`` can record it)."""
         cfg = self.config
         self.model.train()
-        logits_clean = self.model(x)
-        loss_clean = F.cross_entropy(logits_clean, y)
-        stats = {"loss_clean": loss_clean.detach(),
-                 "acc_clean": (logits_clean.detach().argmax(1) == y).float().mean()}
-        if adversarial:
-            # The clean forward is reused: its predictions are the attack's labels.
-            predicted = logits_clean.detach().argmax(1)
-            x_adv = self._adversarial_examples(x, predicted)
-            logits_adv = self.model(x_adv)
-            loss_adv = F.cross_entropy(logits_adv, y)
-            loss = cfg.w_clean * loss_clean + cfg.w_adv * loss_adv
-            stats["loss_adv"] = loss_adv.detach()
-            stats["acc_adv"] = (logits_adv.detach().argmax(1) == y).float().mean()
-        else:
-            loss = loss_clean
+        with self._autocast():
+            logits_clean = self.forward(x)
+            loss_clean = F.cross_entropy(logits_clean, y)
+            stats = {"loss_clean": loss_clean.detach(),
+                     "acc_clean": (logits_clean.detach().argmax(1) == y).float().mean()}
+            if adversarial:
+                # The clean forward is reused: its predictions are the attack's labels.
+                predicted = logits_clean.detach().argmax(1)
+                x_adv = self._adversarial_examples(x, predicted)
+                logits_adv = self.forward(x_adv)
+                loss_adv = F.cross_entropy(logits_adv, y)
+                loss = cfg.w_clean * loss_clean + cfg.w_adv * loss_adv
+                stats["loss_adv"] = loss_adv.detach()
+                stats["acc_adv"] = (logits_adv.detach().argmax(1) == y).float().mean()
+            else:
+                loss = loss_clean
+        return loss.float(), stats
+
+    def _finite_state(self, loss: Tensor) -> Tensor:
+        """A boolean tensor: the loss and every alpha finite (no host synchronization)."""
+        flags = [torch.isfinite(loss).all()]
+        flags += [torch.isfinite(a.detach()).all() for a in alpha_parameters(self.net)]
+        return torch.stack(flags).all()
+
+    def train_step_tensors(self, x: Tensor, y: Tensor, adversarial: bool) -> dict[str, Tensor]:
+        """One eager update on one batch; its losses and accuracies as device tensors. A
+        non-finite loss raises before the update, a non-finite alpha right after it."""
+        loss, stats = self.step_losses(x, y, adversarial)
         if not torch.isfinite(loss):
             culprit = _first_non_finite(self.net) or "the loss (inputs or logits)"
             raise TrainingError(f"non-finite loss ({loss.item()}); first non-finite value: {culprit}")
@@ -209,7 +259,31 @@ class Trainer:
         if alphas and not torch.isfinite(torch.cat([a.detach().flatten() for a in alphas])).all():
             raise TrainingError(f"non-finite {_first_non_finite(self.net)} after the update")
         stats["loss"] = loss.detach()
-        return {k: float(v) for k, v in stats.items()}
+        return stats
+
+    def train_step(self, x: Tensor, y: Tensor, adversarial: bool) -> dict[str, float]:
+        """One update on one batch; returns its losses and accuracies (as Python floats)."""
+        return {k: float(v) for k, v in self.train_step_tensors(x, y, adversarial).items()}
+
+    def _step(self, x: Tensor, y: Tensor, adversarial: bool) -> tuple[dict[str, Tensor], Tensor | None]:
+        """One step of an epoch, replayed from the CUDA graph where possible, else eager; with
+        a replay, also the flag "loss and alphas finite" still to be checked."""
+        if self.graphed is None:
+            return self.train_step_tensors(x, y, adversarial), None
+        result = self.graphed(x, y, adversarial, full_batch=len(y) == self.loader.batch_size)
+        if self.graphed.failure is not None and self._graph_note is None:
+            self._graph_note = self._note = f"CUDA graph recording failed, eager steps: {self.graphed.failure}"
+            if self.config.progress and self.is_main:
+                tqdm.write(self._note)
+        return result
+
+    def _check_finite(self, finite: Tensor | None) -> None:
+        """Raises TrainingError when a replayed step left a non-finite loss or alpha. Checked
+        one step late (the GPU keeps working meanwhile) and always before a checkpoint."""
+        if finite is not None and not bool(finite):
+            culprit = _first_non_finite(self.net) or "the loss (inputs or logits)"
+            raise TrainingError(f"non-finite training state after a step; first non-finite value: "
+                                f"{culprit} (the last checkpoint is kept)")
 
     # --- epochs ---------------------------------------------------------------------
 
@@ -237,20 +311,26 @@ class Trainer:
         cfg = self.config
         adversarial = cfg.adversarial and epoch >= cfg.warmup_epochs
         self.loader.set_epoch(epoch)
-        totals: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}
+        pending: Tensor | None = None
         count = 0
         started = time.perf_counter()
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and self.is_main), unit="batch")
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                   disable=None if cfg.progress and self.is_main else True)  # None: terminals only
         for step, (x, y) in enumerate(bar):
             if self.step_callback is not None:
                 self.step_callback(self.net, epoch, step)
-            stats = self.train_step(x, y, adversarial)
+            stats, finite = self._step(x, y, adversarial)
+            self._check_finite(pending)
+            pending = finite
             n = len(y)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value * n
+            for key, value in stats.items():  # summed on the device: no per-step copy
+                sums[key] = sums[key] + value.float() * n if key in sums else value.float() * n
             count += n
-            bar.set_postfix(loss=f"{stats['loss']:.3f}")
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
+        self._check_finite(pending)
+        totals = {key: float(value) for key, value in sums.items()}
         if self.world_size > 1:  # metrics over the global batch; BN statistics agree again
             keys = sorted(totals)
             summed = distributed.all_reduce_sum([count, *(totals[k] for k in keys)])
@@ -295,7 +375,7 @@ class Trainer:
         state exactly; from another number, the per-rank streams are reseeded from
         (seed, epoch, rank), and the next epoch's log record says so (``note``).
         """
-        checkpoint, log = distributed.on_main(lambda: (read_checkpoint(path), self._read_log()))
+        checkpoint, log = distributed.on_main(lambda: (read_checkpoint(path, resume=True), self._read_log()))
         load_state(self.net, checkpoint["model"], source=f"checkpoint {str(path)!r}")
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -332,8 +412,19 @@ class Trainer:
         _check_out_dir(self.out_dir, resume, overwrite)
         return resume and (self.out_dir / CHECKPOINT).exists()
 
-    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    def _out_of_time(self, started: float, max_minutes: float | None) -> bool:
+        """True when another epoch, as long as the longest so far, would end past the limit."""
+        if max_minutes is None or not self._epoch_seconds:
+            return False
+        return time.perf_counter() - started + max(self._epoch_seconds) > 60 * max_minutes
+
+    def fit(self, resume: bool = False, overwrite: bool = False,
+            max_minutes: float | None = None) -> TrainResult:
+        """Trains from ``start_epoch`` to ``config.epochs``; with ``max_minutes``, stops after
+        the last epoch that fits in that time (``TrainResult.stopped_early``; resume later)."""
         cfg = self.config
+        started = time.perf_counter()
+        self._epoch_seconds: list[float] = []
         if self.out_dir is not None:
             if distributed.on_main(lambda: self._prepare_out_dir(resume, overwrite)):
                 self.restore(self.out_dir / CHECKPOINT)
@@ -342,6 +433,9 @@ class Trainer:
         if self.start_epoch == 0:
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
         for epoch in range(self.start_epoch, cfg.epochs):
+            if self._out_of_time(started, max_minutes):
+                return TrainResult(self.history, self.out_dir, stopped_early=True)
+            epoch_started = time.perf_counter()
             record = self.run_epoch(epoch)
             if self._note is not None:
                 record["note"], self._note = self._note, None
@@ -350,6 +444,9 @@ class Trainer:
                 self._write_epoch(epoch + 1, record)
             if cfg.progress and self.is_main:
                 tqdm.write(_epoch_line(record))
+            self._epoch_seconds.append(time.perf_counter() - epoch_started)
+        if self.graphed is not None:
+            self.graphed.release()
         return TrainResult(self.history, self.out_dir)
 
 
@@ -366,14 +463,15 @@ def _epoch_line(record: dict[str, Any]) -> str:
 def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: TrainConfig,
         test_set: Dataset | tuple[Tensor, Tensor] | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-        step_callback: StepCallback | None = None) -> TrainResult:
+        step_callback: StepCallback | None = None, max_minutes: float | None = None) -> TrainResult:
     """Trains ``model`` in place as ``config`` says (Eq. 10-12) and returns the history.
 
     With ``out_dir``, every epoch appends its metrics to ``train_log.jsonl`` and writes
     ``checkpoint.pt`` atomically; ``resume=True`` continues from that checkpoint exactly.
     A non-finite loss or alpha raises TrainingError naming the layer and leaves the last
-    checkpoint as it was.
+    checkpoint as it was. ``max_minutes`` stops after the last epoch that fits in that wall
+    time (the run resumes later, on this or another machine).
     """
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
-    return trainer.fit(resume=resume, overwrite=overwrite)
+    return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes)
 

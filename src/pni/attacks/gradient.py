@@ -48,6 +48,16 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float, st
     check_positive_int(steps, "steps", minimum=0)
     check_positive_int(eot, "eot")
     check_images(x, y)
+    return pgd_unchecked(model, x, y, eps, step_size, steps, random_start, eot, loss_fn, generator,
+                         eot_batch, fold_bn)
+
+
+def pgd_unchecked(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float, steps: int,
+                  random_start: bool = True, eot: int = 1, loss_fn: LossFn = cross_entropy_sum,
+                  generator: torch.Generator | None = None, eot_batch: int | None = None,
+                  fold_bn: bool = True) -> Tensor:
+    """``pgd`` without its argument checks: no host-device synchronization when ``eot`` is 1,
+    so it can be captured in a CUDA graph (``pni.cuda_graphs``). Arguments as ``pgd``."""
     x = x.detach()
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
