@@ -28,7 +28,6 @@ One prepared script, about 4-6 minutes on one H100/H200:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -50,6 +49,7 @@ import torch.nn.functional as F  # noqa: E402
 import pni  # noqa: E402
 from pni.config import TrainConfig  # noqa: E402
 from pni.train import Trainer  # noqa: E402
+from train_step import original_way_step  # noqa: E402  (benchmarks/: the same original way on CPU)
 
 EPS, STEP, STEPS, BATCH = 8 / 255, 0.01, 7, 128
 EPOCHS, TRAIN_IMAGES = 160, 50_000
@@ -167,23 +167,7 @@ def make_original() -> Step:
     optimizer = torch.optim.SGD(pni.param_groups(model, 3e-4), lr=0.01, momentum=0.9, nesterov=True)
     x, y = _batch(False)
 
-    def step() -> None:
-        attacker = copy.deepcopy(model)
-        attacker.eval()
-        with torch.no_grad():
-            labels = attacker(x).argmax(1)
-        x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
-        for _ in range(STEPS):
-            x_adv = x_adv.detach().requires_grad_(True)
-            attacker.zero_grad()
-            F.cross_entropy(attacker(x_adv), labels).backward()
-            x_adv = torch.min(torch.max(x_adv + STEP * x_adv.grad.sign(), x - EPS), x + EPS).clamp(0, 1)
-        model.train()
-        loss = 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv.detach()), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return lambda: original_way_step(model, optimizer, x, y)
 
 
 VARIANTS: dict[str, Callable[[], Step]] = {

@@ -85,30 +85,34 @@ def make_floor(batch: int):
     return step
 
 
+def original_way_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                      y: torch.Tensor) -> None:
+    """One step the original code's way: a deep copy of the model for the attack, parameter
+    gradients at every PGD step (``loss.backward()``), then the Eq. 11 update."""
+    attacker = copy.deepcopy(model)
+    attacker.eval()
+    with torch.no_grad():
+        labels = attacker(x).argmax(1)
+    x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
+    for _ in range(STEPS):
+        x_adv = x_adv.detach().requires_grad_(True)
+        attacker.zero_grad()
+        F.cross_entropy(attacker(x_adv), labels).backward()
+        x_adv = torch.min(torch.max(x_adv + STEP * x_adv.grad.sign(), x - EPS), x + EPS).clamp(0, 1)
+    model.train()
+    loss = 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv.detach()), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def make_original(batch: int):
     """Variant c: deep copy per batch, parameter gradients at every PGD step, NCHW."""
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("resnet20"), "W")
     optimizer = torch.optim.SGD(pni.param_groups(model, 3e-4), lr=0.01, momentum=0.9, nesterov=True)
     x, y = make_batch(batch, False)
-
-    def step() -> None:
-        attacker = copy.deepcopy(model)
-        attacker.eval()
-        with torch.no_grad():
-            labels = attacker(x).argmax(1)
-        x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
-        for _ in range(STEPS):
-            x_adv = x_adv.detach().requires_grad_(True)
-            attacker.zero_grad()
-            F.cross_entropy(attacker(x_adv), labels).backward()
-            x_adv = torch.min(torch.max(x_adv + STEP * x_adv.grad.sign(), x - EPS), x + EPS).clamp(0, 1)
-        model.train()
-        loss = 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv.detach()), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return lambda: original_way_step(model, optimizer, x, y)
 
 
 def make(variant: str, batch: int):
