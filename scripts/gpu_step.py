@@ -15,7 +15,6 @@ committed. A run is finished when its checkpoint holds ``config.epochs`` epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tarfile
@@ -27,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without installing pni
 
-from pni.cli import _field_parser  # noqa: E402  (the flags' own parsers, one settings style)
+from pni.cli_args import _field_parser  # noqa: E402  (the flags' own parsers, one settings style)
 from pni.config import TrainConfig, load_config  # noqa: E402
 
 
@@ -73,12 +72,11 @@ def read_queue(path: Path) -> list[QueuedRun]:
 
 
 def epochs_done(folder: Path) -> int:
-    """Epochs recorded in a run folder's log (0 without one)."""
-    log = folder / "train_log.jsonl"
-    if not (folder / "checkpoint.pt").exists() or not log.exists():
-        return 0
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return int(lines[-1]["epoch"]) if lines else 0
+    """Whole epochs in a run folder's checkpoint (0 without one; the log can be one ahead)."""
+    from pni.checkpoint import read_checkpoint
+
+    path = folder / "checkpoint.pt"
+    return int(read_checkpoint(path)["epoch"]) if path.exists() else 0
 
 
 def unpack(pack: Path, data_root: Path) -> Path:

@@ -158,11 +158,11 @@ def test_sharded_evaluation_equals_single_process(ddp, plain_data):
     ev = results["eval"]
     assert ev["n"] == worker.EVAL_N and ev["settings"] == ["with_noise", "without_noise"]
     assert ev["masks_equal"] and ev["accuracies_equal"]
-    with_noise = ev["accuracies"]["with_noise"]
-    assert with_noise["clean"][0] != with_noise["clean"][1]                 # trials draw noise
     assert ev["accuracies"]["without_noise"]["clean"][0] > 0.6             # a trained model
     # again in this process, from the model the ranks evaluated
     saved = torch.load(out / "eval.pt", weights_only=True)
+    trials = saved["correct"]["with_noise"]["clean"]
+    assert not torch.equal(trials[0], trials[1])  # trials draw noise (accuracies may tie by chance)
     model = build_model(worker.plain_config(), plain_data)
     pni.inject(model, "W", init_alpha=0.5)
     model.load_state_dict(saved["model"])

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import fgsm, is_randomized, pgd
+from .attacks import AttackError, fgsm, is_randomized, pgd
+from .attacks._common import check_model_inputs
 from .data import Dataset, as_tensors, at_most, stratified_indices, subset_tensors, warn_missing_classes
 from .models import eval_mode, model_device
 from .report import format_value
@@ -421,7 +422,12 @@ def _prepare(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | N
         warn_missing_classes(y, classes, what, data.classes if isinstance(data, Dataset) else None)
     if device is None:
         device = model_device(model)
-    return x.to(device), y.to(device), subset
+    x, y = x.to(device), y.to(device)
+    try:  # finite weights; pixels, labels and image shape that fit the model
+        check_model_inputs(model, x, y)
+    except AttackError as error:
+        raise AuditError(str(error)) from None
+    return x, y, subset
 
 
 def _known_classes(model: nn.Module, data: Dataset | tuple[Tensor, Tensor]) -> int | None:

@@ -53,21 +53,34 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     ``obj`` is serialized in memory first: torch's zip writer turns a failed write into an
     unrelated RuntimeError, a plain write keeps the OS error.
     """
-    path = Path(path)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    return atomic_write(buffer.getbuffer(), path)
+
+
+def atomic_write(data: bytes | memoryview, path: str | os.PathLike, what: str = "checkpoint",
+                 midway: Callable[[], None] | None = None) -> Path:
+    """Writes ``data`` to ``path`` as ``atomic_save`` does (temporary file, fsync, rename,
+    fsync of the folder); errors name ``what`` and the file. ``midway`` runs when half of
+    the bytes are written (a fault-injection point for tests; see ``pni.runfolder``)."""
+    path = Path(path)
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp, fd = _create_temp(path)
         with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
+            half = len(data) // 2 if midway is not None else len(data)
+            f.write(data[:half])
+            if midway is not None:
+                f.flush()
+                midway()
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: "
+        raise CheckpointError(f"cannot write {what} {str(path)!r}: "
                               f"{error.strerror or error}") from error
     finally:
         if tmp is not None:
@@ -214,6 +227,13 @@ def _is_rng_state(value: Any) -> bool:
             and isinstance(value.get("cuda_device", torch.empty(0)), torch.Tensor))
 
 
+def _is_position(value: Any) -> bool:
+    """The form ``Trainer.position`` writes for a mid-epoch checkpoint."""
+    return (isinstance(value, dict) and _is_int(value.get("batch")) and value["batch"] >= 0
+            and _is_int(value.get("count")) and isinstance(value.get("order"), torch.Tensor)
+            and _is_state_dict(value.get("sums")) and _is_number(value.get("seconds")))
+
+
 def _is_optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or test(value)
 
@@ -231,6 +251,8 @@ ENTRY_RULES: dict[str, Rule] = {
     "config": (lambda v: isinstance(v, dict), "a dict of config fields"),
     "dataset": (lambda v: isinstance(v, str), "a string"),
     "metrics": (lambda v: isinstance(v, dict), "a dict"),
+    "position": (_is_position, "a mid-epoch position (batch, count, order, sums, seconds)"),
+    "position_ranks": (_is_list_of(_is_position), "a list of mid-epoch positions"),
 }
 
 META_RULES: dict[str, Rule] = {

@@ -131,6 +131,7 @@ class TrainConfig:
     granularity: str = "layer"
     init_alpha: float = 0.25
     fixed_alpha: float | None = None    # alpha frozen at this value (fixed-noise baseline)
+    input_noise: float = 0.0            # Gaussian input augmentation sigma (Cohen et al.; pni certify)
     # data
     dataset: str = "cifar10"
     data_dir: str | None = None
@@ -205,6 +206,45 @@ class TrainConfig:
             raise _located(error, source) from None
 
 
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+
+
+def _device_syntax(text: str) -> str | None:
+    """Why ``text`` is not a device string pni trains or evaluates on, or None."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        return "not a device"
+    return None if device.type in DEVICE_TYPES else f"device type {device.type!r} is not supported"
+
+
+def check_device(text: str, name: str = "device") -> Any:
+    """The ``torch.device`` of ``text`` when this machine has it; else a one-line
+    ConfigError naming ``name`` (a flag or field), the value and what is available."""
+    import torch
+
+    expected = "cpu, cuda, cuda:N or mps"
+    problem = _device_syntax(text) if isinstance(text, str) else "not a string"
+    if problem is not None:
+        raise ConfigError(f"{name}={text!r}: {problem}; expected {expected}")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if torch.version.cuda is None and not torch.cuda.is_available():
+            raise ConfigError(f"{name}={text!r}: this PyTorch build has no CUDA support; use cpu "
+                              f"(or install a CUDA build of PyTorch)")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{name}={text!r}: no CUDA GPU is available on this machine; use cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{name}={text!r}: this machine has {count} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{name}={text!r}: MPS (Apple GPU) is not available on this machine; use cpu")
+    return device
+
+
 def _in_unit_interval(value: float) -> bool:
     return 0 < value <= 1
 
@@ -220,6 +260,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "granularity": (lambda v: v in GRANULARITIES, f"one of {', '.join(GRANULARITIES)}"),
     "augment": (lambda v: v in ("auto", "none", "crop-flip"), "auto, none or crop-flip"),
     "width": (lambda v: v > 0, "a positive number"),
+    "input_noise": (lambda v: v >= 0, "a number >= 0 (0: no input noise)"),
     "eps": (_in_unit_interval, "a number in (0, 1]"),
     "step_size": (_in_unit_interval, "a number in (0, 1]"),
     "steps": (lambda v: v >= 0, "an integer >= 0"),
@@ -237,6 +278,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "w_clean": (lambda v: v >= 0, "a number >= 0"),
     "w_adv": (lambda v: v >= 0, "a number >= 0"),
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "device": (lambda v: _device_syntax(v) is None, "a device: cpu, cuda, cuda:N or mps"),
 }
 
 
@@ -332,6 +374,8 @@ FIELD_HELP: dict[str, str] = {
     "location": "noise location (Table 2): W, A-a, A-b, I, W+A-a, W+A-b, or none for no noise",
     "granularity": "one alpha per layer, per channel or per element",
     "init_alpha": "initial noise scale alpha (paper: 0.25)",
+    "input_noise": "std of Gaussian noise added to every training input in [0, 1] pixel units "
+                   "(randomized-smoothing training, Cohen et al. 2019; 0: none)",
     "fixed_alpha": "freeze alpha at this value (fixed-noise baseline, not learned)",
     "dataset": "mnist, fashion-mnist, cifar10, imagefolder or mnist-sample (packaged)",
     "data_dir": "folder (or zip for imagefolder) holding the dataset; default $PNI_DATA or ~/.cache/pni",

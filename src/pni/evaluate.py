@@ -240,7 +240,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     every rank: the same Evaluation as one process, exactly.
 
     A :class:`~pni.data.Dataset` made by ``subset`` is recorded in ``Evaluation.subset``;
-    data that lacks one of the model's classes prints one warning line naming them.
+    data that lacks one of the model's classes prints one warning line naming them. A model
+    with NaN/inf weights, NaN/inf pixels, labels outside the model's classes and images
+    whose shape does not fit the model are refused (EvaluationError, one line).
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
@@ -253,6 +255,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     x, y = x.to(device), y.to(device)
     if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
         raise EvaluationError(f"votes must be an integer >= 1, got {votes!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_fit(model, x, y)
     table, params = _attack_table(attacks, eps, steps, step_size, attack_options)
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):
@@ -295,6 +300,17 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         if worst_case:
             result.attacks[WORST_CASE] = {"over": ", ".join(in_worst_case)}
     return result
+
+
+def check_fit(model: nn.Module, x: Tensor, y: Tensor) -> None:
+    """EvaluationError (one line) unless the model's weights are finite and ``(x, y)`` fits
+    it: finite pixels in [0, 1], labels among its classes, images of a shape it takes."""
+    from .attacks._common import AttackError, check_model_inputs
+
+    try:
+        check_model_inputs(model, x, y)
+    except AttackError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def _warn_missing(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], labels: Tensor,

@@ -8,46 +8,50 @@ momentum 0.9 Nesterov, a multi-step schedule and no weight decay on alpha (Sec. 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .attacks import pgd
+from .attacks import AttackError, pgd
+from .attacks._common import check_model_inputs
 from .attacks.gradient import pgd_unchecked
-from .checkpoint import FORMAT, VERSION, atomic_save, load_state, model_meta, read_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, check_device
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from .data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from .evaluate import correct_mask
 from .models import create_model, eval_mode
 from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, noise_modules, param_groups
+from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunExistsError, RunFolderError,
+                        StopRequest, TrainingInterrupted)
+from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
+from .seeding import seed_everything
+from .seeding import set_rng_state as _set_rng_state  # noqa: F401
 
-CHECKPOINT = "checkpoint.pt"
-LOG = "train_log.jsonl"
-CONFIG = "config.json"
+__all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
+           "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
 
 StepCallback = Callable[[nn.Module, int, int], None]
 
+# Divergence guard, checked after every update: a parameter tensor (alphas included) whose
+# L2 norm is NaN, inf or above WEIGHT_LIMIT, or a loss above LOSS_LIMIT nats (a logit margin
+# of 10,000), ends the run; that state is never saved.
+WEIGHT_LIMIT = 1e10
+LOSS_LIMIT = 1e4
+
 
 class TrainingError(RuntimeError):
-    """A training run that cannot go on (diverged, or an output folder in use)."""
-
-
-class RunExistsError(TrainingError):
-    """The output folder already holds another run."""
+    """A training run that cannot go on (diverged); the message names the parameter."""
 
 
 @dataclass
@@ -64,81 +68,46 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig, data: Dataset) -> nn.Module:
-    """The model a config describes, normalized with the dataset's statistics, with noise."""
-    model = create_model(config.model, num_classes=len(data.classes), width=config.width,
-                         in_channels=data.image_shape[0], normalize=(data.mean, data.std))
-    if config.location is not None:
-        inject(model, config.location, config.granularity, config.init_alpha)
+    """The model a config describes, normalized with the dataset's statistics, with noise.
+    Its initial weights are drawn from ``config.seed`` alone (the global random state is
+    left as it was): the same seed builds the same model."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, num_classes=len(data.classes), width=config.width,
+                             in_channels=data.image_shape[0], normalize=(data.mean, data.std))
+        if config.location is not None:
+            inject(model, config.location, config.granularity, config.init_alpha)
     return model
 
 
-def _check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    in_use = [name for name in (CHECKPOINT, LOG) if (out_dir / name).exists()]
-    if not in_use or resume:
-        return
-    if overwrite:
-        for name in (CHECKPOINT, LOG, CONFIG):
-            (out_dir / name).unlink(missing_ok=True)
-        return
-    raise RunExistsError(f"output folder {str(out_dir)!r} already holds a run ({', '.join(in_use)}); "
-                         f"pass resume=True (--resume) to continue it or overwrite=True (--overwrite) "
-                         f"to replace it")
+def _problem(tensor: Tensor) -> str | None:
+    """Why a parameter fails the divergence guard (NaN, inf, too large), or None."""
+    values = tensor.detach()
+    if not torch.isfinite(values).all():
+        return "NaN" if torch.isnan(values).any() else "inf"
+    norm = float(torch.linalg.vector_norm(values.double()))
+    return None if norm <= WEIGHT_LIMIT else f"L2 norm {norm:.3g} > {WEIGHT_LIMIT:g}, diverged"
 
 
-def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """The random state; with ``device`` (one GPU per torchrun process) only that GPU's.
-
-    Only ByteTensors and plain lists, ints and floats, so that checkpoints load with
-    ``torch.load(..., weights_only=True)``: numpy's state tuple and Python's are stored as lists.
-    """
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
-             "numpy": [str(name), keys.tolist(), int(pos), int(has_gauss), float(cached)]}
-    if device is not None and device.type == "cuda":
-        state["cuda_device"] = torch.cuda.get_rng_state(device)
-    elif device is None and torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    """Restores ``_rng_state``'s random state; a malformed one raises CheckpointError."""
-    from .checkpoint import CheckpointError
-
-    try:
-        version, internal, gauss = state["python"]
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        torch.set_rng_state(state["torch"])
-        random.setstate((int(version), tuple(internal), gauss))
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
-                             float(cached)))
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"the checkpoint's random state cannot be restored: {error}") from None
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "cuda_device" in state and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_device"], device)
-
-
-def _reseed(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def _first_non_finite(model: nn.Module) -> str | None:
-    """The name of the first noise alpha, then parameter, holding a NaN or inf."""
+def _first_diverged(model: nn.Module) -> str | None:
+    """The first noise alpha, then parameter, that is NaN, inf or diverged, and why."""
     for key, noise in noise_modules(model).items():
-        if not torch.isfinite(noise.alpha).all():
-            return f"alpha of layer {key}"
+        if (why := _problem(noise.alpha)) is not None:
+            return f"alpha of layer {key} ({why})"
     for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            return f"parameter {name}"
+        if (why := _problem(param)) is not None:
+            return f"parameter {name} ({why})"
     return None
 
 
-class Trainer:
+def _norms(tensors: list[Tensor]) -> list[Tensor]:
+    """Per-tensor L2 norms in as few kernels as the device allows (no host synchronization)."""
+    if hasattr(torch, "_foreach_norm"):
+        return list(torch._foreach_norm(tensors))
+    return [torch.linalg.vector_norm(t) for t in tensors]
+
+
+class Trainer(CheckpointedRun):
     """One training run: owns the model, optimizer, schedule, loaders and the output folder.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group (``pni.distributed``)
@@ -154,6 +123,7 @@ class Trainer:
                  out_dir: str | os.PathLike | None = None,
                  step_callback: StepCallback | None = None) -> None:
         self.config = config.validate()
+        check_device(config.device)
         self.device = distributed.init(config.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
@@ -172,6 +142,7 @@ class Trainer:
                                   shuffle=True, augment=augment, seed=config.seed, device=self.device,
                                   drop_last=False, rank=self.rank, world_size=self.world_size,
                                   channels_last=config.channels_last)
+        self._check_data_fits()
         num_classes = getattr(model, "num_classes", None)
         if num_classes and self.is_main:
             warn_missing_classes(self.loader._labels, num_classes, "the training data")
@@ -192,9 +163,29 @@ class Trainer:
             self.graphed = GraphedStep(self.step_losses, self.train_step_tensors, self.optimizer,
                                        self._finite_state)
         self._graph_note: str | None = None
+        watched = [*self.net.parameters(), *alpha_parameters(self.net)]  # what the guard checks
+        self._watched = list({id(p): p for p in watched}.values())
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._note: str | None = None
+        self._changes: dict[str, list[Any]] = {}
+        self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
+        self._resumed = self._overwriting = False
+        self._stop = StopRequest()
+        self._save_every: float | None = None
+        self._last_save = time.monotonic()
+
+    def _check_data_fits(self) -> None:
+        """TrainingError (one line) when the model's weights are not finite or the training
+        images or labels do not fit it (one probe forward; the random state is kept)."""
+        labels = self.loader._labels
+        probe = torch.stack([labels.argmin(), labels.argmax()])  # the smallest and largest label
+        images, labels = self.loader._images[probe], labels[probe]
+        x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+        try:
+            check_model_inputs(self.net, x.to(self.device), labels.to(self.device))
+        except AttackError as error:
+            raise TrainingError(f"the training data does not fit the model: {error}") from None
 
     # --- the step -------------------------------------------------------------------
 
@@ -216,13 +207,19 @@ class Trainer:
         finally:
             self.model.train()
 
+    def _input_noise(self, x: Tensor) -> Tensor:
+        """Gaussian data augmentation ``x + N(0, input_noise^2)`` in [0, 1] pixel space, not
+        clipped (Cohen et al. 2019: the training that randomized smoothing certifies)."""
+        sigma = self.config.input_noise
+        return x if not sigma else x + sigma * torch.randn_like(x)
+
     def step_losses(self, x: Tensor, y: Tensor, adversarial: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective of Eq. 11 on one batch and its statistics, as device tensors, with no
         host synchronization (so ``pni.cuda_graphs`` can record it)."""
         cfg = self.config
         self.model.train()
         with self._autocast():
-            logits_clean = self.forward(x)
+            logits_clean = self.forward(self._input_noise(x))
             loss_clean = F.cross_entropy(logits_clean, y)
             stats = {"loss_clean": loss_clean.detach(),
                      "acc_clean": (logits_clean.detach().argmax(1) == y).float().mean()}
@@ -230,7 +227,7 @@ class Trainer:
                 # The clean forward is reused: its predictions are the attack's labels.
                 predicted = logits_clean.detach().argmax(1)
                 x_adv = self._adversarial_examples(x, predicted)
-                logits_adv = self.forward(x_adv)
+                logits_adv = self.forward(self._input_noise(x_adv))
                 loss_adv = F.cross_entropy(logits_adv, y)
                 loss = cfg.w_clean * loss_clean + cfg.w_adv * loss_adv
                 stats["loss_adv"] = loss_adv.detach()
@@ -239,25 +236,32 @@ class Trainer:
                 loss = loss_clean
         return loss.float(), stats
 
+    def _state_ok(self) -> Tensor:
+        """A boolean tensor: every parameter and alpha finite with an L2 norm <= WEIGHT_LIMIT
+        (no host synchronization)."""
+        norms = _norms([p.detach() for p in self._watched])
+        return (torch.stack([n.float() for n in norms]) <= WEIGHT_LIMIT).all()
+
     def _finite_state(self, loss: Tensor) -> Tensor:
-        """A boolean tensor: the loss and every alpha finite (no host synchronization)."""
-        flags = [torch.isfinite(loss).all()]
-        flags += [torch.isfinite(a.detach()).all() for a in alpha_parameters(self.net)]
-        return torch.stack(flags).all()
+        """A boolean tensor: the loss finite and <= LOSS_LIMIT, and ``_state_ok`` after the
+        update (no host synchronization: recorded inside the CUDA graph)."""
+        return (loss.detach() <= LOSS_LIMIT) & self._state_ok()
 
     def train_step_tensors(self, x: Tensor, y: Tensor, adversarial: bool) -> dict[str, Tensor]:
         """One eager update on one batch; its losses and accuracies as device tensors. A
-        non-finite loss raises before the update, a non-finite alpha right after it."""
+        non-finite or exploding loss raises before the update, a non-finite or diverged
+        parameter or alpha right after it (the divergence guard, see WEIGHT_LIMIT)."""
         loss, stats = self.step_losses(x, y, adversarial)
-        if not torch.isfinite(loss):
-            culprit = _first_non_finite(self.net) or "the loss (inputs or logits)"
-            raise TrainingError(f"non-finite loss ({loss.item()}); first non-finite value: {culprit}")
+        if not bool(loss.detach() <= LOSS_LIMIT):
+            culprit = _first_diverged(self.net) or "none (the loss itself: inputs, labels or lr)"
+            raise TrainingError(f"non-finite or exploding loss ({loss.item():.4g}, limit {LOSS_LIMIT:g}); "
+                                f"first non-finite or diverged value: {culprit}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        alphas = alpha_parameters(self.net)
-        if alphas and not torch.isfinite(torch.cat([a.detach().flatten() for a in alphas])).all():
-            raise TrainingError(f"non-finite {_first_non_finite(self.net)} after the update")
+        if not bool(self._state_ok()):
+            raise TrainingError(f"non-finite or diverged {_first_diverged(self.net)} after the update "
+                                f"(the last good checkpoint is kept)")
         stats["loss"] = loss.detach()
         return stats
 
@@ -281,9 +285,9 @@ class Trainer:
         """Raises TrainingError when a replayed step left a non-finite loss or alpha. Checked
         one step late (the GPU keeps working meanwhile) and always before a checkpoint."""
         if finite is not None and not bool(finite):
-            culprit = _first_non_finite(self.net) or "the loss (inputs or logits)"
-            raise TrainingError(f"non-finite training state after a step; first non-finite value: "
-                                f"{culprit} (the last checkpoint is kept)")
+            culprit = _first_diverged(self.net) or f"the loss (non-finite or above {LOSS_LIMIT:g})"
+            raise TrainingError(f"non-finite or diverged training state after a step; first bad value: "
+                                f"{culprit} (the last good checkpoint is kept)")
 
     # --- epochs ---------------------------------------------------------------------
 
@@ -308,16 +312,23 @@ class Trainer:
         return {"test_clean_acc": clean, "test_pgd_acc": robust}
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch (from the batch a mid-epoch checkpoint stopped at, after a resume); after
+        each batch, a stop signal or ``save_every_minutes`` writes a mid-epoch checkpoint."""
         cfg = self.config
         adversarial = cfg.adversarial and epoch >= cfg.warmup_epochs
         self.loader.set_epoch(epoch)
-        sums: dict[str, Tensor] = {}
+        position, self._position = self._position or {}, None
+        sums = {k: v.to(self.device) for k, v in position.get("sums", {}).items()}
+        count, first = position.get("count", 0), position.get("batch", 0)
+        started = time.perf_counter() - position.get("seconds", 0.0)
+        batches = iter(self.loader)
+        for _ in range(first):  # skipped batches redraw their augmentation: the same stream
+            next(batches)
         pending: Tensor | None = None
-        count = 0
-        started = time.perf_counter()
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                   initial=first, total=len(self.loader),
                    disable=None if cfg.progress and self.is_main else True)  # None: terminals only
-        for step, (x, y) in enumerate(bar):
+        for step, (x, y) in enumerate(bar, start=first):
             if self.step_callback is not None:
                 self.step_callback(self.net, epoch, step)
             stats, finite = self._step(x, y, adversarial)
@@ -329,6 +340,14 @@ class Trainer:
             count += n
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
+            if self._pause_requested():
+                self._check_finite(pending)  # a bad state is never saved
+                pending = None
+                position = {"batch": step + 1, "count": count, "order": self.loader._rank_indices(),
+                            "sums": {k: v.detach().cpu() for k, v in sums.items()},
+                            "seconds": time.perf_counter() - started}
+                self._save(epoch, position)
+                self._raise_if_stopped(epoch, step + 1)
         self._check_finite(pending)
         totals = {key: float(value) for key, value in sums.items()}
         if self.world_size > 1:  # metrics over the global batch; BN statistics agree again
@@ -338,7 +357,9 @@ class Trainer:
             if not cfg.sync_bn:
                 distributed.average_buffers(self.net)
         lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        with warnings.catch_warnings():  # resumed after the last batch: no step in this process
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
         record: dict[str, Any] = {"epoch": epoch + 1, "adversarial": adversarial, "lr": lr}
         record.update({f"train_{k}": v / max(count, 1) for k, v in totals.items()})
         record["train_seconds"] = time.perf_counter() - started
@@ -346,105 +367,44 @@ class Trainer:
         record["alphas"] = alpha_values(self.net)
         return record
 
-    # --- checkpoints ----------------------------------------------------------------
-
-    def checkpoint(self, epoch: int) -> dict[str, Any]:
-        """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
-        collective call: every rank's random state is gathered (``rng_ranks``)."""
-        rng = distributed.all_gather_object(_rng_state(self.device if self.world_size > 1 else None))
-        checkpoint = {
-            "format": FORMAT, "version": VERSION, "epoch": epoch,
-            "model": self.net.state_dict(), "model_meta": model_meta(self.net),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": rng[0], "world_size": self.world_size, "config": self.config.to_dict(),
-            "dataset": self.dataset_name, "metrics": self.history[-1] if self.history else {},
-        }
-        if self.world_size > 1:
-            checkpoint["rng_ranks"] = rng
-        return checkpoint
-
-    def _read_log(self) -> list[dict[str, Any]]:
-        if self.out_dir is None or not (self.out_dir / LOG).exists():
-            return []
-        return list(map(json.loads, filter(None, (self.out_dir / LOG).read_text().splitlines())))
-
-    def restore(self, path: Path) -> None:
-        """Continues from a checkpoint; rank 0 reads it (and the log) and hands it to every rank.
-
-        A checkpoint saved by the same number of processes restores each rank's random
-        state exactly; from another number, the per-rank streams are reseeded from
-        (seed, epoch, rank), and the next epoch's log record says so (``note``).
-        """
-        checkpoint, log = distributed.on_main(lambda: (read_checkpoint(path, resume=True), self._read_log()))
-        load_state(self.net, checkpoint["model"], source=f"checkpoint {str(path)!r}")
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.start_epoch = int(checkpoint["epoch"])
-        saved_world = int(checkpoint.get("world_size", 1))
-        states = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
-        if saved_world == self.world_size and len(states) == self.world_size:
-            _set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
-        else:
-            from .data import mix_seed
-
-            _reseed(mix_seed(self.config.seed, self.start_epoch, self.rank))
-            self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
-                          f"{self.world_size}: random streams reseeded from (seed, epoch, rank)")
-            if self.config.progress and self.is_main:
-                tqdm.write(self._note)
-        self.history = [r for r in log if r["epoch"] <= self.start_epoch]
-
-    def _write_epoch(self, epoch: int, record: dict[str, Any]) -> None:
-        assert self.out_dir is not None
-        checkpoint = self.checkpoint(epoch)  # collective under torchrun
-        if self.is_main:
-            atomic_save(checkpoint, self.out_dir / CHECKPOINT)
-            log = self.out_dir / LOG
-            tmp = log.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-            os.replace(tmp, log)
-        distributed.barrier()
-
-    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> bool:
-        """Rank 0: creates/checks the output folder; True when there is a run to resume."""
-        assert self.out_dir is not None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _check_out_dir(self.out_dir, resume, overwrite)
-        return resume and (self.out_dir / CHECKPOINT).exists()
-
     def _out_of_time(self, started: float, max_minutes: float | None) -> bool:
         """True when another epoch, as long as the longest so far, would end past the limit."""
         if max_minutes is None or not self._epoch_seconds:
             return False
         return time.perf_counter() - started + max(self._epoch_seconds) > 60 * max_minutes
 
-    def fit(self, resume: bool = False, overwrite: bool = False,
-            max_minutes: float | None = None) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False, max_minutes: float | None = None,
+            save_every_minutes: float | None = None) -> TrainResult:
         """Trains from ``start_epoch`` to ``config.epochs``; with ``max_minutes``, stops after
-        the last epoch that fits in that time (``TrainResult.stopped_early``; resume later)."""
+        the last epoch that fits in that time (``TrainResult.stopped_early``; resume later).
+        With an output folder, SIGTERM/SIGINT write a checkpoint after the current batch and
+        raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints."""
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
+        self._save_every, self._last_save = save_every_minutes, time.monotonic()
         if self.out_dir is not None:
-            if distributed.on_main(lambda: self._prepare_out_dir(resume, overwrite)):
-                self.restore(self.out_dir / CHECKPOINT)
-            if self.is_main:
-                (self.out_dir / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        if self.start_epoch == 0:
-            torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
-        for epoch in range(self.start_epoch, cfg.epochs):
-            if self._out_of_time(started, max_minutes):
-                return TrainResult(self.history, self.out_dir, stopped_early=True)
-            epoch_started = time.perf_counter()
-            record = self.run_epoch(epoch)
-            if self._note is not None:
-                record["note"], self._note = self._note, None
-            self.history.append(record)
-            if self.out_dir is not None:
-                self._write_epoch(epoch + 1, record)
-            if cfg.progress and self.is_main:
-                tqdm.write(_epoch_line(record))
-            self._epoch_seconds.append(time.perf_counter() - epoch_started)
+            self._prepare_out_dir(resume, overwrite)
+        if not self._resumed:
+            seed_everything(distributed.rank_seed(cfg.seed, self.rank))
+        with self._stop.installed(active=self.out_dir is not None):
+            for epoch in range(self.start_epoch, cfg.epochs):
+                if self._out_of_time(started, max_minutes):
+                    return TrainResult(self.history, self.out_dir, stopped_early=True)
+                epoch_started = time.perf_counter()
+                record = self.run_epoch(epoch)
+                if self._note is not None:
+                    record["note"], self._note = self._note, None
+                if self._changes:
+                    record["config_changes"], self._changes = self._changes, {}
+                self.history.append(record)
+                if self.out_dir is not None:
+                    self._save(epoch + 1)
+                if cfg.progress and self.is_main:
+                    tqdm.write(_epoch_line(record))
+                self._epoch_seconds.append(time.perf_counter() - epoch_started)
+                if self._stop_flags(False)[0]:
+                    self._raise_if_stopped(epoch + 1, 0)
         if self.graphed is not None:
             self.graphed.release()
         return TrainResult(self.history, self.out_dir)
@@ -463,15 +423,19 @@ def _epoch_line(record: dict[str, Any]) -> str:
 def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: TrainConfig,
         test_set: Dataset | tuple[Tensor, Tensor] | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-        step_callback: StepCallback | None = None, max_minutes: float | None = None) -> TrainResult:
+        step_callback: StepCallback | None = None, max_minutes: float | None = None,
+        save_every_minutes: float | None = None) -> TrainResult:
     """Trains ``model`` in place as ``config`` says (Eq. 10-12) and returns the history.
 
-    With ``out_dir``, every epoch appends its metrics to ``train_log.jsonl`` and writes
-    ``checkpoint.pt`` atomically; ``resume=True`` continues from that checkpoint exactly.
-    A non-finite loss or alpha raises TrainingError naming the layer and leaves the last
-    checkpoint as it was. ``max_minutes`` stops after the last epoch that fits in that wall
-    time (the run resumes later, on this or another machine).
+    With ``out_dir`` (see ``pni.runfolder``), every epoch appends its metrics to
+    ``train_log.jsonl`` and then writes ``checkpoint.pt`` (the one before becomes
+    ``checkpoint.prev.pt``); ``resume=True`` continues from that checkpoint exactly, also
+    from the middle of an epoch. A non-finite or diverged loss, weight or alpha raises
+    TrainingError naming it; that state is never saved. ``max_minutes`` stops after the last
+    epoch that fits in that wall time; SIGTERM/SIGINT stop after the current batch with a
+    checkpoint (TrainingInterrupted); ``save_every_minutes`` writes mid-epoch checkpoints.
     """
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
-    return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes)
+    return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes,
+                       save_every_minutes=save_every_minutes)
 

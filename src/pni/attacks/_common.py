@@ -43,13 +43,84 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
     return value
 
 
-def check_images(x: Tensor, y: Tensor) -> None:
+def check_images(x: Tensor, y: Tensor, model: nn.Module | None = None) -> None:
+    """One-line AttackError unless ``x`` is an (N, C, H, W) batch of finite pixels in [0, 1]
+    and ``y`` N integer labels; with ``model``, also its channel count and class range when
+    it records them (``input_shape``, ``num_classes``, as ``pni.create_model`` models do)."""
     if x.dim() != 4:
         raise AttackError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
     if y.shape != (x.shape[0],):
         raise AttackError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise AttackError(f"images hold {bad} NaN or inf pixel(s); pixels must be finite, in [0, 1]")
         raise AttackError("images must lie in [0, 1] (the model normalizes internally)")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise AttackError(f"labels must be integer class indices, got dtype {y.dtype}")
+    shape = getattr(model, "input_shape", None)
+    if shape and x.shape[1] != shape[0]:
+        raise AttackError(f"images have {x.shape[1]} channel(s) but the model takes {shape[0]} "
+                          f"(input shape {tuple(shape)}): data of another dataset?")
+    classes = getattr(model, "num_classes", None)
+    if y.numel() and isinstance(classes, int):
+        _check_labels(y, classes)
+
+
+def _check_labels(y: Tensor, classes: int) -> None:
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise AttackError(f"labels must be classes 0 to {classes - 1} of the model, got "
+                          f"{low if low < 0 else high}: data of another dataset?")
+
+
+def non_finite_weight(model: nn.Module) -> str | None:
+    """The name of the first parameter or floating buffer holding a NaN or inf, or None."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def check_model_inputs(model: nn.Module, x: Tensor, y: Tensor) -> None:
+    """One-line AttackError unless ``model`` has finite weights and ``(x, y)`` fits it:
+    ``check_images``, then one forward pass of one image (its shape must fit the model; the
+    random state is left as it was) whose outputs must cover every label."""
+    check_images(x, y, model)
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise AttackError(f"the model's weights are not finite ({bad} holds NaN or inf); a "
+                          f"diverged training run? nothing meaningful can be measured on it")
+    if not len(x):
+        return
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices), attack_mode(model):
+        try:
+            logits = model(x[:1])
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise AttackError(f"images of shape {tuple(x.shape[1:])} do not fit the model "
+                              f"({type(model).__name__}): {reason}") from None
+    if logits.dim() == 2:
+        _check_labels(y, logits.shape[1])
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, keep_mode: bool = False) -> Iterator[None]:
+    """The model in eval mode inside (BatchNorm on its running statistics, never updated by
+    an attack; PNI noise stays on), every submodule back in its own mode on exit.
+    ``keep_mode=True`` leaves the modes as they are (to attack a model in train mode)."""
+    if keep_mode:
+        yield
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def class_margin(scores: Tensor, y: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._common import AttackError, check_eps, check_images, check_positive_int, frozen_parameters
+from ._common import AttackError, attack_mode, check_eps, check_images, check_positive_int, frozen_parameters
 from .votes import VotedResult, predict_votes, vote_correctness
 
 VERSIONS = ("rand", "standard")
@@ -85,7 +85,7 @@ def _set_iterations(apgd: Any, n_iter: int) -> None:
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str = "rand", *,
                votes: int = 20, seed: int | None = None, batch_size: int = 256,
                n_iter: int | None = None, n_restarts: int | None = None, eot_iter: int | None = None,
-               verbose: bool = False) -> AutoAttackResult:
+               verbose: bool = False, keep_mode: bool = False) -> AutoAttackResult:
     """L-inf AutoAttack at radius ``eps`` via ``pyautoattack.AutoAttack(version=...)``.
 
     ``seed`` seeds pyautoattack's 'standard' run (which reseeds torch's global generator;
@@ -93,15 +93,16 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
     starts and noise from torch's global generator as it is. ``n_iter`` (APGD and FAB iterations, default
     100), ``n_restarts`` (APGD restarts) and ``eot_iter`` (APGD's EOT draws, 20 in 'rand')
     override the version's settings, for quick checks. The robust accuracy is recomputed on
-    the returned examples over ``votes`` noise draws (``predict_votes``). The model's mode
-    and noise switch are used as they are and left unchanged.
+    the returned examples over ``votes`` noise draws (``predict_votes``). The model runs in
+    eval mode and is left in its own mode (``keep_mode=True``: its current mode); the noise
+    switch is used as it is.
     """
     from pyautoattack import AutoAttack
 
     if version not in VERSIONS:
         raise AttackError(f"unknown AutoAttack version {version!r}; expected one of: {', '.join(VERSIONS)}")
     eps = check_eps(eps)
-    check_images(x, y)
+    check_images(x, y, model)
     check_positive_int(votes, "votes")
     check_positive_int(batch_size, "batch_size")
     for name, value in (("n_iter", n_iter), ("n_restarts", n_restarts), ("eot_iter", eot_iter)):
@@ -124,7 +125,7 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
         params = {"version": version, "eps": eps, "attacks": ",".join(adversary.attacks_to_run),
                   "n_iter": adversary.apgd.n_iter, "n_restarts": adversary.apgd.n_restarts,
                   "eot_iter": adversary.apgd.eot_iter, "votes": votes}
-        with frozen_parameters(model):
+        with frozen_parameters(model), attack_mode(model, keep_mode):
             if not len(y):
                 x_adv, reported = x.clone(), torch.ones(0, dtype=torch.bool, device=y.device)
                 fraction, correct = reported.float(), reported

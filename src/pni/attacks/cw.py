@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ._common import (
     AttackError,
     PerturbationResult,
+    attack_mode,
     check_images,
     check_positive_int,
     frozen_parameters,
@@ -52,15 +53,16 @@ class CWResult(PerturbationResult):
 
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5e-4, steps: int = 10,
           binary_search_steps: int = 9, confidence: float = 0.0, eot: int = 1, *,
-          abort_early: bool = True, eot_batch: int | None = None) -> CWResult:
+          abort_early: bool = True, eot_batch: int | None = None, keep_mode: bool = False) -> CWResult:
     """C&W-L2 (Carlini & Wagner 2017) with the paper's defaults (c 0.01, Adam lr 5e-4,
     kappa 0, 9 binary-search steps, 10 iterations).
 
     ``eot`` averages the gradient of ``f`` over that many noise draws. Success is judged on
     the logits of the pass that computed the step's gradient (the noise as it is).
     ``abort_early`` ends a binary-search step when the loss has stopped falling (checked
-    every ``steps // 10`` iterations, as Carlini's code). The model's mode and noise switch
-    are used as they are and left unchanged; only input gradients are computed.
+    every ``steps // 10`` iterations, as Carlini's code). The model runs in eval mode and is
+    left in its own mode (``keep_mode=True``: its current mode); the noise switch is used as
+    it is; only input gradients are computed.
     """
     if not isinstance(c, (int, float)) or not c > 0:
         raise AttackError(f"c must be a positive number, got {c!r}")
@@ -71,13 +73,13 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
     check_positive_int(steps, "steps")
     check_positive_int(binary_search_steps, "binary_search_steps")
     check_positive_int(eot, "eot")
-    check_images(x, y)
+    check_images(x, y, model)
     params = {"c": float(c), "lr": float(lr), "steps": steps, "binary_search_steps": binary_search_steps,
               "confidence": float(confidence), "eot": eot, "abort_early": abort_early}
     x = x.detach()
     n = len(x)
     flat = (n, -1)
-    with frozen_parameters(model):
+    with frozen_parameters(model), attack_mode(model, keep_mode):
         with torch.no_grad():
             initially_correct = model(x).argmax(1) == y
         if eot > 1 and not model.training and not is_randomized(model, x):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.modes import eval_mode
-from ._common import AttackError, check_images, check_positive_int
+from ._common import AttackError, check_images, check_model_inputs, check_positive_int
 from .votes import VotedResult, predict_votes, vote_correctness
 
 AttackLike = str | Callable[[nn.Module, Tensor, Tensor], Any]
@@ -181,7 +181,13 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
         location = (meta.get("noise") or {}).get("location")
         labels[name] = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'}): {path}"
     x, y = data.tensors()
-    matrix = transfer_matrix({name: m for name, (m, _) in zip(names, loaded)}, x.to(device), y.to(device),
+    x, y = x.to(device), y.to(device)
+    for path, (model, _) in zip(paths, loaded):
+        try:
+            check_model_inputs(model, x, y)
+        except AttackError as error:
+            raise AttackError(f"checkpoint {path!r}: {error}") from None
+    matrix = transfer_matrix({name: m for name, (m, _) in zip(names, loaded)}, x, y,
                              attack, trials=trials, seed=seed, eps=eps, steps=steps, step_size=step_size,
                              votes=votes, batch_size=batch_size, labels=labels)
     matrix.subset = data.subset_info

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ._common import (
     AttackError,
     PerturbationResult,
+    attack_mode,
     check_eps,
     check_images,
     check_positive_int,
@@ -50,7 +51,7 @@ def _objective(logits: Tensor, y: Tensor, queries: Tensor, x: Tensor, c: float,
 def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int = 128, lr: float = 0.01,
         h: float = 1e-4, c: float = 10.0, confidence: float = 0.0, eps: float | None = None,
         beta1: float = 0.9, beta2: float = 0.999, batch_size: int = 8,
-        early_stop: bool = True) -> ZooResult:
+        early_stop: bool = True, keep_mode: bool = False) -> ZooResult:
     """ZOO-ADAM, untargeted, on ``x`` (images in [0, 1]) with labels ``y``.
 
     ``steps`` iterations of ``coords`` coordinates each (per image); ``lr`` is Adam's step
@@ -58,9 +59,10 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
     against the squared L2 distance; ``eps`` (optional) bounds the perturbation in L-inf.
     ``early_stop`` stops attacking an image as soon as it is misclassified (that point is
     returned); otherwise the attack runs all steps and returns the adversarial point of
-    smallest L2 it met. ``batch_size`` images are attacked together.
+    smallest L2 it met. ``batch_size`` images are attacked together. The model is queried in
+    eval mode and left in its own mode (``keep_mode=True``: its current mode).
     """
-    check_images(x, y)
+    check_images(x, y, model)
     check_positive_int(steps, "steps")
     check_positive_int(coords, "coords")
     check_positive_int(batch_size, "batch_size")
@@ -74,8 +76,9 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
     params = {"steps": steps, "coords": coords, "lr": float(lr), "h": float(h), "c": float(c),
               "confidence": float(confidence), "eps": eps, "beta1": beta1, "beta2": beta2,
               "early_stop": early_stop}
-    parts = [_zoo_batch(model, x[s:s + batch_size].detach(), y[s:s + batch_size], params)
-             for s in range(0, len(x), batch_size)]
+    with attack_mode(model, keep_mode):
+        parts = [_zoo_batch(model, x[s:s + batch_size].detach(), y[s:s + batch_size], params)
+                 for s in range(0, len(x), batch_size)]
     if not parts:
         empty = torch.zeros(0, dtype=torch.bool, device=x.device)
         return ZooResult(x_adv=x.detach().clone(), success=empty, initially_correct=empty,
