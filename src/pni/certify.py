@@ -1,0 +1,436 @@
+"""Randomized-smoothing certificates (Cohen, Rosenfeld, Kolter, ICML 2019) for noisy models.
+
+The smoothed classifier is ``g(x) = argmax_c P(f(x + delta) = c)``, ``delta ~ N(0, sigma^2 I)``
+(Cohen's Eq. 1), with ``delta`` added in the model's input space [0, 1] (the pni models
+normalize inside) and ``x + delta`` not clipped, so Theorem 1 applies as stated: if
+``P(f(x + delta) = c_A) >= p_A > 1/2`` then ``g(x + e) = c_A`` for every ``||e||_2 < R``,
+``R = sigma * Phi^-1(p_A)`` (Theorem 1 with ``p_B = 1 - p_A``).
+
+``certify`` is Cohen's CERTIFY: guess ``c_A`` from ``n0`` samples, count it in ``n`` fresh
+samples, take the one-sided (1 - alpha) Clopper-Pearson lower bound ``p_A_lower`` and return
+``c_A`` with ``R = sigma * Phi^-1(p_A_lower)``, or abstain (-1) when ``p_A_lower <= 1/2``.
+``predict`` is Cohen's PREDICT: the top class of ``n`` samples when a two-sided binomial test
+of ``n_A`` against ``n_A + n_B`` at 1/2 has p-value ``<= alpha``, else abstain.
+
+**A randomized base classifier is allowed.** A model that draws its own noise ``eps``
+(PNI) is a deterministic ``f(x, eps)`` with ``eps`` independent of ``delta``. With
+``h_c(x) = P_eps(f(x, eps) = c)``, ``P(f(x + delta, eps) = c) = E_delta[h_c(x + delta)]``, and
+Theorem 1 holds for any ``h: R^d -> [0, 1]``: the Neyman-Pearson argument of Cohen's proof
+covers randomized decision rules, and ``x -> sigma * Phi^-1(E_delta[h(x + delta)])`` is
+1-Lipschitz for every such ``h`` (Salman et al. 2019, Lemma 2). PNI's input-dependent scale
+``std(v)`` is part of ``f``; only the distribution of ``eps`` must not depend on the input.
+What the statistics need is that the samples are i.i.d.: PNI draws one weight noise per
+forward call for the whole batch, and scales activation noise by a std over the whole batch,
+so a plain batch of noisy copies would share draws. Here the base classifier is the model
+on *one* image, and a randomized model runs each sample as its own batch of one, vectorized
+with ``torch.func.vmap(randomness="different")``: a fresh draw of its noise per sample.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data import Dataset, as_tensors, mix_seed
+from .models.fold import folded_batchnorm
+from .models.modes import eval_mode, model_device
+from .noise import NoiseInjection, freeze_alphas, inject
+
+ABSTAIN = -1
+REPORT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class CertifyError(ValueError):
+    """A bad certification argument (sigma, n, n0, alpha, data); the message names it."""
+
+
+# --- argument checks ------------------------------------------------------------------
+
+def check_sigma(sigma: Any, name: str = "sigma", allow_zero: bool = False,
+                what: str = "the noise std in [0, 1] pixel units") -> float:
+    """``sigma`` as a float: finite and > 0 (>= 0 with ``allow_zero``), else CertifyError."""
+    ok = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and math.isfinite(sigma)
+    if not ok or not (sigma >= 0 if allow_zero else sigma > 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise CertifyError(f"{name} must be a finite number {bound} ({what}), got {sigma!r}")
+    return float(sigma)
+
+
+def _check_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise CertifyError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+        raise CertifyError(f"alpha must be a number in (0, 1) (the failure probability), got {alpha!r}")
+    return float(alpha)
+
+
+def _pair(data: Dataset | tuple[Tensor, Tensor] | Tensor) -> tuple[Tensor, Tensor]:
+    """Float images in [0, 1] and labels from a dataset, an (images, labels) pair or an image
+    tensor (labels 0 then); CertifyError when there is no image."""
+    if isinstance(data, Tensor):
+        data = (data, torch.zeros(len(data), dtype=torch.long))
+    images, labels = as_tensors(data)
+    if len(images) == 0:
+        raise CertifyError("no images to certify: the data is empty")
+    return images, labels
+
+
+# --- training building blocks (item 2) --------------------------------------------------
+
+def gaussian_augment(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
+    """Cohen et al.'s training augmentation: ``x + delta``, ``delta ~ N(0, sigma^2 I)`` in [0, 1]
+    pixel space, not clipped (the inputs the smoothed classifier will feed the base model).
+    ``sigma = 0`` returns ``x``. The noise keeps ``x``'s memory format (channels_last)."""
+    sigma = check_sigma(sigma, allow_zero=True)
+    if sigma == 0:
+        return x
+    return x + sigma * torch.empty_like(x).normal_(generator=generator)
+
+
+def rse_inject(model: nn.Module, init_alpha: float, **inject_options: Any) -> nn.Module:
+    """RSE-style baseline (Liu et al. 2018, Random Self-Ensemble): fixed noise at the input of
+    every Conv/Linear layer, the network input included (PNI's ``A-b``), at scale
+    ``init_alpha * std(v)``, not trained (alpha frozen). Train it without adversarial examples
+    and predict by a vote over noise draws (``evaluate(..., votes=k)``), as RSE does."""
+    check_sigma(init_alpha, "init_alpha", what="the noise scale, a multiple of std(v)")
+    inject(model, location="A-b", init_alpha=float(init_alpha), **inject_options)
+    freeze_alphas(model)
+    return model
+
+
+# --- sampling (Cohen's SAMPLEUNDERNOISE) -------------------------------------------------
+
+def is_random_model(model: nn.Module, x: Tensor) -> bool:
+    """True when the model draws noise: an enabled PNI module, or two passes that differ."""
+    if any(isinstance(m, NoiseInjection) and m.enabled for m in model.modules()):
+        return True
+    probe = x[:2]
+    return not torch.equal(model(probe), model(probe))
+
+
+class _Forward:
+    """The base classifier on a batch of samples: one plain pass for a deterministic model;
+    for a randomized one, every row as a batch of one under ``vmap(randomness="different")``
+    (a fresh noise draw per sample), or a loop of such passes if the model cannot be vmapped."""
+
+    def __init__(self, model: nn.Module, randomized: bool) -> None:
+        self.model = model
+        self.randomized = randomized
+        self.vmapped = torch.func.vmap(lambda xi: model(xi.unsqueeze(0)).squeeze(0), randomness="different")
+        self.use_vmap = True
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.randomized:
+            return self.model(x)
+        if self.use_vmap:
+            try:
+                return self.vmapped(x)
+            except (RuntimeError, NotImplementedError) as error:
+                self.use_vmap = False
+                warnings.warn(f"the model cannot run under torch.func.vmap ({str(error).splitlines()[0]}); "
+                              f"certifying with one forward pass per noise sample (slow)", stacklevel=3)
+        return torch.cat([self.model(xi.unsqueeze(0)) for xi in x])
+
+
+def _counts(forward: _Forward, x: Tensor, num: int, sigma: float, batch_size: int,
+            generator: torch.Generator | None, progress: Any = None) -> Tensor:
+    """``counts[i, c] = #{j < num: f(x_i + delta_ij) = c}``; ``batch_size`` samples per pass,
+    several images per pass when ``num < batch_size``."""
+    total = len(x) * num
+    counts: Tensor | None = None
+    for start in range(0, total, batch_size):
+        owner = torch.arange(start, min(start + batch_size, total), device=x.device) // num
+        batch = x[owner]
+        batch = batch + sigma * torch.randn(batch.shape, generator=generator, device=x.device, dtype=x.dtype)
+        logits = forward(batch)
+        if counts is None:
+            counts = torch.zeros(len(x), logits.shape[1], dtype=torch.long, device=x.device)
+        counts.view(-1).index_add_(0, owner * counts.shape[1] + logits.argmax(1), torch.ones_like(owner))
+        if progress is not None:
+            progress.update(len(owner))
+    assert counts is not None
+    return counts
+
+
+@contextlib.contextmanager
+def _sampling(model: nn.Module, x: Tensor, seed: int) -> Iterator[tuple[_Forward, torch.Generator]]:
+    """Eval mode, inference mode, BatchNorm folded, and seeded randomness: the Gaussian noise
+    from a generator seeded by ``seed``, the model's own noise from the global RNG seeded from
+    ``seed`` inside a fork (the caller's random state is left as it was)."""
+    device = x.device
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), eval_mode(model), torch.inference_mode(), \
+            folded_batchnorm(model):
+        torch.default_generator.manual_seed(mix_seed(seed, 1))
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(mix_seed(seed, 1))
+        generator = torch.Generator(device=device)
+        generator.manual_seed(mix_seed(seed, 0))
+        yield _Forward(model, is_random_model(model, x)), generator
+
+
+def sample_counts(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, sigma: float,
+                  num: int, batch_size: int = 1000, seed: int = 0) -> Tensor:
+    """Cohen's SAMPLEUNDERNOISE for every image: class counts ``(N, K)`` of ``f(x + delta)``
+    over ``num`` i.i.d. draws (eval mode, seeded, the model's noise fresh per sample)."""
+    sigma, num = check_sigma(sigma), _check_int(num, "num")
+    batch_size = _check_int(batch_size, "batch_size")
+    x = _pair(data)[0].to(model_device(model))
+    with _sampling(model, x, seed) as (forward, generator):
+        return _counts(forward, x, num, sigma, batch_size, generator)
+
+
+# --- the bounds -----------------------------------------------------------------------
+
+def lower_confidence_bound(k: Tensor | np.ndarray | int, n: int, alpha: float) -> np.ndarray:
+    """One-sided (1 - alpha) Clopper-Pearson lower bound on a binomial p from ``k`` successes
+    in ``n`` trials: the alpha quantile of Beta(k, n - k + 1), 0 where k = 0 (Cohen's
+    LOWERCONFBOUND)."""
+    from scipy.stats import beta
+
+    k = np.asarray(k.cpu() if isinstance(k, Tensor) else k, dtype=np.float64)
+    safe = np.maximum(k, 1.0)
+    return np.where(k > 0, beta.ppf(alpha, safe, n - safe + 1), 0.0)
+
+
+def certified_radius(p_lower: np.ndarray | float, sigma: float) -> np.ndarray:
+    """``sigma * Phi^-1(p_lower)`` (Theorem 1 with ``p_B = 1 - p_A``): positive iff p_lower > 1/2."""
+    from scipy.stats import norm
+
+    return sigma * norm.ppf(np.asarray(p_lower, dtype=np.float64))
+
+
+def binomial_p_values(n_a: Tensor | np.ndarray, n_b: Tensor | np.ndarray) -> np.ndarray:
+    """Two-sided binomial test p-values of ``n_a`` successes in ``n_a + n_b`` trials at p = 1/2
+    (Cohen's BINOMPVALUE), by ``scipy.stats.binomtest``."""
+    from scipy.stats import binomtest
+
+    a = np.asarray(n_a.cpu() if isinstance(n_a, Tensor) else n_a, dtype=np.int64)
+    b = np.asarray(n_b.cpu() if isinstance(n_b, Tensor) else n_b, dtype=np.int64)
+    return np.array([binomtest(int(i), int(i + j), 0.5).pvalue if i + j > 0 else 1.0
+                     for i, j in zip(a.ravel(), b.ravel())]).reshape(a.shape)
+
+
+# --- PREDICT ------------------------------------------------------------------------------
+
+@dataclass
+class SmoothedPrediction:
+    """Cohen's PREDICT per image: ``classes`` (-1: abstain), the class ``counts`` (N, K) and
+    the binomial test's ``p_values``."""
+
+    classes: Tensor
+    counts: Tensor
+    p_values: Tensor
+    sigma: float
+    n: int
+    alpha: float
+
+
+def predict(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, sigma: float,
+            n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
+            seed: int = 0) -> SmoothedPrediction:
+    """Cohen's PREDICT: the top class ``c_A`` of ``n`` noise samples when the two-sided binomial
+    test of ``n_A`` against ``n_A + n_B`` at 1/2 has p-value <= ``alpha``, else abstain (-1).
+    It returns a class other than ``g(x)`` with probability at most ``alpha`` (Prop. 1)."""
+    alpha = _check_alpha(alpha)
+    counts = sample_counts(model, data, sigma, _check_int(n, "n"), batch_size, seed).cpu()
+    top2 = counts.topk(min(2, counts.shape[1]), dim=1)
+    n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(top2.values[:, 0])
+    p_values = torch.from_numpy(binomial_p_values(top2.values[:, 0], n_b))
+    classes = torch.where(p_values <= alpha, top2.indices[:, 0], ABSTAIN)
+    return SmoothedPrediction(classes, counts, p_values, float(sigma), int(n), alpha)
+
+
+# --- CERTIFY ------------------------------------------------------------------------------
+
+def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: float, n0: int = 100,
+            n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
+            progress: bool = False) -> Certification:
+    """Cohen's CERTIFY on every image of ``data`` (images in [0, 1], with labels).
+
+    ``n0`` samples select ``c_A``, ``n`` fresh ones bound ``p_A`` from below with confidence
+    ``1 - alpha``; the result holds the class (-1: abstain) and the L2 radius per image, and
+    the summary (certified accuracy at ``REPORT_RADII``, abstain rate, time per image). Noise
+    samples are batched, ``batch_size`` per forward pass, with the model in eval mode (its mode
+    restored after) and its noise switch as it is. Same seed, batch size and device: same result.
+    """
+    sigma, n0, n, alpha, batch_size = _check_settings(sigma, n0, n, alpha, batch_size)
+    x, labels = _pair(data)
+    x = x.to(model_device(model))
+    bar = _progress_bar(len(x) * (n0 + n)) if progress else None
+    started = time.perf_counter()
+    try:
+        with _sampling(model, x, seed) as (forward, generator):
+            guess = _counts(forward, x, n0, sigma, batch_size, generator, bar).argmax(1)
+            counts = _counts(forward, x, n, sigma, batch_size, generator, bar)
+            top = counts.gather(1, guess[:, None]).squeeze(1).cpu()
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+    p_lower = torch.from_numpy(lower_confidence_bound(top, n, alpha))
+    certified = p_lower > 0.5
+    radii = torch.where(certified, torch.from_numpy(certified_radius(p_lower.numpy(), sigma)), 0.0)
+    return Certification(predictions=torch.where(certified, guess.cpu(), ABSTAIN), radii=radii,
+                         labels=labels.cpu(), p_lower=p_lower, top_counts=top, sigma=sigma, n0=n0, n=n,
+                         alpha=alpha, seed=seed, seconds=seconds,
+                         subset=data.subset_info if isinstance(data, Dataset) else None)
+
+
+def _check_settings(sigma: Any, n0: Any, n: Any, alpha: Any, batch_size: Any) -> tuple[float, int, int, float, int]:
+    sigma, alpha = check_sigma(sigma), _check_alpha(alpha)
+    n0, n, batch_size = _check_int(n0, "n0"), _check_int(n, "n"), _check_int(batch_size, "batch_size")
+    if n0 > n:
+        raise CertifyError(f"n0 ({n0}, the samples that select the class) must not exceed n ({n}, "
+                           f"the samples that bound its probability)")
+    return sigma, n0, n, alpha, batch_size
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sample", unit_scale=True, desc="certify", leave=False)
+
+
+# --- the result -----------------------------------------------------------------------------
+
+@dataclass
+class Certification:
+    """Per image: ``predictions`` (-1: abstain), certified L2 ``radii`` (0 where abstained),
+    ``labels``, ``p_lower`` and ``top_counts`` (of the selected class among ``n``); the settings
+    and the wall time (``seconds``)."""
+
+    predictions: Tensor
+    radii: Tensor
+    labels: Tensor
+    p_lower: Tensor
+    top_counts: Tensor
+    sigma: float
+    n0: int
+    n: int
+    alpha: float
+    seed: int
+    seconds: float
+    subset: dict[str, Any] | None = None
+
+    @property
+    def correct(self) -> Tensor:
+        """Certified for the right class (at radius 0: the smoothed classifier is right)."""
+        return self.predictions == self.labels
+
+    def certified_accuracy(self, radius: float) -> float:
+        """Fraction of images with the right class certified at L2 radius >= ``radius``."""
+        return float((self.correct & (self.radii >= radius)).double().mean())
+
+    @property
+    def abstain_rate(self) -> float:
+        return float((self.predictions == ABSTAIN).double().mean())
+
+    @property
+    def time_per_image(self) -> float:
+        return self.seconds / max(len(self.labels), 1)
+
+    def curve(self, radii: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+        """Certified accuracy (%) against radius; by default 0 .. past the largest radius."""
+        if radii is None:
+            top = max(1.0, float(self.radii.max()) * 1.05)
+            radii = np.linspace(0.0, top, 201).tolist()
+        return [float(r) for r in radii], [100 * self.certified_accuracy(r) for r in radii]
+
+    def summary(self) -> dict[str, Any]:
+        return {"certified_accuracy_percent": {f"{r:g}": 100 * self.certified_accuracy(r) for r in REPORT_RADII},
+                "abstain_percent": 100 * self.abstain_rate, "seconds_per_image": self.time_per_image,
+                "images": len(self.labels)}
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"method": "randomized smoothing, CERTIFY (Cohen, Rosenfeld, Kolter 2019)",
+               "sigma": self.sigma, "n0": self.n0, "n": self.n, "alpha": self.alpha, "seed": self.seed,
+               "seconds": self.seconds, **self.summary(),
+               "per_image": {"label": self.labels.tolist(), "prediction": self.predictions.tolist(),
+                             "radius": self.radii.tolist(), "p_lower": self.p_lower.tolist(),
+                             "top_count": self.top_counts.tolist()}}
+        if self.subset is not None:
+            out["subset"] = self.subset
+        return out
+
+    def to_markdown(self, label: str = "model") -> str:
+        acc = self.summary()["certified_accuracy_percent"]
+        header = "| Model | " + " | ".join(f"r = {r:g}" for r in REPORT_RADII) + " | Abstain |"
+        row = f"| {label} | " + " | ".join(f"{v:.2f}" for v in acc.values()) + f" | {100 * self.abstain_rate:.2f} |"
+        subset = (f", a class-stratified sample of {self.subset['n']} of {self.subset['of']} images "
+                  f"(seed {self.subset['seed']})" if self.subset and self.subset.get("seed") is not None else "")
+        return (f"# Certification: {label}\n\n"
+                f"Randomized smoothing (Cohen et al. 2019, CERTIFY): sigma = {self.sigma:g} in [0, 1] pixel "
+                f"units, n0 = {self.n0}, n = {self.n}, alpha = {self.alpha:g}; {len(self.labels)} images"
+                f"{subset}. Certified accuracy (%) at L2 radius r: the share of images whose class is "
+                f"right and certified at a radius >= r.\n\n{header}\n|" + "---|" * (len(REPORT_RADII) + 2)
+                + f"\n{row}\n\nTime per image: {self.time_per_image:.3f} s ({self.n0 + self.n} forward "
+                f"samples each).\n")
+
+    def plot(self, path: str | Path, label: str = "model") -> Path:
+        """The certified-accuracy curve as a PNG (matplotlib's Agg canvas; no pyplot state)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        radii, accuracy = self.curve()
+        fig = Figure(figsize=(5, 3.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot(radii, accuracy, label=f"{label}, sigma = {self.sigma:g}")
+        ax.set(xlabel="L2 radius", ylabel="certified accuracy (%)", ylim=(0, 100), xlim=(0, radii[-1]))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        return path
+
+    def write(self, out_dir: str | Path, label: str = "model") -> dict[str, Path]:
+        """``certify.json``, ``certify.md`` and ``certify.png`` in ``out_dir``."""
+        from .report import write_json
+
+        out_dir = Path(out_dir)
+        paths = {"json": write_json({"model": label, **self.to_json()}, out_dir / "certify.json"),
+                 "markdown": out_dir / "certify.md", "figure": self.plot(out_dir / "certify.png", label)}
+        paths["markdown"].write_text(self.to_markdown(label))
+        return paths
+
+
+def certify_checkpoint(path: str, sigma: float, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
+                       subset: int | None = None, dataset: str | None = None, data_dir: str | None = None,
+                       split: str = "test", batch_size: int = 1000, seed: int = 0, device: str = "cpu",
+                       progress: bool = False, subset_seed: int = 0) -> tuple[Certification, str]:
+    """``certify`` on a ``pni train`` checkpoint and its own dataset (``subset``: a class-stratified
+    sample of that many images, ``Dataset.subset``); returns the result and a model label."""
+    from .checkpoint import load_model
+    from .data import at_most, load_dataset
+
+    _check_settings(sigma, n0, n, alpha, batch_size)
+    if subset is not None:
+        _check_int(subset, "subset")
+    model, checkpoint = load_model(path, device=device)
+    config = checkpoint.get("config", {})
+    data = at_most(load_dataset(dataset or config.get("dataset", "cifar10"), split,
+                                data_dir or config.get("data_dir")), subset, subset_seed)
+    meta = checkpoint.get("model_meta", {})
+    location = (meta.get("noise") or {}).get("location")
+    label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
+    return certify(model, data, sigma, n0, n, alpha, batch_size, seed, progress), label
+
