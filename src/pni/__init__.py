@@ -4,11 +4,22 @@ Trainable Gaussian noise on weights, activations or inputs (``inject``), learned
 PGD adversarial training (``fit``, ``TrainConfig``), and the attacks (``pni.attacks``)
 and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defense.
 
-``pni.evaluate`` is the function; its module stays importable as ``from pni.evaluate
-import ...``.
+``pni.evaluate`` and ``pni.certify`` are the functions; their modules stay importable as
+``from pni.evaluate import ...``. ``pni reproduce`` (``pni.reproduce``) regenerates the
+paper's tables.
 """
 from . import attacks
 from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
+from .certify import (
+    Certification,
+    CertifyError,
+    SmoothedPrediction,
+    certify,
+    gaussian_augment,
+    predict,
+    rse_inject,
+)
+from .certify_check import CertificateCheck, cross_check_certificates
 from .config import TrainConfig
 from .data import (
     BatchLoader,
@@ -39,12 +50,16 @@ from .noise import (
     remove,
     set_noise,
 )
+from .reproduce import ReproduceError, Runner as ReproduceRunner
 from .train import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuditReport", "audit", "sweep_eot", "sweep_eps", "sweep_steps",
+    "CertificateCheck", "Certification", "CertifyError", "SmoothedPrediction", "certify",
+    "cross_check_certificates", "gaussian_augment", "predict", "rse_inject",
+    "ReproduceError", "ReproduceRunner",
     "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset", "missing_classes",
     "stratified_indices",
     "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit",

@@ -1,0 +1,126 @@
+"""Time estimates for ``pni reproduce --dry-run``: the training images/s of each model,
+measured on this machine (a warm-up batch, then the best of three timed
+runs of two batches through ``pni.train.fit``),
+and every other step converted to training-image equivalents by its passes per image.
+Estimates, not promises: attacks are counted as forward+backward passes."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from ..config import TrainConfig
+from .runner import train_log
+from .steps import Step
+
+SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000),
+               "imagefolder": (50000, 10000), "mnist-sample": (5000, 1000)}
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "mnist-sample": (1, 28, 28),
+          "cifar10": (3, 32, 32), "imagefolder": (3, 32, 32)}
+
+
+class RateMeter:
+    """Measured training images/s per (model, width, input shape, PGD steps, device)."""
+
+    def __init__(self, device: str = "cpu", batch: int = 16) -> None:
+        self.device = device
+        self.batch = batch
+        self.rates: dict[tuple[Any, ...], float] = {}
+
+    def key(self, config: TrainConfig) -> tuple[Any, ...]:
+        return (config.model, config.width, SHAPES.get(config.dataset, (3, 32, 32)),
+                config.steps if config.adversarial else 0, config.location is not None)
+
+    def rate(self, config: TrainConfig) -> float:
+        key = self.key(config)
+        if key not in self.rates:
+            self.rates[key] = self._measure(config, key[2])
+        return self.rates[key]
+
+    def _measure(self, config: TrainConfig, shape: tuple[int, int, int]) -> float:
+        import torch
+
+        from ..data import Dataset
+        from ..train import build_model, fit
+
+        b = self.batch
+        cfg = dataclasses.replace(config, epochs=1, milestones=[], warmup_epochs=0, eval_subset=0,
+                                  train_subset=None, batch_size=b, progress=False, device=self.device)
+        gen = torch.Generator().manual_seed(0)
+        times = []
+        for n in (b, 2 * b, 2 * b, 2 * b):   # a warm-up batch, then the best of three timings
+            images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen)
+            data = Dataset("timing", "train", images, torch.arange(n) % 10, [str(i) for i in range(10)],
+                           (0.5,) * shape[0], (0.25,) * shape[0])
+            model = build_model(cfg, data)
+            started = time.perf_counter()
+            fit(model, data, cfg)
+            times.append(time.perf_counter() - started)
+        return 2 * b / max(min(times[1:]), 1e-6)  # the least-disturbed timing (a shared machine)
+
+
+def _passes(attack: str, s: dict[str, Any], steps: int) -> float:
+    """Forward+backward passes per image of one attack (votes add forward passes)."""
+    votes = s.get("votes", 1)
+    options = s.get("attack_options") or {}
+    if attack == "clean":
+        return votes / 3
+    if attack == "fgsm":
+        return 1 + votes / 3
+    if attack == "pgd":
+        return steps + votes / 3
+    if attack == "eot-pgd":
+        return steps * options.get("eot", 20) + votes / 3
+    if attack == "aa-rand":
+        aa = options.get("aa") or {}
+        return 2 * aa.get("n_iter", 100) * aa.get("eot_iter", 20) + votes / 3
+    if attack == "cw":
+        from ..attacks.cw import CW_PROFILES
+
+        cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
+        return cw["steps"] * cw["binary_search_steps"]
+    if attack == "zoo":
+        zoo = options.get("zoo") or {}
+        return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) / 3
+    return steps
+
+
+def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any) -> float:
+    """Estimated seconds of ``step`` still to run (a partial training run: its last epochs)."""
+    if step.kind == "train":
+        cfg = step.config
+        assert cfg is not None
+        n_train = cfg.train_subset or SPLIT_SIZES.get(cfg.dataset, (50000, 10000))[0]
+        epochs_left = cfg.epochs - max((int(r.get("epoch", 0)) for r in train_log(out / step.key)), default=0)
+        per_epoch_eval = cfg.eval_subset * ((cfg.eval_steps or cfg.steps) + 1) / (cfg.steps + 2)
+        return max(epochs_left, 0) * (n_train + per_epoch_eval) / meter.rate(cfg)
+    cfg = runs[step.needs[0]].config
+    assert cfg is not None
+    pass_rate = meter.rate(cfg) * ((cfg.steps + 2) if cfg.adversarial else 1)
+    steps = 40 if SHAPES.get(cfg.dataset) == (1, 28, 28) else 7
+    s = step.settings
+    n = s.get("n") or SPLIT_SIZES.get(cfg.dataset, (50000, 10000))[1]
+    if step.kind == "eval":
+        passes = sum(_passes(a, s, steps) for a in s["attacks"]) * s["trials"] * (2 if s.get("noise", True) else 1)
+    elif step.kind == "transfer":
+        passes = 4 * s["trials"] * (steps + 1)
+    elif step.kind == "audit":
+        from ..audit import AuditSettings
+
+        a = AuditSettings(eps=cfg.eps, **{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()
+                                           if k not in ("run", "items", "n") and v is not None})
+        passes = (a.steps * (3 + 6 + sum(a.eot_ks)) + sum(a.steps_values) + a.unbounded_steps) * a.trials
+        passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
+        surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs / (pass_rate / 1)
+        return n * passes / pass_rate + surrogate
+    else:
+        return 1.0
+    return n * passes / pass_rate
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,207 @@
+"""One declarative plan per table and figure of the paper (He, Rakin, Fan, CVPR 2019).
+
+A plan is a list of rows; a row is what the paper prints on one line: the run it trains
+and the measurements it takes (evaluations, transfer, audit). Specs are scale-free:
+``resolve`` turns them into concrete steps at a scale (see ``pni.reproduce.scales``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .scales import AUDIT, TRANSFER, eval_settings, tracks
+from .steps import (Alphas, Audit, Eval, ReproduceError, Spec, Step, Train, Transfer, digest,
+                    run_key)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a paper table: an id (for ``--only``), its label, its specs."""
+
+    id: str
+    label: str
+    specs: tuple[Spec, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    notes: str = ""
+
+
+def row(id: str, label: str, run: Train, *protocols: str, extra: tuple[Spec, ...] = ()) -> Row:
+    """A row that trains ``run`` and evaluates it under each protocol (and ``extra`` specs)."""
+    return Row(id, label, (run, *(Eval(run, p) for p in protocols), *extra))
+
+
+# --- the runs the tables share (one identity each: trained once) ----------------------------
+PNI_W = Train()                                          # ResNet-20 PNI-W: Tables 1, 2, 3, 7, Fig. 2
+VANILLA = Train(location=None)                           # ResNet-20 vanilla adversarial training
+PLAIN_W = Train(adversarial=False)                       # Table 1 (a): PNI-W, no adversarial training
+XNOISE_OFF_W = Train(adv_noise=False)                    # Table 1 (b): AT, noise off in x-hat
+R18_VANILLA = Train(None, "resnet18")                    # Tables 4, 5 (model A), Fig. 3
+R18_W = Train("W", "resnet18")                           # Tables 4, 5 (model B), Fig. 3
+WB = ("paper", "honest")                                 # white-box columns + honest counterparts
+
+
+def _depth_width(model: str, width: float, label: str) -> tuple[Row, ...]:
+    """Table 3: one model under no defense, vanilla AT and PNI-W (noise on / off)."""
+    tag = f"{model}x{width:g}" if width != 1 else model
+    return (row(f"{tag}-none", f"{label}: no defense", Train(None, model, width, adversarial=False), "paper"),
+            row(f"{tag}-vanilla", f"{label}: vanilla adv. train", Train(None, model, width), *WB),
+            row(f"{tag}-pni-w", f"{label}: PNI-W + adv. train", Train("W", model, width), *WB))
+
+
+PLANS: dict[str, Plan] = {p.name: p for p in (
+    Plan("table1", "Table 1: convergence of PNI-W (ResNet-20): final alpha per layer, clean/PGD/FGSM", (
+        row("vanilla-training", "Vanilla training", PLAIN_W, "paper"),
+        row("at-xnoise-off", "PNI-W + adv. train (without PNI in x-hat generation)", XNOISE_OFF_W, "paper"),
+        row("at-xnoise-on", "PNI-W + adv. train (with PNI in x-hat generation)", PNI_W, "paper"),
+    ), notes="final alphas per layer come from each run's train_log.jsonl"),
+    Plan("fig2", "Figure 2: alpha of the first layers over training (the Table 1 runs)", (
+        Row("vanilla-training", "Vanilla training", (PLAIN_W, Alphas(PLAIN_W))),
+        Row("at-xnoise-off", "Adv. train, without PNI in x-hat", (XNOISE_OFF_W, Alphas(XNOISE_OFF_W))),
+        Row("at-xnoise-on", "Adv. train, with PNI in x-hat", (PNI_W, Alphas(PNI_W))),
+    )),
+    Plan("table2", "Table 2: effect of the PNI location (ResNet-20), tested with and without noise", (
+        row("vanilla", "Vanilla adv. train", VANILLA, *WB),
+        row("pni-w", "PNI-W", PNI_W, *WB),
+        row("pni-i", "PNI-I", Train("I"), *WB),
+        row("pni-a-a", "PNI-A-a", Train("A-a"), *WB),
+        row("pni-a-b", "PNI-A-b", Train("A-b"), *WB),
+        row("pni-w+a-a", "PNI-W+A-a", Train("W+A-a"), *WB),
+        row("pni-w+a-b", "PNI-W+A-b", Train("W+A-b"), *WB),
+    )),
+    Plan("table3", "Table 3: depth and width (no defense, vanilla AT, PNI-W; parameter counts)", (
+        *_depth_width("resnet20", 1, "Net20"), *_depth_width("resnet32", 1, "Net32"),
+        *_depth_width("resnet44", 1, "Net44"), *_depth_width("resnet56", 1, "Net56"),
+        *_depth_width("resnet20", 1.5, "Net20(1.5x)"), *_depth_width("resnet20", 2, "Net20(2x)"),
+        *_depth_width("resnet20", 4, "Net20(4x)"),
+    )),
+    Plan("table4", "Table 4: C&W-L2 mean L2 (paper profile and strong profile, each labelled)", tuple(
+        row(f"{tag}-{scheme}", f"{label}: {title}", run, "cw-paper", "cw-strong")
+        for tag, label, model, width in (("r20x4", "ResNet-20 (4x)", "resnet20", 4.0),
+                                         ("r18", "ResNet-18", "resnet18", 1.0))
+        for scheme, title, run in (("none", "no defense", Train(None, model, width, adversarial=False)),
+                                   ("vanilla", "vanilla adv. train", Train(None, model, width)),
+                                   ("pni-w", "PNI-W", Train("W", model, width))))),
+    Plan("table5", "Table 5: black box (ResNet-18): transfer A => B / B => A, ZOO success rate", (
+        row("a-vanilla", "A: vanilla adv. train (ZOO)", R18_VANILLA, "zoo"),
+        *(row(f"b-{loc.lower()}", f"B: PNI-{loc}", Train(loc, "resnet18"), "zoo",
+              extra=(Transfer(R18_VANILLA, Train(loc, "resnet18")),))
+          for loc in ("W", "A-a", "W+A-a")),
+    ), notes="substitute-model attack (Papernot et al. 2017) not yet in pni: not in this plan"),
+    Plan("table6", "Table 6: PGD adv. train vs PNI-W, ResNet-20 (4x); DP and RSE quoted", (
+        row("pgd-at", "PGD adv. train", Train(None, "resnet20", 4.0), "paper", "honest"),
+        row("pni-w", "PNI-W (this work)", Train("W", "resnet20", 4.0), "paper", "honest"),
+    ), notes="DP (Lecuyer et al. 2019, 28-10 WRN, L=0.1): 87.0 / 25; RSE (Liu et al. 2018, "
+             "ResNext): 87.5 / 40: quoted from the paper's Table 6, not rerun"),
+    Plan("table7", "Table 7: gradient-obfuscation checklist (pni audit) of the Table 2 PNI-W model", (
+        Row("pni-w", "PNI-W (ResNet-20)", (PNI_W, Audit(PNI_W))),
+    )),
+    Plan("fig3", "Figure 3: PGD accuracy vs eps and vs steps, vanilla AT vs PNI-W (ResNet-18)", (
+        Row("vanilla", "Vanilla adv. train", (R18_VANILLA, Audit(R18_VANILLA, (5, 6)))),
+        Row("pni-w", "PNI-W", (R18_W, Audit(R18_W, (5, 6)))),
+    )),
+)}
+NAMES: tuple[str, ...] = (*sorted(n for n in PLANS if n.startswith("table")), "fig2", "fig3", "all")
+
+
+def get_plans(name: str) -> list[Plan]:
+    if name == "all":
+        return list(PLANS.values())
+    if name not in PLANS:
+        raise ReproduceError(f"unknown plan {name!r}; expected one of: {', '.join(NAMES)}")
+    return [PLANS[name]]
+
+
+def _train_step(spec: Train, plan: str, scale: str, device: str | None) -> list[Step]:
+    from ..config import load_config
+
+    out: list[Step] = []
+    for track in tracks(scale):
+        adapted = track.adapt(spec, plan)
+        if adapted is None:
+            continue
+        fields = track.fields(adapted)
+        if device is not None:
+            fields["device"] = device
+        config = load_config(track.preset, track.preset_scale, **fields)
+        summary = (f"{adapted.describe()}; {config.dataset}"
+                   f"{f' ({config.train_subset} imgs)' if config.train_subset else ''}, "
+                   f"{config.epochs} ep, PGD-{config.steps} eps {config.eps:.4g} step {config.step_size:g}, "
+                   f"lr {config.lr:g} x{config.gamma:g} at {config.milestones}, bs {config.batch_size}, "
+                   f"wd {config.weight_decay:g}")
+        out.append(Step("train", run_key(config), (), config.to_dict(), config, summary, track.name))
+    return out
+
+
+def _runs_by_track(spec: Train, plan: str, scale: str, device: str | None) -> dict[str, Step]:
+    return {s.track: s for s in _train_step(spec, plan, scale, device)}
+
+
+def _downstream(spec: Spec, plan: str, scale: str, device: str | None) -> list[Step]:
+    """The steps of an Eval/Transfer/Audit/Alphas spec, one per track its runs train on."""
+    steps: list[Step] = []
+    if isinstance(spec, Transfer):
+        sources = _runs_by_track(spec.source, plan, scale, device)
+        for track, target in _runs_by_track(spec.target, plan, scale, device).items():
+            if track in sources:
+                source = sources[track]
+                settings = {"runs": [source.key, target.key], **TRANSFER[scale]}
+                steps.append(Step("transfer", f"transfer-{digest(settings)}", (source.key, target.key),
+                                  settings, summary=f"A => B / B => A, {settings['attack']}, "
+                                  f"{settings['trials']} trials, n={settings['n']}", track=track))
+        return steps
+    run = spec.run
+    for track, train in _runs_by_track(run, plan, scale, device).items():
+        if isinstance(spec, Eval):
+            settings = {"run": train.key, "protocol": spec.protocol, **eval_settings(scale, spec.protocol)}
+            kind, summary = "eval", (f"{spec.protocol}: {','.join(settings['attacks'])}, "
+                                     f"{settings['trials']} trials, n={settings['n']}, votes {settings['votes']}")
+        elif isinstance(spec, Audit):
+            settings = {"run": train.key, "items": list(spec.items) if spec.items else None, **AUDIT[scale]}
+            kind, summary = "audit", f"items {settings['items'] or 'all'}, n={settings['n']}"
+        else:
+            settings, kind, summary = {"run": train.key}, "alphas", "alpha per layer over epochs (Fig. 2)"
+        name = settings.get("protocol", kind)
+        steps.append(Step(kind, f"{train.key}/{kind}-{name}-{digest(settings)}" if kind == "eval"
+                          else f"{train.key}/{kind}-{digest(settings)}", (train.key,), settings,
+                          summary=summary, track=track))
+    return steps
+
+
+def _runs_of(spec: Spec) -> tuple[Train, ...]:
+    """The training runs a spec needs (itself for a Train)."""
+    if isinstance(spec, Train):
+        return (spec,)
+    if isinstance(spec, Transfer):
+        return (spec.source, spec.target)
+    return (spec.run,)
+
+
+def resolve(plans: list[Plan], scale: str, only: str | None = None,
+            device: str | None = None) -> list[Step]:
+    """The steps of ``plans`` at ``scale``, each once (train steps first in plan order),
+    with every step's ``rows`` listing the ``plan:row`` lines that use it."""
+    if only is not None:
+        ids = sorted({r.id for p in plans for r in p.rows})
+        if only not in ids:
+            raise ReproduceError(f"unknown row {only!r} for --only; expected one of: {', '.join(ids)}")
+    steps: dict[str, Step] = {}
+    for plan in plans:
+        for r in plan.rows:
+            if only is not None and r.id != only:
+                continue
+            for spec in r.specs:
+                made = [step for run in _runs_of(spec) for step in _train_step(run, plan.name, scale, device)]
+                if not isinstance(spec, Train):
+                    made += _downstream(spec, plan.name, scale, device)
+                for step in made:
+                    kept = steps.setdefault(step.key, step)
+                    label = f"{plan.name}:{r.id}"
+                    if label not in kept.rows:
+                        kept.rows.append(label)
+    ordered = list(steps.values())
+    return [s for s in ordered if s.kind == "train"] + [s for s in ordered if s.kind != "train"]

@@ -1,0 +1,208 @@
+"""Runs the steps of a plan into ``out/<run key>/``: a finished step whose recorded settings
+equal the plan's is reused untouched, an interrupted training run resumes from its
+checkpoint (``pni.train.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
+moment and re-run to continue."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .steps import ReproduceError, Step, config_key_values
+
+STEP_RECORD = "step.json"
+OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
+           "alphas": "alphas.png"}
+Printer = Callable[[str], None]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def train_log(folder: Path) -> list[dict[str, Any]]:
+    """The records of ``train_log.jsonl`` (empty when missing or unreadable)."""
+    try:
+        lines = (folder / "train_log.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def _same_config(recorded: Any, step: Step) -> bool:
+    if not isinstance(recorded, dict) or step.config is None:
+        return False
+    from ..config import ConfigError, TrainConfig
+
+    try:
+        return config_key_values(TrainConfig.from_dict(recorded)) == config_key_values(step.config)
+    except ConfigError:
+        return False
+
+
+def checkpoint_epochs(path: Path) -> int:
+    """Whole epochs a checkpoint holds (0 when there is none; a mid-epoch checkpoint of epoch
+    ``e`` holds ``e`` whole epochs)."""
+    if not path.exists():
+        return 0
+    from ..checkpoint import read_checkpoint
+
+    return int(read_checkpoint(path)["epoch"])
+
+
+def state(step: Step, out: Path) -> tuple[str, str]:
+    """``("done" | "partial" | "todo", detail)`` of a step in ``out``."""
+    folder = out / step.key
+    if step.kind == "train":
+        assert step.config is not None
+        recorded = folder / "config.json"
+        if not recorded.exists():
+            return "todo", ""
+        if not _same_config(_read_json(recorded), step):
+            raise ReproduceError(f"{folder} holds a run with other settings than the plan's "
+                                 f"(config.json differs); move it away or choose another --out")
+        epoch = checkpoint_epochs(folder / "checkpoint.pt")  # the log may be one epoch ahead
+        if epoch >= step.config.epochs:
+            return "done", f"{epoch} epochs"
+        return ("partial", f"{epoch}/{step.config.epochs} epochs") if epoch else ("todo", "")
+    if (folder / OUTPUTS[step.kind]).exists() and _read_json(folder / STEP_RECORD) == _jsonable(step.settings):
+        return "done", ""
+    return "todo", ""
+
+
+def _jsonable(values: Any) -> Any:
+    return json.loads(json.dumps(values, default=str))
+
+
+class Runner:
+    """Executes steps in order, each in its folder under ``out``; ``device`` for every step."""
+
+    def __init__(self, out: str | Path, device: str = "cpu", echo: Printer = print,
+                 on_step_done: Callable[[Step], None] | None = None) -> None:
+        self.out = Path(out)
+        self.device = device
+        self.echo = echo
+        self.on_step_done = on_step_done
+        self._data: dict[tuple[str, str, str | None], Any] = {}
+
+    def run(self, steps: list[Step]) -> dict[str, str]:
+        """Runs every step not done; returns ``{key: "reused" | "ran"}``."""
+        outcome: dict[str, str] = {}
+        for i, step in enumerate(steps, 1):
+            status, detail = state(step, self.out)
+            head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
+            if status == "done":
+                self.echo(f"{head}: done, reused")
+                outcome[step.key] = "reused"
+                continue
+            missing = [k for k in step.needs if state(_train_of(steps, k), self.out)[0] != "done"]
+            if missing:
+                raise ReproduceError(f"{step.key} needs the unfinished run(s) {', '.join(missing)}")
+            self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
+            started = time.perf_counter()
+            getattr(self, f"_{step.kind}")(step, self.out / step.key)
+            self.echo(f"{head}: finished in {time.perf_counter() - started:.1f} s")
+            outcome[step.key] = "ran"
+            if self.on_step_done is not None:
+                self.on_step_done(step)
+        return outcome
+
+    # --- data ------------------------------------------------------------------------
+    def _dataset(self, name: str, split: str, data_dir: str | None, download: bool = False) -> Any:
+        from ..data import load_dataset
+
+        key = (name, split, data_dir)
+        if key not in self._data:
+            self._data[key] = load_dataset(name, split, data_dir, download)
+        return self._data[key]
+
+    # --- step kinds ------------------------------------------------------------------
+    def _train(self, step: Step, folder: Path) -> None:
+        import dataclasses
+
+        import torch
+
+        from ..train import build_model, fit
+
+        assert step.config is not None
+        config = dataclasses.replace(step.config, device=self.device) \
+            if step.config.device != self.device else step.config
+        train_set = self._dataset(config.dataset, "train", config.data_dir, config.download)
+        if config.train_subset:
+            train_set = train_set.subset(config.train_subset)
+        test_set = self._dataset(config.dataset, "test", config.data_dir, config.download)
+        torch.manual_seed(config.seed)
+        model = build_model(config, train_set)
+        # resume only from a checkpoint; a log without one (stopped before its first epoch
+        # ended) holds nothing to keep, so that folder starts afresh
+        resume = (folder / "checkpoint.pt").exists()
+        fit(model, train_set, config, test_set, out_dir=folder, resume=resume,
+            overwrite=not resume and (folder / "train_log.jsonl").exists())
+
+    def _checkpoint(self, key: str) -> str:
+        return str(self.out / key / "checkpoint.pt")
+
+    def _eval(self, step: Step, folder: Path) -> None:
+        from ..evaluate import evaluate_checkpoint
+        from ..report import write_evaluation
+
+        kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "protocol")}
+        evaluation, label = evaluate_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
+        write_evaluation(evaluation, folder, label)
+        self._record(step, folder)
+
+    def _transfer(self, step: Step, folder: Path) -> None:
+        from ..attacks.transfer import transfer_checkpoints
+        from ..report import write_transfer
+
+        s = step.settings
+        matrix = transfer_checkpoints([self._checkpoint(k) for k in step.needs], attack=s["attack"],
+                                      trials=s["trials"], n=s["n"], device=self.device)
+        write_transfer(matrix, folder)
+        self._record(step, folder)
+
+    def _audit(self, step: Step, folder: Path) -> None:
+        from ..audit import audit_checkpoint, write_audit
+
+        overrides = {k: v for k, v in step.settings.items() if k not in ("run", "n", "items")}
+        if step.settings.get("items"):
+            overrides["items"] = tuple(step.settings["items"])
+        report = audit_checkpoint(self._checkpoint(step.needs[0]), n=step.settings["n"],
+                                  device=self.device, **overrides)
+        write_audit(report, folder)
+        self._record(step, folder)
+
+    def _alphas(self, step: Step, folder: Path) -> None:
+        from ..checkpoint import load_model
+        from ..models import layer_labels
+        from ..report import plot_alphas, write_json
+
+        run = self.out / step.needs[0]
+        history = train_log(run)
+        model, _ = load_model(run / "checkpoint.pt")
+        labels = layer_labels(model)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json({"labels": labels, "alphas": [{"epoch": r.get("epoch"), **r.get("alphas", {})}
+                                                 for r in history]}, folder / "alphas.json")
+        plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
+        self._record(step, folder)
+
+    @staticmethod
+    def _record(step: Step, folder: Path) -> None:
+        """``step.json``, written last: its presence with equal settings marks the step done."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (STEP_RECORD + ".tmp")
+        tmp.write_text(json.dumps(_jsonable(step.settings), indent=2) + "\n")
+        tmp.replace(folder / STEP_RECORD)
+
+
+def _train_of(steps: list[Step], key: str) -> Step:
+    for step in steps:
+        if step.key == key:
+            return step
+    raise ReproduceError(f"no train step {key} in the plan")

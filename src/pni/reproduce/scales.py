@@ -1,0 +1,152 @@
+"""The three scales of ``pni reproduce``: which tracks (data + model family) a plan runs
+on, the training budget of each track, and the evaluation settings of each protocol.
+
+* ``paper``: the paper's settings exactly (Sec. 4.1: CIFAR-10, eps 8/255, PGD-7 step 0.01,
+  160 epochs, lr 0.1 x0.1 at 80/120, batch 128, weight decay 3e-4; 5 trials).
+* ``smoke``: every plan on the packaged MNIST sample with LeNet-5, tiny subsets, seconds.
+* ``cpu``: what a 2-core machine finishes in about 12 hours: an MNIST/LeNet-5 track (20,000
+  training images) for Tables 1, 2, 4, 5, 7 and Fig. 2-3, and a CIFAR-10 track on the JPEG copy
+  (``../shared/data/cifar10-jpeg.zip``; not CIFAR-10's exact pixels) with ResNet-20 on a
+  8,000-image subset (12 epochs), the small Table 3 models at the same reduced budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import SCALES
+from .steps import ReproduceError, Train
+
+CIFAR_JPEG = "../shared/data/cifar10-jpeg.zip"
+MNIST_TRACK_PLANS = frozenset({"table1", "table2", "table4", "table5", "table7", "fig2", "fig3"})
+CIFAR_CPU_PLANS = frozenset({"table1", "table2", "table3", "table4", "table5", "table6", "table7",
+                             "fig2", "fig3"})
+# The Table 3 models the cpu CIFAR track trains (the others cost 2-16x a ResNet-20).
+CPU_SMALL_MODELS = frozenset({("resnet20", 1.0), ("resnet32", 1.0), ("resnet20", 1.5)})
+
+
+@dataclass(frozen=True)
+class Track:
+    """One data + model family a scale trains on; ``overrides`` are its budget."""
+
+    name: str
+    preset: str
+    preset_scale: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    plans: frozenset[str] | None = None      # plans it serves (None: every plan)
+    model: str | None = None                 # every model replaced by this one (LeNet-5 tracks)
+    note: str = ""
+
+    def adapt(self, spec: Train, plan: str) -> Train | None:
+        """The spec this track trains for ``spec`` in ``plan`` (None: not on this track)."""
+        if self.plans is not None and plan not in self.plans:
+            return None
+        if self.model is not None:
+            return dataclasses.replace(spec, model=self.model, preset=self.preset)
+        if self.name == "cifar10-jpeg":
+            if (spec.model, float(spec.width)) in CPU_SMALL_MODELS:
+                return dataclasses.replace(spec, preset=self.preset)
+            if plan == "table3":
+                return None
+            # Tables 4-6 and Fig. 3 name ResNet-20 x4 / ResNet-18: ResNet-20 stands in at cpu scale.
+            return dataclasses.replace(spec, model="resnet20", width=1.0, preset=self.preset)
+        return spec
+
+    def fields(self, spec: Train) -> dict[str, Any]:
+        return {**spec.overrides(), **self.overrides}
+
+
+TRACKS: dict[str, tuple[Track, ...]] = {
+    "paper": (Track("cifar10", "cifar-resnet20", "paper", note="the paper's settings"),),
+    "smoke": (Track("mnist-sample", "mnist-lenet", "smoke", model="lenet5",
+                    overrides={"train_subset": 128, "eval_subset": 32, "batch_size": 64, "steps": 2,
+                               "progress": False},
+                    note="packaged MNIST sample, LeNet-5, 128 images, 1 epoch, PGD-2"),),
+    "cpu": (
+        Track("mnist", "mnist-lenet", "cpu", plans=MNIST_TRACK_PLANS, model="lenet5",
+              overrides={"train_subset": 20000, "epochs": 8, "milestones": [5, 7], "warmup_epochs": 1,
+                         "eval_subset": 500},
+              note="MNIST, 20,000 training images, LeNet-5, 8 epochs of PGD-40 at eps 0.3"),
+        Track("cifar10-jpeg", "cifar-resnet20", "cpu", plans=CIFAR_CPU_PLANS,
+              overrides={"dataset": "imagefolder", "data_dir": CIFAR_JPEG, "train_subset": 8000,
+                         "eval_subset": 200, "epochs": 12, "milestones": [6, 9]},
+              note="CIFAR-10 JPEG copy, 8,000 training images, 12 epochs of PGD-7 "
+                   "(ResNet-20 stands in for ResNet-20 x4 / ResNet-18)"),
+    ),
+}
+
+# Evaluation protocols: keyword arguments of pni.evaluate.evaluate_checkpoint per scale.
+# "paper": the paper's white-box columns (Tables 1-3, 6); "honest": EOT-20 PGD and
+# AutoAttack-rand judged over 10 noise draws; "cw-paper"/"cw-strong": Table 4's C&W-L2
+# profiles (pni.attacks.cw.CW_PROFILES); "zoo": Table 5 (right), 200 test images.
+_PAPER = {"attacks": ["clean", "pgd", "fgsm"], "votes": 1, "worst_case": False}
+_HONEST = {"attacks": ["clean", "eot-pgd", "aa-rand"], "votes": 10, "worst_case": True}
+_CW = {"attacks": ["clean", "cw"], "votes": 1, "worst_case": False, "noise": True}
+_ZOO = {"attacks": ["clean", "zoo"], "votes": 1, "worst_case": False, "noise": True}
+
+EVAL_PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "paper": {**_PAPER, "trials": 5, "n": None},
+        "honest": {**_HONEST, "trials": 5, "n": None, "attack_options": {"eot": 20}},
+        "cw-paper": {**_CW, "trials": 1, "n": None, "attack_options": {"cw_profile": "paper"}},
+        "cw-strong": {**_CW, "trials": 1, "n": 1000, "attack_options": {"cw_profile": "strong"}},
+        "zoo": {**_ZOO, "trials": 1, "n": 200},
+    },
+    "cpu": {
+        "paper": {**_PAPER, "trials": 5, "n": 1000},
+        "honest": {**_HONEST, "trials": 1, "n": 200,
+                   "attack_options": {"eot": 10, "aa": {"n_iter": 10, "eot_iter": 10}}},
+        "cw-paper": {**_CW, "trials": 1, "n": 500, "attack_options": {"cw_profile": "paper"}},
+        "cw-strong": {**_CW, "trials": 1, "n": 100,
+                      "attack_options": {"cw_profile": "strong", "cw": {"steps": 200}}},
+        "zoo": {**_ZOO, "trials": 1, "n": 100, "attack_options": {"zoo": {"steps": 50}}},
+    },
+    "smoke": {
+        "paper": {**_PAPER, "trials": 2, "n": 32},
+        "honest": {**_HONEST, "votes": 2, "trials": 1, "n": 16,
+                   "attack_options": {"eot": 2, "aa": {"n_iter": 2, "eot_iter": 2}}},
+        "cw-paper": {**_CW, "trials": 1, "n": 16,
+                     "attack_options": {"cw_profile": "paper", "cw": {"binary_search_steps": 2}}},
+        "cw-strong": {**_CW, "trials": 1, "n": 16,
+                      "attack_options": {"cw_profile": "strong",
+                                         "cw": {"steps": 5, "binary_search_steps": 2}}},
+        "zoo": {**_ZOO, "trials": 1, "n": 10, "attack_options": {"zoo": {"steps": 2, "coords": 8}}},
+    },
+}
+
+# Table 5 (left): transferred PGD, trials and images per scale.
+TRANSFER: dict[str, dict[str, Any]] = {
+    "paper": {"attack": "pgd", "trials": 5, "n": None},
+    "cpu": {"attack": "pgd", "trials": 3, "n": 1000},
+    "smoke": {"attack": "pgd", "trials": 1, "n": 32},
+}
+
+# Table 7 / Fig. 3: pni.audit.audit_checkpoint settings per scale.
+AUDIT: dict[str, dict[str, Any]] = {
+    "paper": {"n": 500},
+    "cpu": {"n": 200, "surrogate_epochs": 3, "surrogate_train_n": 5000, "score_n": 20,
+            "score_queries": 5000, "random_samples": 200, "random_n": 50},
+    "smoke": {"n": 16, "steps": 2, "trials": 1, "unbounded_steps": 3, "random_samples": 8,
+              "random_n": 4, "steps_values": [1, 2], "eot_ks": [1, 2], "surrogate_epochs": 1,
+              "surrogate_train_n": 128, "score_n": 2, "score_queries": 30, "score_coords": 8,
+              "prediction_draws": 2, "confirm_draws": 2},
+}
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ReproduceError(f"unknown scale {scale!r}; expected one of: {', '.join(SCALES)}")
+    return scale
+
+
+def tracks(scale: str) -> tuple[Track, ...]:
+    return TRACKS[check_scale(scale)]
+
+
+def eval_settings(scale: str, protocol: str) -> dict[str, Any]:
+    table = EVAL_PROTOCOLS[check_scale(scale)]
+    if protocol not in table:
+        raise ReproduceError(f"unknown evaluation protocol {protocol!r}; expected one of: "
+                             f"{', '.join(table)}")
+    return dict(table[protocol])

@@ -1,0 +1,115 @@
+"""pni reproduce: every plan end to end at smoke scale, reuse after an interruption, the
+paper-scale Table 2 plan, runs shared across tables trained once, the CLI's errors."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from pni.reproduce import NAMES, PLANS, ReproduceError, Runner, get_plans, reproduce, resolve, state
+from pni.reproduce.cli import add_reproduce_parser
+
+
+@pytest.fixture(scope="module")
+def smoke_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    out = tmp_path_factory.mktemp("reproduce-smoke")
+    return out, reproduce("all", "smoke", str(out))
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pni")
+    add_reproduce_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_every_plan_runs_end_to_end_at_smoke_scale(smoke_all: tuple[Path, dict[str, str]]) -> None:
+    out, outcome = smoke_all
+    assert set(outcome.values()) == {"ran"}
+    for name in PLANS:
+        steps = resolve(get_plans(name), "smoke")
+        assert steps, name
+        assert all(state(s, out)[0] == "done" for s in steps), name
+        kinds = {s.kind for s in steps}
+        assert "train" in kinds and kinds & {"eval", "audit", "alphas"}, name
+    key = resolve(get_plans("table2"), "smoke", only="pni-w")[0].key
+    log = [json.loads(line) for line in (out / key / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["alphas"]  # Table 1's final alphas are in the log
+    evals = [s for s in resolve(get_plans("table2"), "smoke", only="pni-w") if s.kind == "eval"]
+    results = json.loads((out / evals[0].key / "results.json").read_text())
+    assert results["n"] == 32 and results["trials"] == 2
+    transfer = [s for s in resolve(get_plans("table5"), "smoke") if s.kind == "transfer"]
+    assert len(transfer) == 3 and all((out / s.key / "transfer.json").exists() for s in transfer)
+    fig2 = [s for s in resolve(get_plans("fig2"), "smoke") if s.kind == "alphas"]
+    assert all((out / s.key / "alphas.png").exists() for s in fig2)
+
+
+def test_shared_runs_are_trained_once(smoke_all: tuple[Path, dict[str, str]]) -> None:
+    out, outcome = smoke_all
+    steps = resolve(get_plans("all"), "smoke")
+    assert len({s.key for s in steps}) == len(steps) == len(outcome)
+    again = reproduce("table2", "smoke", str(out))
+    assert set(again.values()) == {"reused"}
+    paper = resolve(get_plans("all"), "paper")
+    pni_w = [s for s in paper if s.kind == "train" and s.config.location == "W" and s.config.model == "resnet20"
+             and s.config.width == 1 and s.config.adversarial and s.config.adv_noise]
+    assert len(pni_w) == 1
+    plans = {label.split(":")[0] for label in pni_w[0].rows}
+    assert {"table1", "table2", "table3", "table7", "fig2"} <= plans
+
+
+def test_interrupted_plan_skips_finished_run_and_completes(tmp_path: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop(step: object) -> None:
+        raise Stop
+
+    steps = resolve(get_plans("table1"), "smoke")
+    with pytest.raises(Stop):
+        Runner(tmp_path, on_step_done=stop).run(steps)
+    first = tmp_path / steps[0].key
+    stamps = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.iterdir() if p.is_file()}
+    assert "checkpoint.pt" in stamps and state(steps[1], tmp_path)[0] == "todo"
+    outcome = Runner(tmp_path).run(steps)
+    assert outcome[steps[0].key] == "reused"
+    assert all(outcome[s.key] == "ran" for s in steps[1:])
+    assert stamps == {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.iterdir() if p.is_file()}
+
+
+def test_table2_at_paper_scale_is_the_papers_seven_rows() -> None:
+    plan = PLANS["table2"]
+    assert [r.label for r in plan.rows] == ["Vanilla adv. train", "PNI-W", "PNI-I", "PNI-A-a", "PNI-A-b",
+                                            "PNI-W+A-a", "PNI-W+A-b"]
+    runs = [s for s in resolve([plan], "paper") if s.kind == "train"]
+    assert [s.config.location for s in runs] == [None, "W", "I", "A-a", "A-b", "W+A-a", "W+A-b"]
+    for step in runs:
+        c = step.config
+        assert (c.model, c.width, c.dataset, c.train_subset) == ("resnet20", 1.0, "cifar10", None)
+        assert c.adversarial and c.adv_noise
+        assert c.eps == pytest.approx(8 / 255) and c.steps == 7 and c.step_size == pytest.approx(0.01)
+        assert (c.epochs, c.lr, c.gamma, c.milestones) == (160, pytest.approx(0.1), pytest.approx(0.1), [80, 120])
+        assert c.batch_size == 128 and c.weight_decay == pytest.approx(3e-4)
+    evals = [s for s in resolve([plan], "paper") if s.kind == "eval" and s.settings["protocol"] == "paper"]
+    assert len(evals) == 7 and all(s.settings["trials"] == 5 and s.settings["n"] is None for s in evals)
+    assert all(set(s.settings["attacks"]) == {"clean", "pgd", "fgsm"} for s in evals)
+
+
+def test_cli_errors_are_one_line_and_dry_run_reports_status(
+        smoke_all: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["reproduce", "table9", "--scale", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown plan 'table9'" in err
+    assert _cli(["reproduce", "table2", "--scale", "smoke", "--only", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown row 'nope'" in err and "pni-w" in err
+    out, _ = smoke_all
+    assert _cli(["reproduce", "table7", "--scale", "smoke", "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "[done" in text and "[todo" not in text and "2/2 steps done" in text
+    assert "images/s" in text
+    with pytest.raises(ReproduceError):
+        get_plans("nope")
+    assert NAMES[-1] == "all" and set(NAMES[:-1]) == set(PLANS)
