@@ -44,6 +44,23 @@ def test_every_plan_runs_end_to_end_at_smoke_scale(smoke_all: tuple[Path, dict[s
     assert len(transfer) == 3 and all((out / s.key / "transfer.json").exists() for s in transfer)
     fig2 = [s for s in resolve(get_plans("fig2"), "smoke") if s.kind == "alphas"]
     assert all((out / s.key / "alphas.png").exists() for s in fig2)
+    certificates = [s for s in resolve(get_plans("table6"), "smoke") if s.kind == "certify"]
+    assert len(certificates) == 4
+    for step in certificates:
+        saved = json.loads((out / step.key / "certify.json").read_text())
+        assert saved["images"] == 8 and "0.5" in saved["certified_accuracy_percent"]
+
+
+def test_table6_trains_rse_style_and_smoothing_rows_and_certifies_all_four() -> None:
+    steps = resolve(get_plans("table6"), "paper")
+    runs = {s.key: s.config for s in steps if s.kind == "train"}
+    assert len(runs) == 4 and all(c.model == "resnet20" and c.width == 4.0 for c in runs.values())
+    rse = [c for c in runs.values() if c.fixed_alpha is not None]
+    smooth = [c for c in runs.values() if c.input_noise]
+    assert len(rse) == 1 and rse[0].location == "A-b" and not rse[0].adversarial
+    assert len(smooth) == 1 and smooth[0].location is None and smooth[0].input_noise == 0.25
+    certify = [s for s in steps if s.kind == "certify"]
+    assert {s.needs[0] for s in certify} == set(runs) and all(s.settings["sigma"] == 0.25 for s in certify)
 
 
 def test_shared_runs_are_trained_once(smoke_all: tuple[Path, dict[str, str]]) -> None:

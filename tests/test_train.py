@@ -193,3 +193,17 @@ def test_training_on_data_missing_classes_warns_once(mnist, capsys):
     Trainer(build_model(config, mnist[0]), (x[keep], y[keep]), config)
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "5 of the 10 classes" in err
+
+
+def test_input_noise_augments_every_training_input_and_nothing_else(mnist):
+    x, y = mnist[0].tensors()
+    x, y = x[:32], y[:32]
+    losses = {}
+    for sigma in (0.0, 0.5):
+        config = _config(location=None, input_noise=sigma, eval_subset=0)
+        trainer = Trainer(build_model(config, mnist[0]), mnist[0], config)
+        with torch.no_grad():
+            losses[sigma] = [float(trainer.step_losses(x, y, False)[0]) for _ in range(2)]
+    assert losses[0.0][0] == losses[0.0][1]          # no model noise, no input noise: deterministic
+    assert losses[0.5][0] != losses[0.5][1]          # fresh Gaussian input noise at every step
+    assert abs(losses[0.5][0] - losses[0.0][0]) > 1e-4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .plans import NAMES, PLANS, Plan, Row, get_plans, resolve
 from .runner import Runner, state
-from .steps import Alphas, Audit, Eval, ReproduceError, Step, Train, Transfer, run_key
+from .steps import Alphas, Audit, Certify, Eval, ReproduceError, Step, Train, Transfer, run_key
 
 
 def reproduce(name: str, scale: str = "smoke", out: str = "results/smoke", only: str | None = None,
@@ -14,5 +14,5 @@ def reproduce(name: str, scale: str = "smoke", out: str = "results/smoke", only:
     return Runner(out, device).run(resolve(get_plans(name), scale, only))
 
 
-__all__ = ["NAMES", "PLANS", "Alphas", "Audit", "Eval", "Plan", "ReproduceError", "Row", "Runner", "Step",
+__all__ = ["NAMES", "PLANS", "Alphas", "Audit", "Certify", "Eval", "Plan", "ReproduceError", "Row", "Runner", "Step",
            "Train", "Transfer", "get_plans", "reproduce", "resolve", "run_key", "state"]

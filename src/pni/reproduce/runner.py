@@ -14,7 +14,7 @@ from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
 OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
-           "alphas": "alphas.png"}
+           "alphas": "alphas.png", "certify": "certify.json"}
 Printer = Callable[[str], None]
 
 
@@ -175,6 +175,14 @@ class Runner:
         report = audit_checkpoint(self._checkpoint(step.needs[0]), n=step.settings["n"],
                                   device=self.device, **overrides)
         write_audit(report, folder)
+        self._record(step, folder)
+
+    def _certify(self, step: Step, folder: Path) -> None:
+        from ..certify import certify_checkpoint
+
+        kwargs = {k: v for k, v in step.settings.items() if k != "run"}
+        certification, label = certify_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
+        certification.write(folder, label)
         self._record(step, folder)
 
     def _alphas(self, step: Step, folder: Path) -> None:

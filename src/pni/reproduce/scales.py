@@ -150,3 +150,11 @@ def eval_settings(scale: str, protocol: str) -> dict[str, Any]:
         raise ReproduceError(f"unknown evaluation protocol {protocol!r}; expected one of: "
                              f"{', '.join(table)}")
     return dict(table[protocol])
+
+# Table 6 certificates: pni.certify.certify_checkpoint settings per scale (Cohen et al. use
+# n = 100,000 samples on 500 test images; the cpu scale draws fewer, so its radii are smaller).
+CERTIFY: dict[str, dict[str, Any]] = {
+    "paper": {"subset": 500, "n0": 100, "n": 100_000, "alpha": 0.001, "batch_size": 1000},
+    "cpu": {"subset": 100, "n0": 100, "n": 2_000, "alpha": 0.001, "batch_size": 500},
+    "smoke": {"subset": 8, "n0": 10, "n": 100, "alpha": 0.01, "batch_size": 100},
+}

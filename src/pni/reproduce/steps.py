@@ -36,14 +36,26 @@ class Train:
     adversarial: bool = True            # False: Table 1 "vanilla training", Table 3 "no defense"
     adv_noise: bool = True              # False: Table 1 "without PNI in x-hat generation"
     preset: str = "cifar-resnet20"
+    fixed_alpha: float | None = None    # Table 6 RSE-style row: noise scale frozen, not learned
+    input_noise: float = 0.0            # Table 6 smoothing row: Gaussian input augmentation (Cohen)
 
     def overrides(self) -> dict[str, Any]:
-        return {"location": self.location, "model": self.model, "width": float(self.width),
-                "adversarial": self.adversarial, "adv_noise": self.adv_noise}
+        values: dict[str, Any] = {"location": self.location, "model": self.model,
+                                  "width": float(self.width), "adversarial": self.adversarial,
+                                  "adv_noise": self.adv_noise}
+        if self.fixed_alpha is not None:
+            values["fixed_alpha"] = float(self.fixed_alpha)
+        if self.input_noise:
+            values["input_noise"] = float(self.input_noise)
+        return values
 
     def describe(self) -> str:
         width = "" if self.width == 1 else f" x{self.width:g}"
         noise = f"PNI-{self.location}" if self.location else "no noise"
+        if self.fixed_alpha is not None:
+            noise += f" fixed alpha {self.fixed_alpha:g}"
+        if self.input_noise:
+            noise += f", input noise sigma {self.input_noise:g}"
         scheme = "AT" if self.adversarial else "plain"
         if self.adversarial and self.location and not self.adv_noise:
             scheme += " (noise off in x-hat)"
@@ -81,7 +93,16 @@ class Alphas:
     run: Train
 
 
-Spec = Train | Eval | Transfer | Audit | Alphas
+@dataclass(frozen=True)
+class Certify:
+    """Table 6 (beyond the paper): ``pni certify`` of a run, randomized smoothing at ``sigma``
+    (Cohen et al. 2019); certified accuracy at L2 radius 0.25 and 0.5."""
+
+    run: Train
+    sigma: float = 0.25
+
+
+Spec = Train | Eval | Transfer | Audit | Alphas | Certify
 
 
 def config_key_values(config: TrainConfig) -> dict[str, Any]:
@@ -100,6 +121,10 @@ def run_key(config: TrainConfig) -> str:
     noise = config.location or "none"
     scheme = ("at" if config.adv_noise or not config.location else "at-xnoiseoff") \
         if config.adversarial else "plain"
+    if config.fixed_alpha is not None:
+        scheme += "-fixed"
+    if config.input_noise:
+        scheme += "-gauss"
     data = config.dataset.replace("imagefolder", "folder")
     return f"{config.model}{width}-{noise}-{scheme}-{data}-{digest(config_key_values(config))}"
 
@@ -109,7 +134,7 @@ class Step:
     """A resolved step: its kind, its key (the output folder), the keys of the runs it
     needs, and the settings recorded in the folder (equal settings -> the step is reused)."""
 
-    kind: str                            # train | eval | transfer | audit | alphas
+    kind: str                            # train | eval | transfer | audit | alphas | certify
     key: str
     needs: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
