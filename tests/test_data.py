@@ -526,7 +526,7 @@ def test_imagefolder_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     def no_decode(*args: object) -> None:
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_decode_images", no_decode)
+    monkeypatch.setattr(data.imagefolder, "_decode_images", no_decode)
     second = load_dataset("imagefolder", "train", data_dir=archive)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     assert (first.classes, first.mean, first.std) == (second.classes, second.mean, second.std)

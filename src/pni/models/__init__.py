@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from ..data.stats import CIFAR10_STATS, MNIST_STATS  # the one place they live
 from .lenet import LeNet5
 from .modes import eval_mode, model_device
 from .normalize import Normalize
@@ -14,9 +15,6 @@ from .resnet_cifar import CifarResNet
 
 __all__ = ["MODELS", "ModelError", "Normalize", "create_model", "count_parameters",
            "layer_labels", "eval_mode", "model_device", "CifarResNet", "ResNet18", "LeNet5"]
-
-CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-MNIST_STATS = ((0.1307,), (0.3081,))
 
 NormalizeArg = tuple[Sequence[float], Sequence[float]] | bool | None
 
