@@ -26,7 +26,10 @@ from pni.audit import (
     write_audit,
 )
 from pni.config import TrainConfig
-from pni.evaluate import accuracy
+from pni.audit.bench import Bench
+from pni.audit.checks import CHECKS
+from pni.audit.settings import ITEM_NAMES
+from pni.evaluate import accuracy, evaluate
 from pni.train import build_model, fit
 
 EPS = 0.2
@@ -278,6 +281,43 @@ def test_tolerance_and_randomness_detection(plain_lenet):
     assert not is_randomized(plain_lenet, x)
     noisy = pni.inject(copy.deepcopy(plain_lenet), "W")
     assert is_randomized(noisy, x)
+
+
+def test_audit_and_eval_agree_number_for_number(plain_lenet, mnist):
+    """`pni audit` and `pni eval` measure with one outcome function (pni.evaluate.sample_outcomes)
+    seeded alike: the same model, eps, steps, seed, batch size, draws and images give the
+    same accuracies, per trial, exactly. Three batches of a randomized model: the seeding of
+    every batch, not only the first, has to agree."""
+    noisy = _with_fixed_noise(plain_lenet, "W", 0.5)
+    x, y = mnist[1].tensors()
+    data = (x[:40], y[:40])
+    common = dict(eps=EPS, steps=3, seed=7, batch_size=16)
+    ev = evaluate(noisy, data, ["clean", "pgd", "fgsm"], trials=2, votes=3, worst_case=False, **common)
+    per_trial = ev.accuracies["with_noise"]
+
+    def mean(values):
+        return float(torch.tensor(values, dtype=torch.float64).mean())
+
+    report = audit(noisy, data, items=(1,), trials=2, prediction_draws=3, **common)
+    assert report.randomized
+    assert report.clean_accuracy == mean(per_trial["clean"])
+    evidence = report.item(1).evidence
+    assert evidence["pgd_accuracy"] == round(100 * mean(per_trial["pgd"]), 4)
+    assert evidence["fgsm_accuracy"] == round(100 * mean(per_trial["fgsm"]), 4)
+    sweep = sweep_eps(noisy, data, [0.0, EPS], steps=3, trials=2, seed=7, batch_size=16, draws=3)
+    assert sweep.accuracy == [mean(per_trial["clean"]), mean(per_trial["pgd"])]
+    bench = Bench(noisy.eval(), x[:40], y[:40], trials=2, seed=7, batch_size=16, draws=3)
+    assert bench.trial_accuracies(("clean",), None) == per_trial["clean"]
+    step_size = ev.attacks["pgd"]["step_size"]
+    assert bench.trial_accuracies(("pgd",), lambda m, xb, yb: pni.attacks.pgd(m, xb, yb, EPS, step_size, 3)) \
+        == per_trial["pgd"]
+
+
+def test_every_item_has_one_named_check():
+    assert list(CHECKS) == list(ITEM_NAMES)
+    assert all(check.number == number and check.title == ITEM_NAMES[number] for number, check in CHECKS.items())
+    assert len({check.name for check in CHECKS.values()}) == len(CHECKS)
+    assert {check.sweep for check in CHECKS.values()} == {None, "eps", "steps", "eot"}
 
 
 @pytest.mark.parametrize("overrides, match", [

@@ -203,12 +203,12 @@ def test_cli_eval_n_20_on_a_10_class_folder_takes_two_of_each(folder_run, capsys
 
 def test_audit_and_transfer_record_their_subset(folder_run) -> None:
     from pni.attacks.transfer import transfer_checkpoints
-    from pni.audit import audit_checkpoint
+    from pni.audit import audit_checkpoint, audit_markdown
 
     _, checkpoint = folder_run
     report = audit_checkpoint(checkpoint, n=30, items=[1], steps=2, train_surrogate_model=False)
     assert report.to_json()["subset"]["per_class"] == dict.fromkeys(CLASSES, 3)
-    assert "class-stratified sample of 60" in report.to_markdown()
+    assert "class-stratified sample of 60" in audit_markdown(report)
     matrix = transfer_checkpoints([str(checkpoint), str(checkpoint)], n=10, trials=1, steps=1)
     assert matrix.to_json()["subset"]["per_class"] == dict.fromkeys(CLASSES, 1)
 

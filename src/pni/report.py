@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audit.result import TOLERANCE_RULE, AuditReport
+from .audit.settings import ITEM_NAMES
 from .evaluate import NOISE_TITLES, Evaluation
 
 ATTACK_TITLES = {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD", "eot-pgd": "EOT-PGD",
@@ -185,7 +187,7 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: Evaluation | None = None
-    audit: Any = None                      # pni.audit.AuditReport
+    audit: AuditReport | None = None
     checkpoint: Path | None = None
 
     def description(self) -> dict[str, str]:
@@ -217,8 +219,6 @@ def _read_json(path: Path) -> Any:
 
 def load_run(run_dir: str | os.PathLike, name: str | None = None) -> RunRecord:
     """Reads a run folder written by ``pni train`` (+ ``pni eval``, ``pni audit``)."""
-    from .audit import AuditReport
-
     path = Path(run_dir)
     if not path.is_dir():
         raise ReportError(f"run folder {str(path)!r} does not exist")
@@ -271,8 +271,6 @@ def _unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 def audit_matrix(runs: Sequence[RunRecord]) -> str:
     """The Table 7 checklist for several runs: one row per item, one verdict column per run,
     then each item's rule."""
-    from .audit import ITEM_NAMES
-
     audited = [r for r in runs if r.audit is not None]
     numbers = sorted({item.number for r in audited for item in r.audit.items})
     header = ["#", "Check"] + [r.name for r in audited]
@@ -354,7 +352,6 @@ def write_runs_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.P
         md += ["## Table 7: gradient-obfuscation audit", "",
                "Items 1-5: the checklist of Athalye et al. (2018) as in the paper's Table 7; "
                "6-7 go beyond the paper (`pni audit`).", "", audit_matrix(audited)]
-        from .audit import TOLERANCE_RULE
         md += [f"Noise tolerance: {TOLERANCE_RULE}.", "", "Evidence:", ""]
         for r in audited:
             md += [f"*{r.name}* ({r.audit.n} images, eps {r.audit.settings.get('eps', float('nan')):.4g}): "

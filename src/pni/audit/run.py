@@ -1,0 +1,109 @@
+"""Runs the audit: ``audit`` measures the checks of ``pni.audit.checks.CHECKS`` on one
+model and returns an ``AuditReport``; ``audit_checkpoint`` does it for a ``pni train``
+checkpoint on its own data.
+
+A randomized model is measured as it is used (noise on, single-draw gradients); every
+attacked image is judged over ``prediction_draws`` forward passes (its expected
+single-pass correctness: the same expectation, less noise), with the seeding of ``pni
+eval`` (``pni.audit.bench``), and item 4 counts a point as adversarial only when most of
+``confirm_draws`` passes misclassify it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..attacks import is_randomized
+from ..data import Dataset, at_most
+from ..models import eval_mode
+from .bench import Bench, prepare
+from .checks import CHECKS, AuditRun
+from .result import AuditItem, AuditReport, Sweep
+from .settings import AuditError, AuditSettings, make_settings
+
+
+def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | None = None,
+          surrogate: nn.Module | None = None, train_data: Dataset | tuple[Tensor, Tensor] | None = None,
+          *, settings: AuditSettings | None = None, label: str = "model",
+          device: str | torch.device | None = None, progress: bool = False,
+          **overrides: Any) -> AuditReport:
+    """Measures the gradient-obfuscation checklist (Table 7) on ``model`` and returns a report.
+
+    ``data``: a pni dataset or an ``(images, labels)`` pair, images in [0, 1]; ``n`` of
+    them are used, a class-stratified sample (``pni.data.stratified_indices``, seed 0)
+    recorded in ``AuditReport.subset``. ``surrogate`` is the source model of the transfer
+    attack of item 2; without it, one is trained on ``train_data`` (``train_surrogate``);
+    without either, the transfer part of item 2 is not measured (its score-based part, ZOO,
+    runs on ``score_n`` of the images). Other keyword arguments set fields of
+    :class:`AuditSettings` (``n``, ``items``, ``steps``, ``eot_ks``, ``prediction_draws``, ...).
+    Randomness is seeded from ``seed``: the same call gives the same report.
+    """
+    s = make_settings(eps, settings, **overrides)
+    say = _printer(progress)
+    with eval_mode(model):
+        x, y, subset = prepare(model, data, s.n, device)
+        torch.manual_seed(s.seed)
+        randomized = is_randomized(model, x[: min(len(y), 16)])
+        draws = s.prediction_draws if randomized else 1
+        bench = Bench(model, x, y, s.trials, s.seed, s.batch_size, draws, subset)
+        clean, _ = bench.clean()
+        say(f"audit of {label}: {len(y)} images, eps {s.eps:.4g}, clean {100 * clean:.2f}%, "
+            f"randomized: {'yes' if randomized else 'no'}")
+        run = AuditRun(model, bench, s, randomized, label, surrogate, train_data, data, say)
+        items: dict[int, AuditItem] = {}
+        sweeps: dict[str, Sweep] = {}
+        for number in s.items:
+            check = CHECKS[number]
+            say(f"item {number}: {check.title} ...")
+            items[number], sweep = check.run(run)
+            if check.sweep is not None and sweep is not None:
+                sweeps[check.sweep] = sweep
+            say(f"item {number}: {items[number].verdict}: {items[number].summary}")
+    return AuditReport(label=label, items=[items[k] for k in sorted(items)], settings=s.to_json(),
+                       n=len(y), randomized=randomized, clean_accuracy=clean, sweeps=sweeps,
+                       subset=subset)
+
+
+def _printer(progress: bool) -> Callable[[str], None]:
+    if not progress:
+        return lambda text: None
+    from tqdm.auto import tqdm
+    return lambda text: tqdm.write(text)
+
+
+def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None = 500,
+                     surrogate: str | Path | None = None, train_surrogate_model: bool = True,
+                     dataset: str | None = None, data_dir: str | None = None, split: str = "test",
+                     device: str = "cpu", progress: bool = False, **overrides: Any) -> AuditReport:
+    """Audits a ``pni train`` checkpoint on its own dataset (``split``), eps defaulting to
+    the checkpoint's training eps, on ``n`` images (a class-stratified sample, seed 0; None:
+    all). The transfer surrogate of item 2 is the checkpoint
+    ``surrogate``, else (``train_surrogate_model``) one trained on the training split."""
+    from ..checkpoint import load_model
+    from ..data import load_dataset
+
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise AuditError(f"--n must be a positive number of images, got {n!r}")
+    model, checkpoint = load_model(path, device=device)
+    config = checkpoint.get("config", {})
+    name = dataset or config.get("dataset", "cifar10")
+    folder = data_dir or config.get("data_dir")
+    data = at_most(load_dataset(name, split, folder), n)
+    eps = config.get("eps") if eps is None else eps
+    settings = make_settings(eps, **overrides)
+    source = None
+    train_data = None
+    if 2 in settings.items:
+        if surrogate is not None:
+            source, _ = load_model(surrogate, device=device)
+        elif train_surrogate_model:
+            train_data = load_dataset(name, "train", folder)
+    meta = checkpoint.get("model_meta", {})
+    location = (meta.get("noise") or {}).get("location")
+    label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
+    return audit(model, data, settings=settings, surrogate=source, train_data=train_data,
+                 label=label, device=device, progress=progress)
