@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data import Dataset, as_tensors, mix_seed
+from .data import Dataset, as_tensors
+from .seeding import mix_seed
 from .models.fold import folded_batchnorm
 from .models.modes import eval_mode, model_device
 from .noise import NoiseInjection, freeze_alphas, inject

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from .attacks.cw import cw_l2_profile
 from .attacks.l2 import SmoothedSoftmax, pgd_l2
 from .certify import ABSTAIN, Certification, CertifyError, _check_int, _pair, predict
-from .data import Dataset, mix_seed
+from .data import Dataset
+from .seeding import mix_seed
 from .models.modes import eval_mode, model_device
 
 CHECK_ATTACKS: tuple[str, ...] = ("cw", "pgd-l2")

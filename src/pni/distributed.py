@@ -35,6 +35,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .seeding import rank_seed  # noqa: F401  (pni.distributed.rank_seed)
+
 T = TypeVar("T")
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -240,16 +242,6 @@ def shard_range(n: int, batch_size: int, rank_: int, world: int) -> tuple[int, i
     lo = rank_ * batches // world * batch_size
     hi = (rank_ + 1) * batches // world * batch_size
     return min(lo, n), min(hi, n)
-
-
-def rank_seed(seed: int, rank_: int) -> int:
-    """The seed of rank ``rank_``'s random stream (noise draws, PGD starts): ``seed`` itself
-    on rank 0, so a single process is seeded as before, and a distinct mix elsewhere."""
-    if rank_ == 0:
-        return int(seed)
-    from .data import mix_seed
-
-    return mix_seed(seed, rank_, 0x504E49)
 
 
 def wrap(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:

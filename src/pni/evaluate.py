@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as dist_utils
-from .data import Dataset, as_tensors, at_most, mix_seed, warn_missing_classes
+from .data import Dataset, as_tensors, at_most, warn_missing_classes
 from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
+from .seeding import batch_seed
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
 WORST_CASE = "worst-case"
@@ -30,13 +31,6 @@ NOISE_TITLES = {"with_noise": "Test with PNI", "without_noise": "Test without PN
 
 class EvaluationError(ValueError):
     """A bad evaluation argument (trials, attack name, data); the message names it."""
-
-
-def batch_seed(seed: int, start: int) -> int:
-    """The seed of the batch that starts at sample ``start`` in a trial seeded ``seed``: a
-    batch's randomness depends only on the trial and its position, never on which process
-    runs it, so a sharded evaluation equals the single-process one exactly."""
-    return int(seed) if start == 0 else mix_seed(seed, start)
 
 
 def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,

@@ -34,8 +34,7 @@ from . import distributed
 from .checkpoint import (FORMAT, VERSION, CheckpointError, atomic_write, load_state, model_meta,
                          read_checkpoint, temp_files)
 from .config import TrainConfig
-from .data import mix_seed
-from .seeding import rng_state, seed_everything, set_rng_state
+from .seeding import mix_seed, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"

@@ -1,4 +1,5 @@
-"""Every seed rule of a training run, and capturing/restoring the random state exactly.
+"""Every seed rule of pni (mix_seed, batch_seed, rank_seed), and capturing/restoring the
+random state exactly.
 
 A checkpoint stores the state as ByteTensors and plain lists, ints and floats only, so it
 loads with ``torch.load(..., weights_only=True)``: numpy's state tuple and Python's become
@@ -6,11 +7,31 @@ lists. Imports nothing from pni at module level.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
 import numpy as np
 import torch
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers, stable across processes and platforms."""
+    text = ",".join(str(int(p)) for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 1
+
+
+def batch_seed(seed: int, start: int) -> int:
+    """The seed of the batch that starts at sample ``start`` in a trial seeded ``seed``: a
+    batch's randomness depends only on the trial and its position, never on which process
+    runs it, so a sharded evaluation equals the single-process one exactly."""
+    return int(seed) if start == 0 else mix_seed(seed, start)
+
+
+def rank_seed(seed: int, rank_: int) -> int:
+    """The seed of rank ``rank_``'s random stream (noise draws, PGD starts): ``seed`` itself
+    on rank 0, so a single process is seeded as before, and a distinct mix elsewhere."""
+    return int(seed) if rank_ == 0 else mix_seed(seed, rank_, 0x504E49)
 
 
 def seed_everything(seed: int) -> None:

@@ -35,7 +35,7 @@ from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_
 from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunExistsError, RunFolderError,
                         StopRequest, TrainingInterrupted)
 from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
-from .seeding import seed_everything
+from .seeding import rank_seed, seed_everything
 from .seeding import set_rng_state as _set_rng_state  # noqa: F401
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
@@ -386,7 +386,7 @@ class Trainer(CheckpointedRun):
         if self.out_dir is not None:
             self._prepare_out_dir(resume, overwrite)
         if not self._resumed:
-            seed_everything(distributed.rank_seed(cfg.seed, self.rank))
+            seed_everything(rank_seed(cfg.seed, self.rank))
         with self._stop.installed(active=self.out_dir is not None):
             for epoch in range(self.start_epoch, cfg.epochs):
                 if self._out_of_time(started, max_minutes):

@@ -65,7 +65,7 @@ def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack:
         parts, fractions, majorities = [], [], []
         for start in range(0, len(y), batch_size):
             if seed is not None:
-                from ..evaluate import batch_seed
+                from ..seeding import batch_seed
 
                 torch.manual_seed(batch_seed(seed, start))
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..seeding import mix_seed
+
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "imagefolder", "mnist-sample")
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -35,12 +37,6 @@ class DataError(ValueError):
 
 
 # Seeds subset draws (here) and batch order / augmentation (loader).
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers, stable across processes and platforms."""
-    text = ",".join(str(int(p)) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 1
-
-
 # --------------------------------------------------------------------------- Dataset
 
 
