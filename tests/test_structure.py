@@ -89,3 +89,23 @@ def test_the_circle_detector_sees_a_circle():
 def test_no_module_above_the_size_limit():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_every_pni_error_is_a_pni_error():
+    import importlib
+    import inspect
+
+    import pni
+
+    names = [name for name in _modules() if name != "pni.__main__"]
+    errors = {}
+    for name in names:
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == name:
+                errors[f"{name}.{attr}"] = value
+    assert len(errors) >= 15  # the detector sees them: DataError, CheckpointError, NoiseError, ...
+    # a stop by SIGTERM/SIGINT is an exit, not an error
+    outside = [n for n, cls in errors.items() if not issubclass(cls, pni.PNIError) and n != "pni.runfolder.TrainingInterrupted"]
+    assert outside == []
+    assert issubclass(pni.NoiseError, pni.PNIError) and issubclass(pni.DataError, ValueError)

@@ -9,6 +9,7 @@ and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defen
 paper's tables.
 """
 from . import attacks
+from .errors import PNIError
 from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
 from .certify import (
     Certification,
@@ -36,7 +37,7 @@ from .noise import (
     GRANULARITIES,
     LOCATIONS,
     NoiseInjection,
-    PNIError,
+    NoiseError,
     alpha_parameters,
     alpha_values,
     alphas,
@@ -63,7 +64,7 @@ __all__ = [
     "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset", "missing_classes",
     "stratified_indices",
     "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit",
-    "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseInjection", "PNIError",
+    "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseError", "NoiseInjection", "PNIError",
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
     "freeze_alphas", "inject", "injection_spec", "is_injected", "layer_labels",
     "noise_enabled", "noise_modules", "param_groups", "remove", "set_noise",

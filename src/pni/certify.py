@@ -46,12 +46,13 @@ from .seeding import mix_seed
 from .models.fold import folded_batchnorm
 from .models.modes import eval_mode, model_device
 from .noise import NoiseInjection, freeze_alphas, inject
+from .errors import PNIError
 
 ABSTAIN = -1
 REPORT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-class CertifyError(ValueError):
+class CertifyError(PNIError):
     """A bad certification argument (sigma, n, n0, alpha, data); the message names it."""
 
 

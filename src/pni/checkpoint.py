@@ -23,15 +23,16 @@ import torch
 from torch import nn
 
 from .config import ConfigError, check_types
-from .models import ModelError, create_model
-from .noise import PNIError, inject, injection_spec
+from .models import create_model
+from .noise import inject, injection_spec
+from .errors import PNIError
 
 FORMAT = "pni-checkpoint"
 VERSION = 1
 RESUME_KEYS: tuple[str, ...] = ("epoch", "optimizer", "scheduler", "rng")  # needed to resume training
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PNIError):
     """A checkpoint that cannot be read, trusted, written or fitted to the model; names the file."""
 
 
@@ -332,7 +333,7 @@ def load_model(path: str | os.PathLike, model: nn.Module | None = None,
     if model is None:
         try:
             model = build_from_meta(checkpoint.get("model_meta") or {})
-        except (CheckpointError, ModelError, PNIError) as error:
+        except PNIError as error:  # a checkpoint, model or noise error, one line
             raise CheckpointError(f"{source}: cannot rebuild its model: {error}") from None
     load_state(model, checkpoint["model"], source=source)
     return model.to(device), checkpoint

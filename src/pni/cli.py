@@ -35,24 +35,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = ()
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .attacks import AttackError
-    from .audit import AuditError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
-    from .distributed import DistributedError
-    from .evaluate import EvaluationError
-    from .models import ModelError
-    from .noise import PNIError
-    from .report import ReportError
-    from .runfolder import RunFolderError
-    from .certify import CertifyError
-    from .reproduce import ReproduceError
-    from .train import TrainingError
+    """What the CLI reports in one line: every pni error (``PNIError``) and OS errors
+    (a file that cannot be read or written)."""
+    from .errors import PNIError
 
-    return (AttackError, CheckpointError, ConfigError, DataError, DistributedError, EvaluationError,
-            ModelError, PNIError, TrainingError, AuditError, ReportError, RunFolderError, UsageError,
-            CertifyError, ReproduceError, OSError)
+    return (PNIError, OSError)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

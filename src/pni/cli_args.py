@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-class UsageError(ValueError):
+from .errors import PNIError
+
+class UsageError(PNIError):
     """A bad command-line value found after parsing (an --out that cannot be written, ...)."""
 
 

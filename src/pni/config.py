@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
+from .errors import PNIError
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 
 
-class ConfigError(ValueError):
+class ConfigError(PNIError):
     """A bad configuration value, preset or scale; the message names it."""
 
 

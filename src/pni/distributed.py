@@ -36,13 +36,14 @@ import torch.distributed as dist
 from torch import nn
 
 from .seeding import rank_seed  # noqa: F401  (pni.distributed.rank_seed)
+from .errors import PNIError
 
 T = TypeVar("T")
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(ValueError):
+class DistributedError(PNIError):
     """A distributed launch that cannot work (missing torchrun variable, no such GPU, ...)."""
 
 

@@ -21,6 +21,7 @@ from .data import Dataset, as_tensors, at_most, warn_missing_classes
 from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
 from .seeding import batch_seed
+from .errors import PNIError
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
 WORST_CASE = "worst-case"
@@ -29,7 +30,7 @@ NOISE_SETTINGS = {"with_noise": True, "without_noise": False}
 NOISE_TITLES = {"with_noise": "Test with PNI", "without_noise": "Test without PNI"}
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PNIError):
     """A bad evaluation argument (trials, attack name, data); the message names it."""
 
 

@@ -21,9 +21,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .errors import PNIError
+
 __all__ = [
     "LOCATIONS",
     "GRANULARITIES",
+    "NoiseError",
     "PNIError",
     "NoiseInjection",
     "inject",
@@ -58,7 +61,7 @@ _OUTPUT_NOISE = "pni_output"
 _SPEC_ATTR = "_pni_spec"
 
 
-class PNIError(ValueError):
+class NoiseError(PNIError):
     """A bad argument to the noise API (unknown location, granularity, layer, ...)."""
 
 
@@ -136,7 +139,7 @@ def _output_noise_hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor
 
 def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
     if value not in choices:
-        raise PNIError(f"unknown {what} {value!r}; expected one of: {', '.join(choices)}")
+        raise NoiseError(f"unknown {what} {value!r}; expected one of: {', '.join(choices)}")
 
 
 def _excluded(name: str, exclude: Iterable[str]) -> bool:
@@ -187,7 +190,7 @@ def _channel_count(layer: nn.Module, site: str) -> int:
         return layer.out_features if site == "A-a" else layer.in_features
     if isinstance(layer, nn.modules.conv._ConvNd):
         return layer.out_channels if site == "A-a" else layer.in_channels
-    raise PNIError(f"granularity 'channel' on activations needs Conv or Linear layers, "
+    raise NoiseError(f"granularity 'channel' on activations needs Conv or Linear layers, "
                    f"got {type(layer).__name__}")
 
 
@@ -200,7 +203,7 @@ def _alpha_shape(layer: nn.Module, name: str, site: str, granularity: str,
     if site == "W":
         return tuple(layer.weight.shape)
     if name not in io_shapes:
-        raise PNIError(
+        raise NoiseError(
             f"granularity 'element' on activations needs the activation shape of layer "
             f"{name!r}: pass example_input= (one input batch) to inject()")
     in_shape, out_shape = io_shapes[name]
@@ -221,16 +224,16 @@ def inject(model: nn.Module, location: str = "W", granularity: str = "layer",
     _check_choice(location, LOCATIONS, "noise location")
     _check_choice(granularity, GRANULARITIES, "noise granularity")
     if is_injected(model):
-        raise PNIError("model already has PNI noise; call pni.remove(model) before injecting again")
+        raise NoiseError("model already has PNI noise; call pni.remove(model) before injecting again")
     exclude = tuple(exclude)
     layers = {name: module for name, module in model.named_modules()
               if isinstance(module, layer_types) and not _excluded(name, exclude)}
     if not layers:
         kinds = ", ".join(t.__name__ for t in layer_types)
-        raise PNIError(f"no layers of type {kinds} to inject noise into (exclude={list(exclude)})")
+        raise NoiseError(f"no layers of type {kinds} to inject noise into (exclude={list(exclude)})")
     for name, layer in layers.items():
         if "W" in location and not isinstance(getattr(layer, "weight", None), nn.Parameter):
-            raise PNIError(f"layer {name!r} ({type(layer).__name__}) has no weight parameter "
+            raise NoiseError(f"layer {name!r} ({type(layer).__name__}) has no weight parameter "
                            f"for weight noise")
 
     example = _example_input(model, example_input)

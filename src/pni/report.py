@@ -11,6 +11,7 @@ from typing import Any
 from .audit.result import TOLERANCE_RULE, AuditReport
 from .audit.settings import ITEM_NAMES
 from .evaluate import NOISE_TITLES, Evaluation
+from .errors import PNIError
 
 ATTACK_TITLES = {"clean": "Clean", "fgsm": "FGSM", "pgd": "PGD", "eot-pgd": "EOT-PGD",
                  "cw": "C&W", "zoo": "ZOO", "aa-rand": "AA-rand", "aa-standard": "AA",
@@ -173,7 +174,7 @@ def write_transfer(matrix: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
 
 # --- several runs in one report (``pni report RUN_DIR...``) -----------------------------
 
-class ReportError(ValueError):
+class ReportError(PNIError):
     """A run folder that cannot be reported (missing, or holding unreadable files)."""
 
 

@@ -35,6 +35,7 @@ from .checkpoint import (FORMAT, VERSION, CheckpointError, atomic_write, load_st
                          read_checkpoint, temp_files)
 from .config import TrainConfig
 from .seeding import mix_seed, rng_state, seed_everything, set_rng_state
+from .errors import PNIError
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -47,7 +48,7 @@ SAFE_CHANGES: tuple[str, ...] = ("epochs", "progress", "device", "cuda_graphs", 
                                  "cudnn_benchmark", "channels_last", "fold_bn")
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(PNIError, RuntimeError):
     """An output folder that cannot hold, continue or replace a run; the message names it."""
 
 

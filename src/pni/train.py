@@ -37,6 +37,7 @@ from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunE
 from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
 from .seeding import rank_seed, seed_everything
 from .seeding import set_rng_state as _set_rng_state  # noqa: F401
+from .errors import PNIError
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
@@ -50,7 +51,7 @@ WEIGHT_LIMIT = 1e10
 LOSS_LIMIT = 1e4
 
 
-class TrainingError(RuntimeError):
+class TrainingError(PNIError, RuntimeError):
     """A training run that cannot go on (diverged); the message names the parameter."""
 
 

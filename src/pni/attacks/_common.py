@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import PNIError
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 # EOT draws run one per pass unless eot_batch asks for vectorized passes. Measured on CPU
@@ -27,7 +29,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 _NO_VMAP: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
-class AttackError(ValueError):
+class AttackError(PNIError):
     """A bad attack argument (eps, steps, eot, ...); the message names it."""
 
 

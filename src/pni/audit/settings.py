@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import PNIError
+
 ITEM_NAMES: dict[int, str] = {
     1: "One-step vs iterative attack",
     2: "Black-box vs white-box attack",
@@ -25,7 +27,7 @@ ALL_ITEMS: tuple[int, ...] = tuple(ITEM_NAMES)
 EPS_FRACTIONS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
 
 
-class AuditError(ValueError):
+class AuditError(PNIError):
     """A bad audit argument (eps, items, sample counts, ...); the message names it."""
 
 

@@ -27,12 +27,13 @@ import torch
 from torch import Tensor
 
 from ..seeding import mix_seed
+from ..errors import PNIError
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "imagefolder", "mnist-sample")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
-class DataError(ValueError):
+class DataError(PNIError):
     """A problem with the data: missing, malformed, or an unknown name."""
 
 

@@ -12,6 +12,7 @@ from .modes import eval_mode, model_device
 from .normalize import Normalize
 from .resnet18 import ResNet18
 from .resnet_cifar import CifarResNet
+from ..errors import PNIError
 
 __all__ = ["MODELS", "ModelError", "Normalize", "create_model", "count_parameters",
            "layer_labels", "eval_mode", "model_device", "CifarResNet", "ResNet18", "LeNet5"]
@@ -19,7 +20,7 @@ __all__ = ["MODELS", "ModelError", "Normalize", "create_model", "count_parameter
 NormalizeArg = tuple[Sequence[float], Sequence[float]] | bool | None
 
 
-class ModelError(ValueError):
+class ModelError(PNIError):
     """A bad argument to ``create_model`` (unknown name, bad width, ...)."""
 
 

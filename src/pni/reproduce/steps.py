@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import TrainConfig
+from ..errors import PNIError
 
 
-class ReproduceError(ValueError):
+class ReproduceError(PNIError):
     """A user mistake with ``pni reproduce`` (unknown plan, bad --only, a folder holding
     another run); the message is one line."""
 
