@@ -33,7 +33,7 @@ from pni.attacks import (
 from pni.attacks.registry import build_attacks
 from pni.attacks.transfer import transfer_matrix
 from pni.evaluate import evaluate
-from pni.report import write_evaluation
+from pni.reports import write_evaluation
 
 EPS = 0.2
 

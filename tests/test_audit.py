@@ -23,13 +23,13 @@ from pni.audit import (
     sweep_eps,
     sweep_steps,
     tolerance,
-    write_audit,
 )
 from pni.config import TrainConfig
 from pni.audit.bench import Bench
 from pni.audit.checks import CHECKS
 from pni.audit.settings import ITEM_NAMES
 from pni.evaluate import accuracy, evaluate
+from pni.reports import write_audit
 from pni.train import build_model, fit
 
 EPS = 0.2

@@ -29,6 +29,7 @@ from pni.certify import (  # noqa: E402
 )
 from pni.certify_check import cross_check_certificates  # noqa: E402
 from pni.models import Normalize  # noqa: E402
+from pni.reports.certify import certificate_check_markdown, write_certification  # noqa: E402
 
 
 class LinearTwoClass(nn.Module):
@@ -233,7 +234,7 @@ def test_json_markdown_and_png_are_written(tmp_path):
     model = LinearTwoClass()
     x, y = model.images_at([0.1, 0.3, -0.6, 0.001])
     result = certify(model, (x, y), 0.25, n0=50, n=2000)
-    paths = result.write(tmp_path / "out", "linear")
+    paths = write_certification(result, tmp_path / "out", "linear")
     saved = json.loads(paths["json"].read_text())
     assert saved["model"] == "linear" and saved["n"] == 2000 and saved["sigma"] == 0.25
     assert set(saved["certified_accuracy_percent"]) == {"0", "0.25", "0.5", "0.75", "1"}
@@ -333,7 +334,7 @@ def test_cross_check_finds_no_violation_of_true_certificates():
     assert check.ok and check.records() == []
     assert check.counts("pgd-l2")["within_radius"] == 3  # PGD stays strictly inside the radius
     assert (check.l2["pgd-l2"] < check.radii).all()
-    assert "no violation" in check.to_markdown()
+    assert "no violation" in certificate_check_markdown(check)
 
 
 def test_cross_check_flags_a_planted_violation():
@@ -345,7 +346,7 @@ def test_cross_check_flags_a_planted_violation():
     assert not check.ok
     assert {r["image"] for r in check.records()} == {0, 1, 2}
     assert all(r["l2"] < r["radius"] and r["predicted_class"] != r["certified_class"] for r in check.records())
-    assert "VIOLATIONS FOUND" in check.to_markdown() and json.dumps(check.to_json())
+    assert "VIOLATIONS FOUND" in certificate_check_markdown(check) and json.dumps(check.to_json())
 
 
 def test_cross_check_refuses_other_data():

@@ -6,7 +6,7 @@ import torch
 
 import pni
 from pni.evaluate import EvaluationError, evaluate
-from pni.report import evaluation_table
+from pni.reports import evaluation_table
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +54,29 @@ def test_noise_false_evaluates_only_without_noise_and_keeps_the_switch(noisy_mod
     assert all(m.enabled for m in pni.noise_modules(noisy_model).values())
 
 
-def test_markdown_table_has_the_paper_layout(noisy_model, data):
+def test_markdown_tables_have_the_paper_layout_one_per_noise_setting(noisy_model, data):
     result = evaluate(noisy_model, data, ["clean", "pgd", "fgsm"], trials=2, eps=0.1, steps=1)
+    lines = evaluation_table([("PNI-W", result)]).splitlines()
+    # "Test with PNI" then "Test without PNI", each a Table 2-style table of its own
+    titles = [i for i, line in enumerate(lines) if line.startswith("**")]
+    assert [lines[i] for i in titles] == ["**Test with PNI**", "**Test without PNI**"]
+    for i in titles:
+        header, rule, row = lines[i + 2], lines[i + 3], lines[i + 4]
+        assert header == "| Model | Clean | PGD | FGSM | Worst case |"  # + per-sample worst case
+        assert rule == "|---|---|---|---|---|"
+        assert row.startswith("| PNI-W | ") and row.count("±") == 4
+
+
+def test_no_evaluation_table_is_wider_than_seven_columns(noisy_model, data):
+    result = evaluate(noisy_model, data, ["clean"], trials=1)
+    for setting in result.accuracies.values():  # eight attacks measured: two tables per setting
+        for name in ["fgsm", "pgd", "eot-pgd", "cw", "zoo", "aa-rand", "worst-case"]:
+            setting[name] = setting["clean"]
     table = evaluation_table([("PNI-W", result)])
-    header = table.splitlines()[0]
-    assert header.startswith("| Model | Test with PNI: Clean | Test with PNI: PGD | Test with PNI: FGSM")
-    assert "Test without PNI: FGSM | Test without PNI: Worst case |" in header  # + per-sample worst case
-    row = table.splitlines()[2]
-    assert row.startswith("| PNI-W | ") and row.count("±") == 8
+    widths = [line.count(" | ") + 1 for line in table.splitlines() if line.startswith("| ")]
+    assert max(widths) <= 7 and table.count("**Test with PNI**") == 2
+    assert "| Model | Clean | FGSM | PGD | EOT-PGD |" in table  # eight attacks: two tables of four
+    assert "| Model | C&W | ZOO | AA-rand | Worst case |" in table
 
 
 def test_bad_trials_and_unknown_attack_are_clear_errors(noisy_model, data):

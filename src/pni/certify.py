@@ -34,7 +34,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -316,7 +315,8 @@ def _progress_bar(total: int) -> Any:
 class Certification:
     """Per image: ``predictions`` (-1: abstain), certified L2 ``radii`` (0 where abstained),
     ``labels``, ``p_lower`` and ``top_counts`` (of the selected class among ``n``); the settings
-    and the wall time (``seconds``)."""
+    and the wall time (``seconds``). Its report and files: ``pni.reports.certify``
+    (``certification_markdown``, ``write_certification``)."""
 
     predictions: Tensor
     radii: Tensor
@@ -371,49 +371,6 @@ class Certification:
             out["subset"] = self.subset
         return out
 
-    def to_markdown(self, label: str = "model") -> str:
-        acc = self.summary()["certified_accuracy_percent"]
-        header = "| Model | " + " | ".join(f"r = {r:g}" for r in REPORT_RADII) + " | Abstain |"
-        row = f"| {label} | " + " | ".join(f"{v:.2f}" for v in acc.values()) + f" | {100 * self.abstain_rate:.2f} |"
-        subset = (f", a class-stratified sample of {self.subset['n']} of {self.subset['of']} images "
-                  f"(seed {self.subset['seed']})" if self.subset and self.subset.get("seed") is not None else "")
-        return (f"# Certification: {label}\n\n"
-                f"Randomized smoothing (Cohen et al. 2019, CERTIFY): sigma = {self.sigma:g} in [0, 1] pixel "
-                f"units, n0 = {self.n0}, n = {self.n}, alpha = {self.alpha:g}; {len(self.labels)} images"
-                f"{subset}. Certified accuracy (%) at L2 radius r: the share of images whose class is "
-                f"right and certified at a radius >= r.\n\n{header}\n|" + "---|" * (len(REPORT_RADII) + 2)
-                + f"\n{row}\n\nTime per image: {self.time_per_image:.3f} s ({self.n0 + self.n} forward "
-                f"samples each).\n")
-
-    def plot(self, path: str | Path, label: str = "model") -> Path:
-        """The certified-accuracy curve as a PNG (matplotlib's Agg canvas; no pyplot state)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        radii, accuracy = self.curve()
-        fig = Figure(figsize=(5, 3.5))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.plot(radii, accuracy, label=f"{label}, sigma = {self.sigma:g}")
-        ax.set(xlabel="L2 radius", ylabel="certified accuracy (%)", ylim=(0, 100), xlim=(0, radii[-1]))
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        return path
-
-    def write(self, out_dir: str | Path, label: str = "model") -> dict[str, Path]:
-        """``certify.json``, ``certify.md`` and ``certify.png`` in ``out_dir``."""
-        from .report import write_json
-
-        out_dir = Path(out_dir)
-        paths = {"json": write_json({"model": label, **self.to_json()}, out_dir / "certify.json"),
-                 "markdown": out_dir / "certify.md", "figure": self.plot(out_dir / "certify.png", label)}
-        paths["markdown"].write_text(self.to_markdown(label))
-        return paths
-
 
 def certify_checkpoint(path: str, sigma: float, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
                        subset: int | None = None, dataset: str | None = None, data_dir: str | None = None,
@@ -421,18 +378,12 @@ def certify_checkpoint(path: str, sigma: float, n0: int = 100, n: int = 10_000, 
                        progress: bool = False, subset_seed: int = 0) -> tuple[Certification, str]:
     """``certify`` on a ``pni train`` checkpoint and its own dataset (``subset``: a class-stratified
     sample of that many images, ``Dataset.subset``); returns the result and a model label."""
-    from .checkpoint import load_model
-    from .data import at_most, load_dataset
+    from .runs import open_checkpoint
 
     _check_settings(sigma, n0, n, alpha, batch_size)
     if subset is not None:
         _check_int(subset, "subset")
-    model, checkpoint = load_model(path, device=device)
-    config = checkpoint.get("config", {})
-    data = at_most(load_dataset(dataset or config.get("dataset", "cifar10"), split,
-                                data_dir or config.get("data_dir")), subset, subset_seed)
-    meta = checkpoint.get("model_meta", {})
-    location = (meta.get("noise") or {}).get("location")
-    label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
-    return certify(model, data, sigma, n0, n, alpha, batch_size, seed, progress), label
+    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
+                          subset_seed=subset_seed, device=device)
+    return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run.label
 

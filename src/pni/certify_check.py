@@ -28,14 +28,13 @@ from .seeding import mix_seed
 from .models.modes import eval_mode, model_device
 
 CHECK_ATTACKS: tuple[str, ...] = ("cw", "pgd-l2")
-ATTACK_TITLES = {"cw": "C&W-L2 (strong)", "pgd-l2": "L2 PGD + EOT"}
 
 
 @dataclass
 class CertificateCheck:
     """Per checked image (``indices`` into the data): the certified ``classes`` and ``radii``;
     per attack: the adversarial examples' L2 norms (``l2``) and PREDICT's classes on them
-    (``judged``, -1: abstain)."""
+    (``judged``, -1: abstain). Its report: ``pni.reports.certify.certificate_check_markdown``."""
 
     indices: Tensor
     classes: Tensor
@@ -88,24 +87,6 @@ class CertificateCheck:
                               "radius": self.radii.tolist(),
                               **{f"l2_{a}": self.l2[a].tolist() for a in self.l2},
                               **{f"predict_{a}": self.judged[a].tolist() for a in self.l2}}}
-
-    def to_markdown(self, label: str = "model") -> str:
-        lines = [f"# Certificates against attacks: {label}\n",
-                 f"{len(self.indices)} certified images attacked on the smoothed classifier; each "
-                 f"adversarial example judged by PREDICT (n = {self.settings.get('predict_n')}, alpha = "
-                 f"{self.predict_alpha:g}). A violation is an example with L2 < the certified radius that "
-                 f"PREDICT assigns another class: an error of the certificate or of the attack. Expected "
-                 f"by chance: at most {self.expected_by_chance:.3g} per attack.\n",
-                 "| Attack | Images | L2 < radius | PREDICT abstains there | Violations |", "|---|---|---|---|---|"]
-        for attack in self.l2:
-            c = self.counts(attack)
-            lines.append(f"| {ATTACK_TITLES.get(attack, attack)} | {c['images']} | {c['within_radius']} | "
-                         f"{c['abstained_within_radius']} | {c['violations']} |")
-        lines.append("\nVerdict: " + ("no violation." if self.ok else "VIOLATIONS FOUND:"))
-        lines += [f"- image {r['image']} ({r['attack']}): L2 {r['l2']:.4f} < radius {r['radius']:.4f}, "
-                  f"certified class {r['certified_class']}, PREDICT says {r['predicted_class']}"
-                  for r in self.records()]
-        return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager

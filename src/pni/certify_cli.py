@@ -39,13 +39,14 @@ def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     from .certify import certify_checkpoint
+    from .reports.certify import write_certification
 
     result, label = certify_checkpoint(
         args.checkpoint, args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, subset=args.subset,
         dataset=args.dataset, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
         seed=args.seed, device=args.device, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "certify"
-    paths = result.write(out, label)
+    paths = write_certification(result, out, label)
     print(paths["markdown"].read_text())
     print(f"written: {paths['json']}, {paths['markdown']}, {paths['figure']}")
     return 0

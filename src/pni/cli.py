@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import distributed
     from .evaluate import evaluate_checkpoint
-    from .report import write_evaluation
+    from .reports.evaluation import write_evaluation
 
     from .attacks.registry import DEFAULT_VOTES, PROTOCOLS
 
@@ -121,7 +121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .attacks.transfer import transfer_checkpoints
-    from .report import write_transfer
+    from .reports.evaluation import write_transfer
 
     out = _writable_folder(Path(args.out) if args.out else Path(args.source).resolve().parent / "transfer")
     matrix = transfer_checkpoints(
@@ -136,7 +136,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit_checkpoint, write_audit
+    from .audit import audit_checkpoint
+    from .reports.audit import write_audit
 
     overrides = {name: getattr(args, name) for name in AUDIT_OVERRIDES if getattr(args, name) is not None}
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "audit")
@@ -151,7 +152,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_runs_report
+    from .reports.runs import write_runs_report
 
     _writable_folder(args.out)
     for run in args.runs:

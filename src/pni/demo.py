@@ -20,7 +20,10 @@ from .config import TrainConfig
 from .data import at_most, load_dataset
 from .evaluate import Evaluation, evaluate
 from .models import layer_labels
-from .report import attack_parameters_table, evaluation_table, plot_alphas, write_json
+from .reports.evaluation import attack_parameters_table, evaluation_table
+from .reports.figures import plot_alphas
+from .reports.json_io import write_json, write_text
+from .reports.markdown import md_table
 from .train import RunExistsError, build_model, fit
 
 EPS = 0.3
@@ -96,7 +99,7 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
                 title="PNI-W LeNet-5: alpha per layer over training (MNIST sample)")
     results["seconds"] = time.perf_counter() - started
     write_json(results, out / "results.json")
-    (out / "report.md").write_text(_report(table, rows[0][1], results, histories["pni-w"], labels))
+    write_text(_report(table, rows[0][1], results, histories["pni-w"], labels), out / "report.md")
     print("\n" + table)
     print(f"demo finished in {results['seconds']:.0f} s; written: {out / 'report.md'}, "
           f"{out / 'results.json'}, {out / 'alphas.png'}")
@@ -106,7 +109,7 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
 def _report(table: str, evaluation: Evaluation, results: dict[str, Any],
             history: list[dict[str, Any]], labels: dict[str, str]) -> str:
     alphas = history[-1]["alphas"]
-    alpha_rows = "".join(f"| {labels.get(k.split(':')[0], k)} | {v:.4f} |\n" for k, v in alphas.items())
+    alpha_rows = md_table(["Layer", "alpha"], [[labels.get(k.split(":")[0], k), f"{v:.4f}"] for k, v in alphas.items()])
     return (
         "# pni demo: PNI-W vs vanilla adversarial training\n\n"
         f"Scale: {results['setting']}, {DEMO_TRAINING['epochs']} epochs of PGD-{DEMO_TRAINING['steps']} "
@@ -117,6 +120,6 @@ def _report(table: str, evaluation: Evaluation, results: dict[str, Any],
         "draws, the attack a randomized defense must face; the worst case counts an image as "
         "robust only if it survives every attack.\n\n"
         + table + "\nAttack settings:\n\n" + attack_parameters_table(evaluation)
-        + "\nLearned alpha per layer (PNI-W, last epoch):\n\n| Layer | alpha |\n|---|---|\n" + alpha_rows
+        + "\nLearned alpha per layer (PNI-W, last epoch):\n\n" + alpha_rows
         + "\n![alpha per layer over training](alphas.png)\n"
         + f"\nTotal time: {results['seconds']:.0f} s.\n")

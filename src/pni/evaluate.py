@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as dist_utils
-from .data import Dataset, as_tensors, at_most, warn_missing_classes
+from .data import Dataset, as_tensors, warn_missing_classes
 from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
 from .seeding import batch_seed
@@ -337,26 +337,17 @@ def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fg
     (``Dataset.subset``; independent of the trials' ``seed``), recorded in the result.
     Returns the evaluation and a label for the model (arch, noise location).
     """
-    from .checkpoint import load_model
-    from .data import load_dataset
+    from .runs import open_checkpoint
 
     if n is not None and n < 1:
         raise EvaluationError(f"--n must be a positive number of images, got {n}")
-    model, checkpoint = load_model(path, device=device)
-    config = checkpoint.get("config", {})
-    data = load_dataset(dataset or config.get("dataset", "cifar10"), split,
-                        data_dir or config.get("data_dir"))
-    data = at_most(data, n, subset_seed)
-    eps = config.get("eps") if eps is None else eps
-    if steps is None:
-        steps = 40 if data.image_shape == (1, 28, 28) else 7
-    if step_size is None and config.get("step_size") is not None:
-        step_size = config["step_size"]
-    meta = checkpoint.get("model_meta", {})
-    location = (meta.get("noise") or {}).get("location")
-    label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
-    evaluation = evaluate(model, data, attacks, trials, noise, eps=eps, steps=steps,
-                          step_size=step_size, seed=seed, batch_size=batch_size, device=device,
-                          progress=progress, distributed=distributed, votes=votes,
-                          worst_case=worst_case, attack_options=attack_options)
-    return evaluation, label
+    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n,
+                          subset_seed=subset_seed, device=device)
+    evaluation = evaluate(run.model, run.data, attacks, trials, noise,
+                          eps=run.eps if eps is None else eps,
+                          steps=run.paper_steps if steps is None else steps,
+                          step_size=run.step_size if step_size is None else step_size, seed=seed,
+                          batch_size=batch_size, device=device, progress=progress,
+                          distributed=distributed, votes=votes, worst_case=worst_case,
+                          attack_options=attack_options)
+    return evaluation, run.label

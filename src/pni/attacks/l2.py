@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.fold import conv_bn_pairs, folded_batchnorm
+from ..runs import madry_step_size
 from ._common import (
     AttackError,
     LossFn,
@@ -109,7 +110,7 @@ def pgd_l2(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, step_siz
     eot = check_positive_int(eot, "eot")
     eps_t = _per_sample(_check_radius(eps, len(x), "eps"), x)
     if step_size is None:
-        step_t = 2.5 * eps_t / max(steps, 1)
+        step_t = madry_step_size(eps_t, steps)
     else:
         step_t = _per_sample(_check_radius(step_size, len(x), "step_size"), x)
     x = x.detach()

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..runs import madry_step_size
 from ._common import AttackError, check_eps, check_positive_int
 from .gradient import fgsm, pgd
 
@@ -38,7 +39,7 @@ def _fgsm(eps: float, **_: Any) -> tuple[Attack, dict[str, Any]]:
 def _pgd_draws(eps: float, steps: int | None, step_size: float | None, draws: int,
                eot_batch: int | None = None) -> tuple[Attack, dict[str, Any]]:
     steps = 7 if steps is None else steps
-    step_size = (2.5 * eps / steps if steps else eps) if step_size is None else step_size
+    step_size = madry_step_size(eps, steps) if step_size is None else step_size
     params = {"eps": eps, "steps": steps, "step_size": step_size, "random_start": True, "eot": draws}
     return (lambda m, x, y: pgd(m, x, y, eps, step_size, steps, True, draws, eot_batch=eot_batch)), params
 

@@ -154,6 +154,7 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
     recorded in ``TransferMatrix.subset``."""
     from ..checkpoint import load_model
     from ..data import at_most, load_dataset, warn_missing_classes
+    from ..runs import model_label, paper_pgd_steps
 
     if n is not None and n < 1:
         raise AttackError(f"--n must be a positive number of images, got {n}")
@@ -171,15 +172,13 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
                           f"of the same dataset ({data.image_shape})")
     eps = config.get("eps") if eps is None else eps
     if steps is None and attack in ("pgd", "eot-pgd"):
-        steps = 40 if data.image_shape == (1, 28, 28) else 7
+        steps = paper_pgd_steps(data.image_shape)
     if step_size is None and config.get("step_size") is not None:
         step_size = config["step_size"]
     names = [chr(ord("A") + i) for i in range(len(paths))]
     labels = {}
     for name, path, (_, ckpt) in zip(names, paths, loaded):
-        meta = ckpt.get("model_meta", {})
-        location = (meta.get("noise") or {}).get("location")
-        labels[name] = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'}): {path}"
+        labels[name] = f"{model_label(ckpt)}: {path}"
     x, y = data.tensors()
     x, y = x.to(device), y.to(device)
     for path, (model, _) in zip(paths, loaded):

@@ -16,14 +16,17 @@ The package, bottom to top:
 - ``sweeps``: ``sweep_eps`` / ``sweep_steps`` / ``sweep_eot``;
 - ``blackbox``: item 2 (surrogate training, transfer from it, ZOO);
 - ``checks``: the numbered checks, one ``CHECKS`` table;
-- ``run``: ``audit`` and ``audit_checkpoint``;
-- ``render``: Markdown, ``audit.json`` and figures (``write_audit``, ``load_audit``).
+- ``run``: ``audit`` and ``audit_checkpoint``.
+
+The audit's Markdown, ``audit.json`` and figures live in ``pni.reports.audit``
+(``write_audit``, ``audit_markdown``, ``sweep_table``, ``load_audit``); they stay importable from
+here for compatibility, loaded on first use so that importing ``pni.audit`` does not import
+``pni.reports`` (which imports ``pni.audit.result``).
 """
 from ..attacks import fgsm, is_randomized, pgd, random_search
 from .bench import Attack, Bench, tolerance
 from .blackbox import train_surrogate
 from .checks import CHECKS, AuditRun, Check
-from .render import audit_markdown, load_audit, sweep_table, write_audit
 from .result import TOLERANCE_RULE, AuditItem, AuditReport, Sweep
 from .run import audit, audit_checkpoint
 from .settings import (
@@ -44,3 +47,14 @@ __all__ = [
     "make_settings", "pgd", "random_search", "sweep_eot", "sweep_eps", "sweep_steps", "sweep_table",
     "tolerance", "train_surrogate", "write_audit",
 ]
+
+_REPORTS = ("audit_markdown", "load_audit", "sweep_table", "write_audit")
+
+
+def __getattr__(name: str) -> object:
+    """``write_audit``, ``audit_markdown``, ``sweep_table``, ``load_audit`` from ``pni.reports.audit``."""
+    if name in _REPORTS:
+        from ..reports import audit as reports
+
+        return getattr(reports, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

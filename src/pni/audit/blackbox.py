@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..attacks import pgd
 from ..data import Dataset, as_tensors, subset_tensors
 from ..models import MODELS, create_model
+from ..runs import madry_step_size
 from .bench import Attack, Bench, pct, stratified_head, tolerance
 from .result import AuditItem
 from .settings import ITEM_NAMES, AuditError, AuditSettings
@@ -59,7 +60,7 @@ def train_surrogate(train_data: Dataset | tuple[Tensor, Tensor], arch: str | Non
     eps_train = 8 / 255 if eps is None else eps
     config = TrainConfig(model=arch, location=None, epochs=epochs, batch_size=128,
                          lr=0.05, milestones=[], adversarial=adversarial, eps=eps_train,
-                         steps=steps, step_size=2.5 * eps_train / steps, eval_subset=0,
+                         steps=steps, step_size=madry_step_size(eps_train, steps), eval_subset=0,
                          augment="none", seed=seed, device=device, progress=progress)
     fit(model, (x, y), config)
     return model.eval()

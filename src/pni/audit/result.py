@@ -1,7 +1,7 @@
 """The audit's results as data: a checklist item, a sweep, the report, and their JSON.
 
 Nothing here measures or renders: ``pni.audit.bench`` / ``checks`` fill these, and
-``pni.audit.render`` (later ``pni.reports``) turns them into Markdown, figures and files.
+``pni.reports.audit`` turns them into Markdown, figures and files.
 """
 from __future__ import annotations
 

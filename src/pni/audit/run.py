@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks import is_randomized
-from ..data import Dataset, at_most
+from ..data import Dataset
 from ..models import eval_mode
 from .bench import Bench, prepare
 from .checks import CHECKS, AuditRun
@@ -85,25 +85,18 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     ``surrogate``, else (``train_surrogate_model``) one trained on the training split."""
     from ..checkpoint import load_model
     from ..data import load_dataset
+    from ..runs import open_checkpoint
 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise AuditError(f"--n must be a positive number of images, got {n!r}")
-    model, checkpoint = load_model(path, device=device)
-    config = checkpoint.get("config", {})
-    name = dataset or config.get("dataset", "cifar10")
-    folder = data_dir or config.get("data_dir")
-    data = at_most(load_dataset(name, split, folder), n)
-    eps = config.get("eps") if eps is None else eps
-    settings = make_settings(eps, **overrides)
+    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
+    settings = make_settings(run.eps if eps is None else eps, **overrides)
     source = None
     train_data = None
     if 2 in settings.items:
         if surrogate is not None:
             source, _ = load_model(surrogate, device=device)
         elif train_surrogate_model:
-            train_data = load_dataset(name, "train", folder)
-    meta = checkpoint.get("model_meta", {})
-    location = (meta.get("noise") or {}).get("location")
-    label = f"{meta.get('arch', 'model')} ({'PNI-' + location if location else 'no noise'})"
-    return audit(model, data, settings=settings, surrogate=source, train_data=train_data,
-                 label=label, device=device, progress=progress)
+            train_data = load_dataset(run.data.name, "train", data_dir or run.config.get("data_dir"))
+    return audit(run.model, run.data, settings=settings, surrogate=source, train_data=train_data,
+                 label=run.label, device=device, progress=progress)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PNIError
+from ..runs import madry_step_size
 
 ITEM_NAMES: dict[int, str] = {
     1: "One-step vs iterative attack",
@@ -72,7 +73,7 @@ class AuditSettings:
     def pgd_step_size(self) -> float:
         if self.step_size is not None:
             return self.step_size
-        return 2.5 * self.eps / self.steps if self.steps else self.eps
+        return madry_step_size(self.eps, self.steps)
 
     def sweep_eps_values(self) -> tuple[float, ...]:
         if self.eps_values is not None:

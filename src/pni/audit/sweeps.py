@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..data import Dataset
 from ..models import eval_mode
+from ..runs import madry_step_size
 from .bench import Bench, new_bench
 from .result import Sweep
 from .settings import AuditError
@@ -34,7 +35,7 @@ def _sweep(bench: Bench, parameter: str, values: Sequence[float],
 def eps_sweep(bench: Bench, eps_values: Sequence[float], steps: int, step_size: float | None,
                eot: int, label: str) -> Sweep:
     def measure(e: float) -> tuple[float, float]:
-        size = step_size if step_size is not None else (2.5 * e / steps if steps else e)
+        size = step_size if step_size is not None else madry_step_size(e, steps)
         return bench.pgd(e, size, steps, eot)
     attack = {"attack": "pgd", "steps": steps, "eot": eot, "random_start": True,
               "step_size": step_size if step_size is not None else "2.5 * eps / steps"}
@@ -43,7 +44,7 @@ def eps_sweep(bench: Bench, eps_values: Sequence[float], steps: int, step_size: 
 
 def steps_sweep(bench: Bench, steps_values: Sequence[int], eps: float, step_size: float | None,
                  eot: int, label: str) -> Sweep:
-    size = step_size if step_size is not None else 2.5 * eps / min(steps_values)
+    size = step_size if step_size is not None else madry_step_size(eps, min(steps_values))
     attack = {"attack": "pgd", "eps": eps, "step_size": size, "eot": eot, "random_start": True}
     return _sweep(bench, "steps", sorted(steps_values), lambda s: bench.pgd(eps, size, int(s), eot),
                   attack, label)
@@ -51,7 +52,7 @@ def steps_sweep(bench: Bench, steps_values: Sequence[int], eps: float, step_size
 
 def eot_sweep(bench: Bench, ks: Sequence[int], eps: float, steps: int, step_size: float | None,
                label: str) -> Sweep:
-    size = step_size if step_size is not None else 2.5 * eps / steps
+    size = step_size if step_size is not None else madry_step_size(eps, steps)
     attack = {"attack": "eot-pgd", "eps": eps, "steps": steps, "step_size": size, "random_start": True}
     return _sweep(bench, "eot", sorted(ks), lambda k: bench.pgd(eps, size, steps, int(k)), attack, label)
 

@@ -149,7 +149,7 @@ class Runner:
 
     def _eval(self, step: Step, folder: Path) -> None:
         from ..evaluate import evaluate_checkpoint
-        from ..report import write_evaluation
+        from ..reports.evaluation import write_evaluation
 
         kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "protocol")}
         evaluation, label = evaluate_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
@@ -158,7 +158,7 @@ class Runner:
 
     def _transfer(self, step: Step, folder: Path) -> None:
         from ..attacks.transfer import transfer_checkpoints
-        from ..report import write_transfer
+        from ..reports.evaluation import write_transfer
 
         s = step.settings
         matrix = transfer_checkpoints([self._checkpoint(k) for k in step.needs], attack=s["attack"],
@@ -167,7 +167,8 @@ class Runner:
         self._record(step, folder)
 
     def _audit(self, step: Step, folder: Path) -> None:
-        from ..audit import audit_checkpoint, write_audit
+        from ..audit import audit_checkpoint
+        from ..reports.audit import write_audit
 
         overrides = {k: v for k, v in step.settings.items() if k not in ("run", "n", "items")}
         if step.settings.get("items"):
@@ -179,22 +180,23 @@ class Runner:
 
     def _certify(self, step: Step, folder: Path) -> None:
         from ..certify import certify_checkpoint
+        from ..reports.certify import write_certification
 
         kwargs = {k: v for k, v in step.settings.items() if k != "run"}
         certification, label = certify_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
-        certification.write(folder, label)
+        write_certification(certification, folder, label)
         self._record(step, folder)
 
     def _alphas(self, step: Step, folder: Path) -> None:
         from ..checkpoint import load_model
         from ..models import layer_labels
-        from ..report import plot_alphas, write_json
+        from ..reports.figures import plot_alphas
+        from ..reports.json_io import write_json
 
         run = self.out / step.needs[0]
         history = train_log(run)
         model, _ = load_model(run / "checkpoint.pt")
         labels = layer_labels(model)
-        folder.mkdir(parents=True, exist_ok=True)
         write_json({"labels": labels, "alphas": [{"epoch": r.get("epoch"), **r.get("alphas", {})}
                                                  for r in history]}, folder / "alphas.json")
         plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
@@ -202,11 +204,10 @@ class Runner:
 
     @staticmethod
     def _record(step: Step, folder: Path) -> None:
-        """``step.json``, written last: its presence with equal settings marks the step done."""
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (STEP_RECORD + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(step.settings), indent=2) + "\n")
-        tmp.replace(folder / STEP_RECORD)
+        """``step.json``, written last (atomically): its presence with equal settings marks the step done."""
+        from ..reports.json_io import write_json
+
+        write_json(_jsonable(step.settings), folder / STEP_RECORD, what="step record")
 
 
 def _train_of(steps: list[Step], key: str) -> Step:

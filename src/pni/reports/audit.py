@@ -1,10 +1,6 @@
 """The audit as files: its Markdown report (verdict, checklist table, sweep tables),
-``audit.json`` and the figures, and reading ``audit.json`` back.
-
-Rendering only; the data is ``pni.audit.result``. (Its later home is ``pni.reports``, with
-every other table and writer; it imports nothing from ``pni.report`` so that ``pni.report``
-can import the audit's result types without an import circle.)
-"""
+``audit.json`` and the figures (Fig. 3, the EOT curve), and reading ``audit.json`` back.
+The data is ``pni.audit.result``; ``pni.audit`` re-exports these names."""
 from __future__ import annotations
 
 import json
@@ -12,23 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write
-from ..figures import plot_eot_curve, plot_fig3
-from .result import TOLERANCE_RULE, AuditReport, Sweep
-from .settings import AuditError
+from ..audit.result import TOLERANCE_RULE, AuditReport, Sweep
+from ..audit.settings import AuditError
+from .figures import plot_eot_curve, plot_fig3
+from .json_io import write_json, write_text
+from .markdown import format_settings, format_value, md_table
 
-
-def _format_value(value: Any) -> str:
-    """A parameter value for a report: floats to 4 significant digits (as ``pni.report``)."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _write_json(obj: Any, path: Path) -> Path:
-    """``obj`` as indented JSON, written atomically (temporary file, fsync, rename)."""
-    def plain(value: Any) -> Any:
-        return value.tolist() if hasattr(value, "tolist") else str(value)
-
-    return atomic_write((json.dumps(obj, indent=2, default=plain) + "\n").encode(), path, what="audit file")
+SWEEP_TITLES = {"eps": "Accuracy vs eps (Fig. 3, top)", "steps": "Accuracy vs PGD steps (Fig. 3, bottom)",
+                "eot": "Accuracy vs EOT samples"}
+SWEEP_COLUMNS = {"eps": "eps", "steps": "PGD steps", "eot": "EOT samples"}
 
 
 def audit_markdown(report: AuditReport, figures: Mapping[str, str] | None = None) -> str:
@@ -42,18 +30,15 @@ def audit_markdown(report: AuditReport, figures: Mapping[str, str] | None = None
                                      "no (two forward passes of the same images agree)."), "",
              f"**Verdict: {report.verdict()}.**", "",
              "Items 1-5 are the checklist of Athalye et al. (2018) as in the paper's Table 7; "
-             "6 and 7 go beyond the paper.", "",
-             "| # | Check | Verdict | Evidence | Rule (fails when) |", "|---|---|---|---|---|"]
-    for item in report.items:
-        verdict = f"**{item.verdict}**" if item.passed is False else item.verdict
-        lines.append(f"| {item.number} | {item.name} | {verdict} | {_md(item.summary)} | {_md(item.rule)} |")
+             "6 and 7 go beyond the paper.", ""]
+    rows = [[item.number, item.name, f"**{item.verdict}**" if item.passed is False else item.verdict,
+             item.summary, item.rule] for item in report.items]
+    lines += [md_table(["#", "Check", "Verdict", "Evidence", "Rule (fails when)"], rows).rstrip("\n")]
     lines += ["", f"Noise tolerance: {TOLERANCE_RULE} (z = {s.get('z')}, floor = "
                   f"{100 * s.get('tol_floor', 0):.1f} points).", ""]
-    sweep_titles = {"eps": "Accuracy vs eps (Fig. 3, top)", "steps": "Accuracy vs PGD steps (Fig. 3, bottom)",
-                    "eot": "Accuracy vs EOT samples"}
     for name, sweep in report.sweeps.items():
-        lines += [f"## {sweep_titles.get(name, name)}", "", sweep_table(sweep)]
-        settings = ", ".join(f"{k}={_format_value(v)}" for k, v in sweep.attack.items())
+        lines += [f"## {SWEEP_TITLES.get(name, name)}", "", sweep_table(sweep)]
+        settings = format_settings(sweep.attack)
         if settings:
             lines += [f"Attack: {settings}.", ""]
     for title, path in (figures or {}).items():
@@ -68,18 +53,14 @@ def _subset_note(subset: Mapping[str, Any] | None) -> str:
             if subset.get("method") == "stratified" else f" (chosen from {subset['of']})")
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def sweep_table(sweep: Sweep) -> str:
-    """A two-row Markdown table: the swept values and accuracy (%, ± std over trials)."""
-    head = {"eps": "eps", "steps": "PGD steps", "eot": "EOT samples"}.get(sweep.parameter, sweep.parameter)
-    cells = [_format_value(float(v)) if sweep.parameter == "eps" else str(int(v)) for v in sweep.values]
+    """A Markdown table of a sweep: one row per swept value, its accuracy (%, ± std over
+    trials)."""
+    head = SWEEP_COLUMNS.get(sweep.parameter, sweep.parameter)
+    cells = [format_value(float(v)) if sweep.parameter == "eps" else str(int(v)) for v in sweep.values]
     accs = [f"{100 * a:.2f}" + (f"±{100 * d:.2f}" if sweep.trials > 1 else "")
             for a, d in zip(sweep.accuracy, sweep.std)]
-    return ("| " + " | ".join([head] + cells) + " |\n" + "|" + "---|" * (len(cells) + 1) + "\n"
-            + "| " + " | ".join(["accuracy (%)"] + accs) + " |\n")
+    return md_table([head, "Accuracy (%)"], list(zip(cells, accs)), align=["right", "right"])
 
 
 def write_audit(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
@@ -100,9 +81,8 @@ def write_audit(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
                        title=f"EOT-PGD accuracy: {report.label}")
         paths["eot"] = out / "eot.png"
         figures["Accuracy vs EOT samples"] = "eot.png"
-    paths["json"] = _write_json(report.to_json(), out / "audit.json")
-    paths["markdown"] = out / "audit.md"
-    paths["markdown"].write_text(audit_markdown(report, figures))
+    paths["json"] = write_json(report.to_json(), out / "audit.json", what="audit file")
+    paths["markdown"] = write_text(audit_markdown(report, figures), out / "audit.md", what="audit report")
     return paths
 
 
