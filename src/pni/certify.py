@@ -263,13 +263,41 @@ def predict(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, si
 def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: float, n0: int = 100,
             n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
             progress: bool = False) -> Certification:
-    """Cohen's CERTIFY on every image of ``data`` (images in [0, 1], with labels).
+    """Cohen's CERTIFY (Cohen et al. 2019, Sec. 3.2; radius from Theorem 1) on every image.
 
-    ``n0`` samples select ``c_A``, ``n`` fresh ones bound ``p_A`` from below with confidence
-    ``1 - alpha``; the result holds the class (-1: abstain) and the L2 radius per image, and
-    the summary (certified accuracy at ``REPORT_RADII``, abstain rate, time per image). Noise
-    samples are batched, ``batch_size`` per forward pass, with the model in eval mode (its mode
-    restored after) and its noise switch as it is. Same seed, batch size and device: same result.
+    ``n0`` samples of ``f(x + delta)``, ``delta ~ N(0, sigma^2 I)``, select ``c_A``; ``n`` fresh
+    ones bound ``p_A`` from below with confidence ``1 - alpha`` (Clopper-Pearson), giving the L2
+    radius ``sigma * Phi^-1(p_A_lower)``, or an abstention when ``p_A_lower <= 1/2``. The model
+    runs in eval mode (its mode restored after) with its noise switch as it is; a randomized
+    model draws fresh noise per sample. Same seed, batch size and device: same result.
+
+    Args:
+        model: the base classifier ``f`` (images in [0, 1]; PNI noise allowed).
+        data: a pni Dataset or an ``(images, labels)`` pair, images (N, C, H, W) in [0, 1].
+        sigma: std of the Gaussian noise, in [0, 1] pixel units (> 0).
+        n0: samples that select the class (default 100; at most ``n``).
+        n: samples that bound its probability (default 10,000).
+        alpha: failure probability of the certificate (default 0.001).
+        batch_size: noisy samples per forward pass (default 1000).
+        seed: seeds the Gaussian noise and the model's own noise (default 0); the caller's
+            random state is left as it was.
+        progress: show a progress bar over all samples (default False).
+
+    Returns:
+        Certification: per image the class (-1: abstain) and certified L2 radius (0 when
+        abstained), ``p_lower`` and counts; ``certified_accuracy(r)`` summarizes it.
+
+    Raises:
+        CertifyError: a bad ``sigma``, ``n0``, ``n``, ``alpha`` or ``batch_size``, ``n0 > n``,
+            or no image.
+
+    Example:
+        >>> import pni
+        >>> model = pni.create_model("lenet5")
+        >>> data = pni.load_dataset("mnist-sample", "test").subset(4)
+        >>> result = pni.certify(model, data, sigma=0.25, n0=10, n=100, batch_size=100)
+        >>> result.predictions.shape, result.radii.shape, bool((result.radii >= 0).all())
+        (torch.Size([4]), torch.Size([4]), True)
     """
     sigma, n0, n, alpha, batch_size = _check_settings(sigma, n0, n, alpha, batch_size)
     x, labels = _pair(data)

@@ -28,6 +28,7 @@ from .cli_args import (
     _writable_folder,
     add_audit_arguments,
     add_eval_arguments,
+    attack_options_from_args,
 )
 from .reproduce.cli import add_reproduce_parser
 
@@ -99,9 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     paper = args.protocol == "paper"
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
-    options = {"eot": args.eot, "cw_profile": args.cw_profile,
-               "zoo": {"steps": args.zoo_steps} if args.zoo_steps is not None else None,
-               "aa": {"n_iter": args.aa_iterations} if args.aa_iterations is not None else None}
+    options = attack_options_from_args(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval")
     device = distributed.init(args.device)  # under torchrun: sharded, gathered on rank 0
     evaluation, label = evaluate_checkpoint(

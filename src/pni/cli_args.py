@@ -160,9 +160,34 @@ def _parse_attacks(text: str) -> list[str]:
     return names
 
 
+def add_attack_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags the registered attacks declare (``AttackSpec.flags``), e.g. ``--eot``."""
+    from .attacks.registry import attack_flags
+
+    for flag in attack_flags():
+        parser.add_argument(flag.flag, dest=flag.dest, type=flag.type, default=flag.default,
+                            choices=flag.choices, help=flag.help)
+
+
+def attack_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``build_attacks`` options the attack flags parsed into ``args`` set (a flag not
+    given sets nothing)."""
+    from .attacks.registry import attack_flags
+
+    options: dict[str, Any] = {}
+    for flag in attack_flags():
+        value = getattr(args, flag.dest, None)
+        if value is None:
+            continue
+        if flag.key is None:
+            options[flag.option] = value
+        else:
+            options.setdefault(flag.option, {})[flag.key] = value
+    return options
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from .attacks.cw import CW_PROFILES
-    from .attacks.registry import DEFAULT_EOT, DEFAULT_VOTES, PROTOCOLS, attack_names
+    from .attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
 
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--attacks", type=_parse_attacks, default=None,
@@ -175,15 +200,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--votes", type=int, default=None,
                         help=f"noise draws each prediction is judged over: expected and majority-vote "
                              f"accuracy (default {DEFAULT_VOTES}; 1 with --protocol paper)")
-    parser.add_argument("--eot", type=int, default=None,
-                        help=f"EOT-PGD: noise draws the gradient is averaged over (default {DEFAULT_EOT})")
-    parser.add_argument("--cw-profile", choices=tuple(CW_PROFILES), default="paper",
-                        help="C&W-L2 settings: paper (c 0.01, lr 5e-4, 10 steps, 9 binary-search steps) "
-                             "or strong (1000 steps, lr 0.01)")
-    parser.add_argument("--zoo-steps", type=int, default=None,
-                        help="ZOO iterations of 128 coordinates (default 1000; slow: 257 queries each)")
-    parser.add_argument("--aa-iterations", type=int, default=None,
-                        help="AutoAttack: APGD/FAB iterations (default 100, pyautoattack's), for quick runs")
+    add_attack_flags(parser)
     parser.add_argument("--trials", type=int, default=5, help="trials with distinct seeds (paper: 5)")
     parser.add_argument("--n", "--num-images", dest="n", type=int, default=None,
                         help="evaluate a class-stratified sample of N test images (default: all); under torchrun "

@@ -198,6 +198,16 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
     return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
 
 
+def _in_worst_case(attacks: Sequence[str] | dict[str, Attack], table: dict[str, Attack]) -> list[str]:
+    """The attacks the per-sample worst case is over: those bounded at eps by their spec's
+    threat (C&W-L2, minimum-norm, is not); callables passed in a dict: all of them."""
+    from .attacks.registry import get_attack
+
+    if isinstance(attacks, dict):
+        return list(table)
+    return [name for name in table if get_attack(name).in_worst_case]
+
+
 def _add_worst_case(result: Evaluation, setting: str, names: list[str]) -> None:
     """Per trial, a sample counts as robust only if correct under every attack in ``names``
     (with votes: its smallest share of correct draws over them, and the majority vote)."""
@@ -216,28 +226,56 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
              worst_case: bool = True, attack_options: dict[str, Any] | None = None) -> Evaluation:
-    """Accuracy under each attack as mean ± std over ``trials`` seeds.
+    """Accuracy under each attack, mean ± std over ``trials`` seeds (the paper's Tables 1-3).
 
-    ``attacks`` are names from ``pni.attacks.registry`` ("clean", "fgsm", "pgd", "eot-pgd",
-    "cw", "zoo", "aa-rand", ...; ``attack_options`` go to ``build_attacks``) or a dict of
-    callables ``attack(model, x, y) -> x_adv``. ``noise=True`` evaluates with the
-    noise on and again with it off (Table 2's two halves); ``noise=False`` only off. A
-    model without noise is evaluated once, as "without_noise".
+    ``noise=True`` evaluates with the noise on and again with it off (Table 2's "Test with
+    PNI" / "Test without PNI"); a model without noise is evaluated once, as "without_noise".
+    Trial ``t`` seeds every batch from ``(seed + t, batch start)`` (``pni.seeding.batch_seed``).
+    Data lacking some of the model's classes prints one warning line (stderr) naming them.
 
-    ``votes``: every prediction is judged over that many noise draws; ``accuracies`` are
-    then expected accuracies and ``vote_accuracies`` majority-vote ones (one vote: the
-    paper's single pass). ``worst_case`` adds "worst-case": per sample, the worst over all
-    the attacks run and clean (the L2 minimum-norm C&W excepted), the robust accuracy to quote.
+    Args:
+        model: the classifier (images in [0, 1]); it runs in eval mode, its mode restored after.
+        data: a :class:`~pni.data.Dataset` (a ``subset`` of one is recorded in
+            ``Evaluation.subset``) or an ``(images, labels)`` pair, images (N, C, H, W) in [0, 1].
+        attacks: names registered in ``pni.attacks.registry`` ("clean", "fgsm", "pgd",
+            "eot-pgd", "cw", "zoo", "aa-rand", "aa-standard") or a dict of callables
+            ``attack(model, x, y) -> x_adv``. Default ``("clean", "pgd", "fgsm")``: the paper's.
+        trials: seeds each accuracy is averaged over (default 5, as the paper).
+        noise: also evaluate with the noise on (default True); False: noise off only.
+        eps: L-inf radius of the named attacks (default None: 8/255).
+        steps: PGD steps of the named attacks (default None: 7).
+        step_size: PGD step (default None: ``2.5 * eps / steps``, Madry et al.).
+        seed: seed of trial 0 (default 0); trial ``t`` uses ``seed + t``.
+        batch_size: images per attacked batch (default 256).
+        device: where to evaluate (default None: the model's device).
+        progress: kept for the CLI's signature; nothing is printed (default False).
+        distributed: every rank of a torchrun group calls it and evaluates a contiguous run of
+            whole batches; results are gathered on every rank, equal to one process (default False).
+        votes: noise draws each prediction is judged over (default 1, the paper's single pass);
+            ``accuracies`` are then expected accuracies, ``vote_accuracies`` majority votes.
+        worst_case: add "worst-case", per sample the worst over clean and every attack bounded
+            at eps (C&W-L2, minimum-norm, excepted): the robust accuracy to quote (default True).
+        attack_options: options of the named attacks for ``build_attacks`` (``eot``,
+            ``eot_batch``, ``cw_profile``, ``cw``, ``zoo``, ``aa``; default None).
 
-    Trial ``t`` seeds every batch from ``(seed + t, batch start)`` (``batch_seed``). With
-    ``distributed=True`` (every rank of a torchrun process group calls it) each rank
-    evaluates a contiguous run of whole batches and the per-sample results are gathered on
-    every rank: the same Evaluation as one process, exactly.
+    Returns:
+        Evaluation: per noise setting and attack, the accuracy of every trial
+        (``summary()``: mean and std in percent) and the per-sample results.
 
-    A :class:`~pni.data.Dataset` made by ``subset`` is recorded in ``Evaluation.subset``;
-    data that lacks one of the model's classes prints one warning line naming them. A model
-    with NaN/inf weights, NaN/inf pixels, labels outside the model's classes and images
-    whose shape does not fit the model are refused (EvaluationError, one line).
+    Raises:
+        EvaluationError: bad ``trials``, ``votes`` or ``batch_size``; NaN/inf weights or
+            pixels, labels outside the model's classes, images of a shape it does not take.
+        AttackError: an unknown attack or option, or a bad ``eps``, ``steps`` or ``step_size``.
+
+    Example:
+        >>> import pni
+        >>> model = pni.inject(pni.create_model("lenet5"), "W")
+        >>> data = pni.load_dataset("mnist-sample", "test").subset(20)
+        >>> result = pni.evaluate(model, data, ("clean", "fgsm"), trials=2, eps=0.1)
+        >>> result.n, result.seeds, list(result.summary())
+        (20, [0, 1], ['with_noise', 'without_noise'])
+        >>> sorted(result.summary()["with_noise"]), sorted(result.summary()["with_noise"]["fgsm"])
+        (['clean', 'fgsm', 'worst-case'], ['mean', 'std'])
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
@@ -259,9 +297,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         settings = ["without_noise"]
     seeds = [seed + t for t in range(trials)]
     result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset)
-    from .attacks.registry import MIN_NORM_THREAT
-
-    in_worst_case = [name for name in table if params.get(name, {}).get("threat") != MIN_NORM_THREAT]
+    in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
     lo, hi = 0, len(y)
     if distributed:

@@ -214,12 +214,42 @@ def inject(model: nn.Module, location: str = "W", granularity: str = "layer",
            init_alpha: float = 0.25,
            layer_types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear),
            exclude: Iterable[str] = (), example_input: Tensor | None = None) -> nn.Module:
-    """Adds PNI noise in place at ``location`` (Table 2) and returns the model.
+    """Adds PNI noise ``v + alpha * std(v) * eta`` (Eq. 5-6) in place at ``location`` (Table 2).
 
-    Target layers are the modules of ``layer_types`` whose names match none of the
-    ``exclude`` names or glob patterns. ``example_input`` (or the model's ``input_shape``
-    attribute) lets pni order the layers as they run and size element-wise alphas on
-    activations.
+    Target layers are the modules of ``layer_types`` whose names match none of ``exclude``.
+    Each noise site gets its own trainable ``alpha``; ``eta ~ N(0, 1)`` is drawn fresh at
+    every forward call while the noise is on (``set_noise`` / ``noise_enabled``).
+
+    Args:
+        model: the network, changed in place.
+        location: "W" (weights of every target layer), "A-a" (their outputs), "A-b" (their
+            inputs), "I" (the first layer's input only), "W+A-a" or "W+A-b" (default "W").
+        granularity: one ``alpha`` per "layer", per output "channel" or per "element" of the
+            noised tensor (default "layer").
+        init_alpha: initial value of every alpha (default 0.25, the paper's).
+        layer_types: module types that get noise (default ``(nn.Conv2d, nn.Linear)``).
+        exclude: layer names or glob patterns left without noise (default none).
+        example_input: one input batch; it lets pni order the layers as they run and size
+            element-wise alphas on activations (default None: a zero batch of the model's
+            ``input_shape`` attribute, when it has one).
+
+    Returns:
+        nn.Module: the same ``model``, with noise (``pni.remove`` takes it out again).
+
+    Raises:
+        NoiseError: an unknown location or granularity, noise already injected, no target
+            layer, a target without a weight for weight noise, or element-wise activation
+            noise without an input shape.
+
+    Example:
+        >>> import pni
+        >>> model = pni.inject(pni.create_model("lenet5"), "W", granularity="channel")
+        >>> list(pni.noise_modules(model))
+        ['conv0:W', 'conv1:W', 'fc0:W', 'fc1:W', 'fc2:W']
+        >>> pni.inject(model, "W")
+        Traceback (most recent call last):
+        ...
+        pni.noise.NoiseError: model already has PNI noise; call pni.remove(model) before injecting again
     """
     _check_choice(location, LOCATIONS, "noise location")
     _check_choice(granularity, GRANULARITIES, "noise granularity")

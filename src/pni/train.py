@@ -426,15 +426,32 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         step_callback: StepCallback | None = None, max_minutes: float | None = None,
         save_every_minutes: float | None = None) -> TrainResult:
-    """Trains ``model`` in place as ``config`` says (Eq. 10-12) and returns the history.
+    """Adversarial training of ``model`` in place (the paper's Eq. 10-12); returns the history.
 
-    With ``out_dir`` (see ``pni.runfolder``), every epoch appends its metrics to
-    ``train_log.jsonl`` and then writes ``checkpoint.pt`` (the one before becomes
-    ``checkpoint.prev.pt``); ``resume=True`` continues from that checkpoint exactly, also
-    from the middle of an epoch. A non-finite or diverged loss, weight or alpha raises
-    TrainingError naming it; that state is never saved. ``max_minutes`` stops after the last
-    epoch that fits in that wall time; SIGTERM/SIGINT stop after the current batch with a
-    checkpoint (TrainingInterrupted); ``save_every_minutes`` writes mid-epoch checkpoints.
+    Args:
+        model: the network (usually ``pni.inject``-ed); images in [0, 1].
+        train_set: a pni Dataset or an ``(images, labels)`` pair.
+        config: every setting: epochs, optimizer, eps / PGD steps, clean/adversarial weights.
+        test_set: held-out data for the per-epoch clean and PGD accuracy (default None: none).
+        out_dir: run folder: per epoch ``train_log.jsonl`` and ``checkpoint.pt`` (default None).
+        resume: continue exactly from ``out_dir``'s checkpoint, also mid-epoch (default False).
+        overwrite: replace a run already in ``out_dir`` (default False).
+        step_callback: ``f(model, epoch, step)`` after every update (default None).
+        max_minutes: stop after the last epoch that fits in this wall time (default None).
+        save_every_minutes: also write mid-epoch checkpoints this often (default None).
+
+    Returns:
+        TrainResult: per-epoch ``history``, ``out_dir`` and ``stopped_early``.
+
+    Raises:
+        TrainingError: a non-finite or diverged loss, weight or alpha (that state is never saved).
+        RunFolderError: ``out_dir`` holds another run (RunExistsError) or none to resume.
+
+    Example:
+        >>> config = pni.TrainConfig(model="lenet5", epochs=1, steps=1, eval_subset=0, progress=False)
+        >>> model = pni.inject(pni.create_model("lenet5"), "W")
+        >>> pni.fit(model, pni.load_dataset("mnist-sample", "train").subset(64), config).last["epoch"]
+        1
     """
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
     return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes,

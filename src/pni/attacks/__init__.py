@@ -1,16 +1,25 @@
-"""Adversarial attacks on (possibly randomized) models; images and outputs in [0, 1]."""
-from ._common import AttackError, input_gradient, is_randomized
-from .autoattack import AutoAttackResult, autoattack
-from .cw import CW_PROFILES, CWResult, cw_l2, cw_l2_profile
+"""Adversarial attacks on (possibly randomized) models; images and outputs in [0, 1].
+
+Importing the package imports every attack file, and each registers its ``pni eval``
+attacks (``registry.AttackSpec``) at its bottom, in this order: the order of
+``registry.attack_names()``. A new attack file is imported here too.
+"""
+# isort: off
+# the attack files, in registration order: fgsm, pgd, eot-pgd, cw, zoo, aa-rand, aa-standard
 from .gradient import fgsm, pgd
+from .cw import CW_PROFILES, CWResult, cw_l2, cw_l2_profile
+from .zoo import ZooResult, zoo
+from .autoattack import AutoAttackResult, autoattack
+# isort: on
+from ._common import AttackError, input_gradient, is_randomized
 from .l2 import SmoothedSoftmax, pgd_l2, project_l2
 from .random_search import random_search
+from .registry import AttackSpec, register_attack
 from .transfer import TransferResult, transfer
 from .votes import expected_accuracy, majority_vote, majority_vote_accuracy, predict_votes, vote_correctness
-from .zoo import ZooResult, zoo
 
-__all__ = ["AttackError", "AutoAttackResult", "CWResult", "CW_PROFILES", "SmoothedSoftmax", "TransferResult",
-           "ZooResult", "pgd_l2", "project_l2",
+__all__ = ["AttackError", "AttackSpec", "AutoAttackResult", "CWResult", "CW_PROFILES", "SmoothedSoftmax",
+           "TransferResult", "ZooResult", "pgd_l2", "project_l2",
            "autoattack", "cw_l2", "cw_l2_profile", "expected_accuracy", "fgsm", "input_gradient",
            "is_randomized", "majority_vote", "majority_vote_accuracy", "pgd", "predict_votes",
-           "random_search", "transfer", "vote_correctness", "zoo"]
+           "random_search", "register_attack", "transfer", "vote_correctness", "zoo"]

@@ -20,7 +20,7 @@ import io
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import AttackError, attack_mode, check_eps, check_images, check_positive_int, frozen_parameters
+from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 from .votes import VotedResult, predict_votes, vote_correctness
 
 VERSIONS = ("rand", "standard")
@@ -86,16 +87,47 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
                votes: int = 20, seed: int | None = None, batch_size: int = 256,
                n_iter: int | None = None, n_restarts: int | None = None, eot_iter: int | None = None,
                verbose: bool = False, keep_mode: bool = False) -> AutoAttackResult:
-    """L-inf AutoAttack at radius ``eps`` via ``pyautoattack.AutoAttack(version=...)``.
+    """L-inf AutoAttack (Croce & Hein 2020): the adaptive check beyond the paper's PGD tables.
 
-    ``seed`` seeds pyautoattack's 'standard' run (which reseeds torch's global generator;
-    default: drawn from it, so seeded trials differ and repeat); 'rand' draws its random
-    starts and noise from torch's global generator as it is. ``n_iter`` (APGD and FAB iterations, default
-    100), ``n_restarts`` (APGD restarts) and ``eot_iter`` (APGD's EOT draws, 20 in 'rand')
-    override the version's settings, for quick checks. The robust accuracy is recomputed on
-    the returned examples over ``votes`` noise draws (``predict_votes``). The model runs in
-    eval mode and is left in its own mode (``keep_mode=True``: its current mode); the noise
-    switch is used as it is.
+    Distance: L-inf. Runs ``pyautoattack.AutoAttack(version=...)`` at radius ``eps`` ('rand':
+    APGD-CE then APGD-DLR with EOT, each image keeping its strongest point; 'standard':
+    APGD-CE, APGD-T, FAB-T, Square), then judges the returned examples over ``votes`` fresh
+    noise draws (``predict_votes``) instead of one lucky stochastic pass. The model runs in
+    eval mode and is left in its own mode; its noise switch is used as it is.
+
+    Args:
+        model: the classifier (images in [0, 1]), randomized or not.
+        x: images, shape (N, C, H, W), values in [0, 1].
+        y: integer labels, shape (N,).
+        eps: radius of the L-inf ball, in (0, 1] (8/255 on CIFAR-10).
+        version: "rand" (for randomized defenses) or "standard" (default "rand").
+        votes: noise draws every returned example is judged over (default 20).
+        seed: seed of the 'standard' run, which reseeds torch's global generator (default None:
+            drawn from it, so seeded trials differ and repeat); 'rand' uses the global generator.
+        batch_size: images per batch (default 256).
+        n_iter: APGD and FAB iterations (default None: the version's, 100).
+        n_restarts: APGD restarts (default None: the version's, 1).
+        eot_iter: APGD's EOT draws (default None: the version's, 20 in 'rand', 1 in 'standard').
+        verbose: let pyautoattack print and log (default False: silenced).
+        keep_mode: attack the model in its current mode instead of eval mode (default False).
+
+    Returns:
+        AutoAttackResult: ``x_adv``, per-sample ``fraction`` of correct draws and majority
+        ``correct``; ``robust_accuracy`` (the number to quote) and ``reported_accuracy``
+        (pyautoattack's one-pass view).
+
+    Raises:
+        AttackError: an unknown ``version``, a bad ``eps``, ``votes``, ``batch_size``,
+            ``n_iter``, ``n_restarts`` or ``eot_iter``, or images / labels the model does not take.
+
+    Example:
+        >>> import pni, torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = pni.inject(pni.create_model("lenet5"), "W")
+        >>> x, y = pni.load_dataset("mnist-sample", "test").subset(4).tensors()
+        >>> result = pni.attacks.autoattack(model, x, y, eps=0.1, n_iter=2, eot_iter=2, votes=3)
+        >>> result.x_adv.shape, result.correct.shape, 0.0 <= result.robust_accuracy <= 1.0
+        (torch.Size([4, 1, 28, 28]), torch.Size([4]), True)
     """
     from pyautoattack import AutoAttack
 
@@ -162,3 +194,25 @@ def _highest_loss_apgd(adversary: Any, model: nn.Module, x: Tensor, y: Tensor, v
             fraction[idx[better]] = frac[better]
             correct[idx[better]] = maj[better]
     return x_adv, fraction, correct
+
+
+# --- `pni eval` attacks: aa-rand, aa-standard -------------------------------------------
+
+def _build_autoattack(version: str) -> Callable[..., tuple[Attack, dict[str, Any]]]:
+    def build(eps: float, aa: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
+        settings = dict(aa or {})
+        params = {"eps": eps, "version": version, "package": "pyautoattack",
+                  "attacks": "apgd-ce,apgd-dlr" if version == "rand" else "apgd-ce,apgd-t,fab-t,square",
+                  "n_iter": 100, "n_restarts": 1, "eot_iter": 20 if version == "rand" else 1}
+        params |= {k: v for k, v in settings.items() if k in ("n_iter", "n_restarts", "eot_iter")}
+        # votes here only pick each image's strongest point; the evaluation judges it anew
+        return (lambda m, x, y: autoattack(m, x, y, eps, version, **({"votes": 10} | settings))), params
+    return build
+
+
+_AA_ITERATIONS = AttackFlag("--aa-iterations", "aa", "AutoAttack: APGD/FAB iterations (default 100, "
+                            "pyautoattack's), for quick runs", key="n_iter")
+register_attack(AttackSpec("aa-rand", "AA-rand", LINF_THREAT, _build_autoattack("rand"), options=("aa",),
+                           flags=(_AA_ITERATIONS,)))
+register_attack(AttackSpec("aa-standard", "AA", LINF_THREAT, _build_autoattack("standard"), options=("aa",),
+                           flags=(_AA_ITERATIONS,)))

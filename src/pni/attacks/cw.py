@@ -28,6 +28,7 @@ from ._common import (
     class_margin,
     is_randomized,
 )
+from .registry import MIN_NORM_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 
 CW_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"c": 0.01, "lr": 5e-4, "steps": 10, "binary_search_steps": 9, "confidence": 0.0},
@@ -54,15 +55,44 @@ class CWResult(PerturbationResult):
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5e-4, steps: int = 10,
           binary_search_steps: int = 9, confidence: float = 0.0, eot: int = 1, *,
           abort_early: bool = True, eot_batch: int | None = None, keep_mode: bool = False) -> CWResult:
-    """C&W-L2 (Carlini & Wagner 2017) with the paper's defaults (c 0.01, Adam lr 5e-4,
-    kappa 0, 9 binary-search steps, 10 iterations).
+    """C&W-L2 (Carlini & Wagner 2017; the paper's Eq. 4 and Table 4) with its defaults.
 
-    ``eot`` averages the gradient of ``f`` over that many noise draws. Success is judged on
-    the logits of the pass that computed the step's gradient (the noise as it is).
-    ``abort_early`` ends a binary-search step when the loss has stopped falling (checked
-    every ``steps // 10`` iterations, as Carlini's code). The model runs in eval mode and is
-    left in its own mode (``keep_mode=True``: its current mode); the noise switch is used as
-    it is; only input gradients are computed.
+    Distance: L2, minimum-norm (no bound): minimizes ``||delta||_2^2 + c * f(x + delta)`` in
+    tanh space with Adam and a per-sample binary search over ``c``. Success is judged on the
+    logits of the pass that computed the step's gradient (the noise as it is). The model runs
+    in eval mode and is left in its own mode; only input gradients are computed.
+
+    Args:
+        model: the classifier (images in [0, 1]), randomized or not.
+        x: images, shape (N, C, H, W), values in [0, 1].
+        y: integer labels, shape (N,).
+        c: initial weight of the classification loss ``f``, > 0 (default 0.01, the paper's).
+        lr: Adam's learning rate, > 0 (default 5e-4, the paper's).
+        steps: Adam iterations per binary-search step (default 10, the paper's).
+        binary_search_steps: searches over ``c`` (default 9, the paper's).
+        confidence: the margin ``kappa`` of ``f``, >= 0 (default 0.0, the paper's).
+        eot: noise draws the gradient of ``f`` is averaged over (default 1).
+        abort_early: end a binary-search step when the loss stops falling, checked every
+            ``steps // 10`` iterations as Carlini's code (default True).
+        eot_batch: EOT draws per vectorized pass (default None: one per pass).
+        keep_mode: attack the model in its current mode instead of eval mode (default False).
+
+    Returns:
+        CWResult: ``x_adv`` (``x`` where the attack failed), per-sample ``success``, ``l2`` and
+        ``initially_correct``; ``mean_l2`` (Table 4) and ``success_rate`` summarize them.
+
+    Raises:
+        AttackError: a bad ``c``, ``lr``, ``confidence``, ``steps``, ``binary_search_steps`` or
+            ``eot``, or images / labels the model does not take.
+
+    Example:
+        >>> import pni, torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = pni.inject(pni.create_model("lenet5"), "W")
+        >>> x, y = pni.load_dataset("mnist-sample", "test").subset(8).tensors()
+        >>> result = pni.attacks.cw_l2(model, x, y, steps=5, binary_search_steps=2)
+        >>> result.x_adv.shape, result.l2.shape, result.success.dtype
+        (torch.Size([8, 1, 28, 28]), torch.Size([8]), torch.bool)
     """
     if not isinstance(c, (int, float)) or not c > 0:
         raise AttackError(f"c must be a positive number, got {c!r}")
@@ -137,3 +167,20 @@ def cw_l2_profile(model: nn.Module, x: Tensor, y: Tensor, profile: str = "paper"
     if profile not in CW_PROFILES:
         raise AttackError(f"unknown C&W profile {profile!r}; expected one of: {', '.join(CW_PROFILES)}")
     return cw_l2(model, x, y, **(CW_PROFILES[profile] | overrides))
+
+
+# --- `pni eval` attack: cw --------------------------------------------------------------
+
+def _build_cw(cw_profile: str = "paper", cw: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
+    if cw_profile not in CW_PROFILES:
+        raise AttackError(f"unknown C&W profile {cw_profile!r}; expected one of: {', '.join(CW_PROFILES)}")
+    settings = CW_PROFILES[cw_profile] | dict(cw or {})
+    params = {"profile": cw_profile, **settings, "threat": MIN_NORM_THREAT}
+    return (lambda m, x, y: cw_l2(m, x, y, **settings)), params
+
+
+register_attack(AttackSpec(
+    "cw", "C&W", MIN_NORM_THREAT, _build_cw, options=("cw_profile", "cw"),
+    flags=(AttackFlag("--cw-profile", "cw_profile", "C&W-L2 settings: paper (c 0.01, lr 5e-4, 10 steps, "
+                      "9 binary-search steps) or strong (1000 steps, lr 0.01)",
+                      type=str, default="paper", choices=tuple(CW_PROFILES)),)))

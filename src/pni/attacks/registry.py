@@ -1,123 +1,148 @@
-"""Attacks by name, with the paper's default parameters (Sec. 4.1), for ``pni eval``.
+"""Attacks by name, for ``pni eval``: each attack file registers its own ``AttackSpec``.
 
 An attack is a callable ``(model, x, y)`` returning the adversarial images, or a result
 object with ``x_adv`` and ``per_sample()`` (C&W, ZOO, AutoAttack) whose extra per-sample
 figures (L2 norms, success flags, AutoAttack's own flags) the evaluation reports too.
+
+The file that defines an attack registers it at its bottom (timm's ``@register_model``
+habit); ``import pni.attacks`` imports every attack file, so the table is full once any
+part of the package is imported. This module imports no attack file. To add an attack::
+
+    def _build(eps, steps, step_size, strength=None):   # strength: one of its options
+        return (lambda model, x, y: my_attack(model, x, y, eps)), {"eps": eps}
+
+    register_attack(AttackSpec("my-attack", "My attack", LINF_THREAT, _build, options=("strength",)))
+
+and import the file in ``pni/attacks/__init__.py``. Its title goes to the reports, its
+``options`` to ``build_attacks`` / ``evaluate(attack_options=...)`` and its ``flags`` to
+``pni eval``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..runs import madry_step_size
 from ._common import AttackError, check_eps, check_positive_int
-from .gradient import fgsm, pgd
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]
+# build(eps=, steps=, step_size=, **its own options) -> (the attack, its parameters as reported)
+Builder = Callable[..., tuple[Attack, dict[str, Any]]]
 
 DEFAULT_EPS = 8 / 255
-DEFAULT_EOT = 20
 DEFAULT_VOTES = 10  # noise draws a prediction is judged over in `pni eval` (honest protocol)
 # `pni eval` by default: the paper's attacks plus the adaptive ones a randomized defense
 # must face (EOT-PGD, AutoAttack 'rand'); PROTOCOLS["paper"] is the paper's protocol alone.
 DEFAULT_ATTACKS: tuple[str, ...] = ("clean", "pgd", "fgsm", "eot-pgd", "aa-rand")
 PAPER_ATTACKS: tuple[str, ...] = ("clean", "pgd", "fgsm")
 PROTOCOLS: dict[str, tuple[str, ...]] = {"honest": DEFAULT_ATTACKS, "paper": PAPER_ATTACKS}
-# C&W-L2 looks for the smallest L2 perturbation, with no bound: its "accuracy" (where it
-# failed) is not robustness at eps, so it stays out of the per-sample worst case.
+
+# Threat models. Every attack bounded at eps counts in the per-sample worst case; C&W-L2
+# looks for the smallest L2 perturbation, with no bound: its "accuracy" (where it failed) is
+# not robustness at eps, so it stays out of the worst case.
+NO_THREAT = "none"
+LINF_THREAT = "Linf"
 MIN_NORM_THREAT = "L2 min-norm"
-# Options of build_attacks (and of evaluate(attack_options=...)).
-OPTIONS = ("eot", "eot_batch", "cw_profile", "cw", "zoo", "aa")
+UNBOUNDED_THREATS = (MIN_NORM_THREAT,)
 
 
-def _fgsm(eps: float, **_: Any) -> tuple[Attack, dict[str, Any]]:
-    return (lambda m, x, y: fgsm(m, x, y, eps)), {"eps": eps}
+@dataclass(frozen=True)
+class AttackFlag:
+    """A ``pni eval`` flag setting the build option ``option`` (or, with ``key``, the entry
+    ``key`` of that option's dict of overrides); ``None`` (not given) sets nothing."""
+
+    flag: str
+    option: str
+    help: str
+    key: str | None = None
+    type: Callable[[str], Any] = int
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
-def _pgd_draws(eps: float, steps: int | None, step_size: float | None, draws: int,
-               eot_batch: int | None = None) -> tuple[Attack, dict[str, Any]]:
-    steps = 7 if steps is None else steps
-    step_size = madry_step_size(eps, steps) if step_size is None else step_size
-    params = {"eps": eps, "steps": steps, "step_size": step_size, "random_start": True, "eot": draws}
-    return (lambda m, x, y: pgd(m, x, y, eps, step_size, steps, True, draws, eot_batch=eot_batch)), params
+@dataclass(frozen=True)
+class AttackSpec:
+    """One named attack of ``pni eval``.
+
+    ``title``: its column in the reports; ``threat``: ``LINF_THREAT``, ``MIN_NORM_THREAT``
+    (kept out of the worst case), ...; ``build(eps=, steps=, step_size=, **own_options)``
+    returns ``(attack, params)`` (``eps`` checked, ``steps`` / ``step_size`` None unless
+    given); ``options``: the ``build_attacks`` keywords it takes (those given, not None);
+    ``flags``: the ``pni eval`` flags that set them.
+    """
+
+    name: str
+    title: str
+    threat: str
+    build: Builder
+    options: tuple[str, ...] = ()
+    flags: tuple[AttackFlag, ...] = ()
+
+    @property
+    def in_worst_case(self) -> bool:
+        return self.threat not in UNBOUNDED_THREATS
 
 
-def _pgd(eps: float, steps: int | None, step_size: float | None, **_: Any) -> tuple[Attack, dict[str, Any]]:
-    return _pgd_draws(eps, steps, step_size, 1)
+_ATTACKS: dict[str, AttackSpec] = {}
 
 
-def _eot_pgd(eps: float, steps: int | None, step_size: float | None, eot: int | None = None,
-             eot_batch: int | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
-    eot = DEFAULT_EOT if eot is None else check_positive_int(eot, "eot")
-    return _pgd_draws(eps, steps, step_size, eot, eot_batch)
+def register_attack(spec: AttackSpec) -> AttackSpec:
+    """Adds ``spec`` to the attacks of ``pni eval``; a name taken is an AttackError."""
+    if spec.name in _ATTACKS:
+        raise AttackError(f"attack {spec.name!r} is already registered")
+    _ATTACKS[spec.name] = spec
+    return spec
 
 
-def _cw(cw_profile: str = "paper", cw: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
-    from .cw import CW_PROFILES, cw_l2
-
-    if cw_profile not in CW_PROFILES:
-        raise AttackError(f"unknown C&W profile {cw_profile!r}; expected one of: {', '.join(CW_PROFILES)}")
-    settings = CW_PROFILES[cw_profile] | dict(cw or {})
-    params = {"profile": cw_profile, **settings, "threat": MIN_NORM_THREAT}
-    return (lambda m, x, y: cw_l2(m, x, y, **settings)), params
+def unregister_attack(name: str) -> None:
+    """Removes the attack ``name`` (a test's toy attack, say)."""
+    _ATTACKS.pop(name, None)
 
 
-def _zoo(eps: float, zoo: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
-    import inspect
-
-    from .zoo import zoo as zoo_attack
-
-    settings = {"eps": eps} | dict(zoo or {})
-    defaults = {k: v.default for k, v in inspect.signature(zoo_attack).parameters.items()
-                if v.default is not inspect.Parameter.empty}
-    params = defaults | settings
-    return (lambda m, x, y: zoo_attack(m, x, y, **settings)), params
-
-
-def _autoattack(version: str) -> Callable[..., tuple[Attack, dict[str, Any]]]:
-    def build(eps: float, aa: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
-        from .autoattack import autoattack
-
-        settings = dict(aa or {})
-        params = {"eps": eps, "version": version, "package": "pyautoattack",
-                  "attacks": "apgd-ce,apgd-dlr" if version == "rand" else "apgd-ce,apgd-t,fab-t,square",
-                  "n_iter": 100, "n_restarts": 1, "eot_iter": 20 if version == "rand" else 1}
-        params |= {k: v for k, v in settings.items() if k in ("n_iter", "n_restarts", "eot_iter")}
-        # votes here only pick each image's strongest point; the evaluation judges it anew
-        return (lambda m, x, y: autoattack(m, x, y, eps, version, **({"votes": 10} | settings))), params
-    return build
-
-
-BUILDERS: dict[str, Callable[..., tuple[Attack, dict[str, Any]]]] = {
-    "fgsm": _fgsm,
-    "pgd": _pgd,
-    "eot-pgd": _eot_pgd,
-    "cw": _cw,
-    "zoo": _zoo,
-    "aa-rand": _autoattack("rand"),
-    "aa-standard": _autoattack("standard"),
-}
+def get_attack(name: str) -> AttackSpec:
+    """The spec of the attack ``name``; an unknown name is an AttackError listing them."""
+    if name not in _ATTACKS:
+        raise AttackError(f"unknown attack {name!r}; expected one of: {', '.join(attack_names())}")
+    return _ATTACKS[name]
 
 
 def attack_names() -> list[str]:
-    return ["clean", *BUILDERS]
+    """The registered attacks, "clean" first, then in registration order."""
+    return list(_ATTACKS)
 
 
-def build_attacks(names: list[str], eps: float | None = None, steps: int | None = None,
+def attack_options() -> tuple[str, ...]:
+    """The keywords of ``build_attacks`` (and of ``evaluate(attack_options=...)``)."""
+    return tuple(dict.fromkeys(option for spec in _ATTACKS.values() for option in spec.options))
+
+
+def attack_flags() -> list[AttackFlag]:
+    """The ``pni eval`` flags of the registered attacks, each once."""
+    flags = {flag.flag: flag for spec in _ATTACKS.values() for flag in spec.flags}
+    return list(flags.values())
+
+
+def build_attacks(names: Sequence[str], eps: float | None = None, steps: int | None = None,
                   step_size: float | None = None,
                   **options: Any) -> tuple[dict[str, Attack], dict[str, dict[str, Any]]]:
     """Callables and their parameters for ``names``; "clean" means no attack.
 
-    ``options``: ``eot`` (EOT-PGD's draws, default 20), ``eot_batch`` (draws per vectorized
-    pass), ``cw_profile`` ("paper" or "strong"), and dicts of keyword overrides ``cw``
-    (``pni.attacks.cw_l2``), ``zoo`` (``pni.attacks.zoo``; L-inf bounded at ``eps`` here)
-    and ``aa`` (``pni.attacks.autoattack``: n_iter, n_restarts, eot_iter, batch_size).
+    ``options`` (``attack_options()``): ``eot`` (EOT-PGD's draws, default 20), ``eot_batch``
+    (draws per vectorized pass), ``cw_profile`` ("paper" or "strong"), and dicts of keyword
+    overrides ``cw`` (``pni.attacks.cw_l2``), ``zoo`` (``pni.attacks.zoo``; L-inf bounded
+    at ``eps`` here) and ``aa`` (``pni.attacks.autoattack``: n_iter, n_restarts, eot_iter,
+    batch_size).
     """
-    unknown = sorted(set(options) - set(OPTIONS))
+    known = attack_options()
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise AttackError(f"unknown attack option(s) {', '.join(unknown)}; expected: {', '.join(OPTIONS)}")
+        raise AttackError(f"unknown attack option(s) {', '.join(unknown)}; expected: {', '.join(known)}")
     options = {k: v for k, v in options.items() if v is not None}
     eps = check_eps(DEFAULT_EPS if eps is None else eps)
     if steps is not None:
@@ -127,11 +152,14 @@ def build_attacks(names: list[str], eps: float | None = None, steps: int | None 
     table: dict[str, Attack] = {}
     params: dict[str, dict[str, Any]] = {}
     for name in names:
-        if name == "clean":
-            table[name] = (lambda m, x, y: x)
-            params[name] = {}
-            continue
-        if name not in BUILDERS:
-            raise AttackError(f"unknown attack {name!r}; expected one of: {', '.join(attack_names())}")
-        table[name], params[name] = BUILDERS[name](eps=eps, steps=steps, step_size=step_size, **options)
+        spec = get_attack(name)
+        own = {k: v for k, v in options.items() if k in spec.options}
+        table[name], params[name] = spec.build(eps=eps, steps=steps, step_size=step_size, **own)
     return table, params
+
+
+def _clean(**_: Any) -> tuple[Attack, dict[str, Any]]:
+    return (lambda m, x, y: x), {}
+
+
+register_attack(AttackSpec("clean", "Clean", NO_THREAT, _clean))

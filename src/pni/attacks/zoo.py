@@ -12,6 +12,7 @@ would. Everything runs under ``torch.no_grad()``: no backward pass, ever.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from ._common import (
     check_positive_int,
     class_margin,
 )
+from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 
 
 @dataclass
@@ -52,15 +54,47 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
         h: float = 1e-4, c: float = 10.0, confidence: float = 0.0, eps: float | None = None,
         beta1: float = 0.9, beta2: float = 0.999, batch_size: int = 8,
         early_stop: bool = True, keep_mode: bool = False) -> ZooResult:
-    """ZOO-ADAM, untargeted, on ``x`` (images in [0, 1]) with labels ``y``.
+    """ZOO-ADAM (Chen et al. 2017; the paper's Table 5), untargeted, from output scores only.
 
-    ``steps`` iterations of ``coords`` coordinates each (per image); ``lr`` is Adam's step
-    in pixel units; ``h`` the finite-difference step; ``c`` weighs the classification loss
-    against the squared L2 distance; ``eps`` (optional) bounds the perturbation in L-inf.
-    ``early_stop`` stops attacking an image as soon as it is misclassified (that point is
-    returned); otherwise the attack runs all steps and returns the adversarial point of
-    smallest L2 it met. ``batch_size`` images are attacked together. The model is queried in
-    eval mode and left in its own mode (``keep_mode=True``: its current mode).
+    Distance: L2 (minimizes ``||delta||_2^2 + c * f(x + delta)``), optionally also bounded in
+    L-inf by ``eps``. Partial derivatives are symmetric finite differences on ``coords`` random
+    coordinates per iteration, each moved by its own Adam step; no backward pass is ever run.
+    The model is queried in eval mode and left in its own mode.
+
+    Args:
+        model: the classifier (images in [0, 1]); only its outputs are used.
+        x: images, shape (N, C, H, W), values in [0, 1].
+        y: integer labels, shape (N,).
+        steps: iterations per image (default 1000).
+        coords: coordinates estimated per iteration and image (default 128).
+        lr: Adam's step in pixel units, > 0 (default 0.01).
+        h: finite-difference step, > 0 (default 1e-4).
+        c: weight of the classification loss against the squared L2 distance (default 10.0).
+        confidence: the margin ``kappa`` of ``f`` on log-probabilities, >= 0 (default 0.0).
+        eps: L-inf bound of the perturbation, in (0, 1] (default None: unbounded).
+        beta1: Adam's first-moment decay (default 0.9).
+        beta2: Adam's second-moment decay (default 0.999).
+        batch_size: images attacked together, their queries in one forward pass (default 8).
+        early_stop: stop attacking an image once it is misclassified and return that point;
+            False runs every step and returns the smallest-L2 adversarial point met (default True).
+        keep_mode: query the model in its current mode instead of eval mode (default False).
+
+    Returns:
+        ZooResult: ``x_adv``, per-sample ``success``, ``l2``, ``initially_correct`` and
+        ``queries`` (images scored); ``success_rate`` is Table 5's metric.
+
+    Raises:
+        AttackError: a bad ``steps``, ``coords``, ``batch_size``, ``lr``, ``h``, ``c``,
+            ``confidence`` or ``eps``, or images / labels the model does not take.
+
+    Example:
+        >>> import pni, torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = pni.create_model("lenet5")
+        >>> x, y = pni.load_dataset("mnist-sample", "test").subset(4).tensors()
+        >>> result = pni.attacks.zoo(model, x, y, steps=5, coords=16, eps=0.1)
+        >>> result.x_adv.shape, bool((result.x_adv - x).abs().max() <= 0.1 + 1e-6)
+        (torch.Size([4, 1, 28, 28]), True)
     """
     check_images(x, y, model)
     check_positive_int(steps, "steps")
@@ -170,3 +204,19 @@ def _adam_coordinates(adv: Tensor, m: Tensor, v: Tensor, t: Tensor, rows: Tensor
     m_hat = m[r, cols] / (1 - beta1 ** step_t)
     v_hat = v[r, cols] / (1 - beta2 ** step_t)
     adv[r, cols] -= lr * m_hat / (v_hat.sqrt() + 1e-8)
+
+
+# --- `pni eval` attack: zoo (L-inf bounded at eps there) -------------------------------
+
+def _build_zoo(eps: float, **options: Any) -> tuple[Attack, dict[str, Any]]:
+    settings = {"eps": eps} | dict(options.get("zoo") or {})  # option "zoo": overrides of zoo()
+    defaults = {k: v.default for k, v in inspect.signature(zoo).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    params = defaults | settings
+    return (lambda m, x, y: zoo(m, x, y, **settings)), params
+
+
+register_attack(AttackSpec(
+    "zoo", "ZOO", LINF_THREAT, _build_zoo, options=("zoo",),
+    flags=(AttackFlag("--zoo-steps", "zoo", "ZOO iterations of 128 coordinates (default 1000; slow: 257 "
+                      "queries each)", key="steps"),)))

@@ -31,16 +31,43 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
           *, settings: AuditSettings | None = None, label: str = "model",
           device: str | torch.device | None = None, progress: bool = False,
           **overrides: Any) -> AuditReport:
-    """Measures the gradient-obfuscation checklist (Table 7) on ``model`` and returns a report.
+    """Measures the gradient-obfuscation checklist (the paper's Table 7) on ``model``.
 
-    ``data``: a pni dataset or an ``(images, labels)`` pair, images in [0, 1]; ``n`` of
-    them are used, a class-stratified sample (``pni.data.stratified_indices``, seed 0)
-    recorded in ``AuditReport.subset``. ``surrogate`` is the source model of the transfer
-    attack of item 2; without it, one is trained on ``train_data`` (``train_surrogate``);
-    without either, the transfer part of item 2 is not measured (its score-based part, ZOO,
-    runs on ``score_n`` of the images). Other keyword arguments set fields of
-    :class:`AuditSettings` (``n``, ``items``, ``steps``, ``eot_ks``, ``prediction_draws``, ...).
-    Randomness is seeded from ``seed``: the same call gives the same report.
+    Items 1-5 are the paper's (after Athalye et al. 2018), 6 (PGD steps) and 7 (EOT samples)
+    go beyond it; ``pni.audit.checks.CHECKS`` holds them. Randomness is seeded from the
+    ``seed`` setting: the same call gives the same report.
+
+    Args:
+        model: the classifier (images in [0, 1]), measured in eval mode with its noise as it is.
+        data: a pni Dataset or an ``(images, labels)`` pair, images (N, C, H, W) in [0, 1]; a
+            class-stratified sample (seed 0) of ``n`` of them is used (setting ``n``, default
+            None: all), recorded in ``AuditReport.subset``.
+        eps: the L-inf radius audited at (required unless ``settings`` holds one).
+        surrogate: source model of item 2's transfer attack (default None: one is trained on
+            ``train_data``; without either, only item 2's score-based part, ZOO, is measured).
+        train_data: data to train that surrogate on (default None).
+        settings: a whole :class:`AuditSettings` (default None: its defaults).
+        label: the model's name in the report (default "model").
+        device: where to run (default None: the model's device).
+        progress: print one line per item (default False).
+        **overrides: fields of :class:`AuditSettings`: ``n``, ``items``, ``steps``, ``trials``,
+            ``eot_ks``, ``prediction_draws``, ``score_n``, ... (each a rule's number).
+
+    Returns:
+        AuditReport: one ``AuditItem`` per item run (rule, evidence, verdict), the sweeps and
+        the settings; ``passed`` is True when no measured item failed.
+
+    Raises:
+        AuditError: no ``eps``, an unknown or invalid setting, empty data or data the model
+            does not take.
+
+    Example:
+        >>> import pni
+        >>> model = pni.create_model("lenet5")
+        >>> data = pni.load_dataset("mnist-sample", "test")
+        >>> report = pni.audit(model, data, eps=0.1, items=(1,), n=20, steps=3)
+        >>> [item.number for item in report.items], report.n, report.randomized
+        ([1], 20, False)
     """
     s = make_settings(eps, settings, **overrides)
     say = _printer(progress)
