@@ -242,11 +242,11 @@ def test_randomized_models_are_judged_over_several_draws(plain_lenet, mnist):
         torch.manual_seed(123)
         expected = torch.stack([(noisy(data[0]).argmax(1) == data[1]).float() for _ in range(300)]).mean()
     many = [sweep_eps(noisy, data, [0.0, 0.1], steps=1, seed=s).accuracy[0] for s in range(4)]  # 10 draws
-    one = [sweep_eps(noisy, data, [0.0, 0.1], steps=1, seed=s, draws=1).accuracy[0] for s in range(4)]
+    one = [sweep_eps(noisy, data, [0.0, 0.1], steps=1, seed=s, votes=1).accuracy[0] for s in range(4)]
     assert max(abs(a - float(expected)) for a in many) < 0.1  # one weight draw per batch pass
     assert max(many) - min(many) < max(one) - min(one)
-    with pytest.raises(AuditError, match="draws"):
-        sweep_eps(noisy, data, [0.0, 0.1], draws=0)
+    with pytest.raises(AuditError, match="votes"):
+        sweep_eps(noisy, data, [0.0, 0.1], votes=0)
 
 
 def test_the_same_call_gives_the_same_report(plain_lenet, mnist):
@@ -298,15 +298,15 @@ def test_audit_and_eval_agree_number_for_number(plain_lenet, mnist):
     def mean(values):
         return float(torch.tensor(values, dtype=torch.float64).mean())
 
-    report = audit(noisy, data, items=(1,), trials=2, prediction_draws=3, **common)
+    report = audit(noisy, data, items=(1,), trials=2, votes=3, **common)
     assert report.randomized
     assert report.clean_accuracy == mean(per_trial["clean"])
     evidence = report.item(1).evidence
     assert evidence["pgd_accuracy"] == round(100 * mean(per_trial["pgd"]), 4)
     assert evidence["fgsm_accuracy"] == round(100 * mean(per_trial["fgsm"]), 4)
-    sweep = sweep_eps(noisy, data, [0.0, EPS], steps=3, trials=2, seed=7, batch_size=16, draws=3)
+    sweep = sweep_eps(noisy, data, [0.0, EPS], steps=3, trials=2, seed=7, batch_size=16, votes=3)
     assert sweep.accuracy == [mean(per_trial["clean"]), mean(per_trial["pgd"])]
-    bench = Bench(noisy.eval(), x[:40], y[:40], trials=2, seed=7, batch_size=16, draws=3)
+    bench = Bench(noisy.eval(), x[:40], y[:40], trials=2, seed=7, batch_size=16, votes=3)
     assert bench.trial_accuracies(("clean",), None) == per_trial["clean"]
     step_size = ev.attacks["pgd"]["step_size"]
     assert bench.trial_accuracies(("pgd",), lambda m, xb, yb: pni.attacks.pgd(m, xb, yb, EPS, step_size, 3)) \

@@ -17,7 +17,6 @@ from pathlib import Path
 from . import __version__
 from .certify_cli import add_certify_parser
 from .cli_args import (
-    AUDIT_OVERRIDES,
     Parser,
     UsageError,
     _add_config_flags,
@@ -29,6 +28,8 @@ from .cli_args import (
     add_audit_arguments,
     add_eval_arguments,
     attack_options_from_args,
+    audit_overrides,
+    eval_settings_from_args,
 )
 from .reproduce.cli import add_reproduce_parser
 
@@ -102,14 +103,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
     options = attack_options_from_args(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval")
-    device = distributed.init(args.device)  # under torchrun: sharded, gathered on rank 0
-    evaluation, label = evaluate_checkpoint(
-        args.checkpoint, attacks=args.attacks or list(PROTOCOLS[args.protocol]), trials=args.trials,
-        n=args.n, eps=args.eps, steps=args.steps, step_size=args.step_size, noise=args.noise == "both",
-        dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        batch_size=args.batch_size, seed=args.seed, device=str(device),
-        progress=distributed.is_main(), distributed=distributed.is_initialized(), votes=votes,
-        worst_case=not paper, attack_options=options)
+    settings = eval_settings_from_args(
+        args, attacks=tuple(args.attacks or PROTOCOLS[args.protocol]), n=args.n, noise=args.noise == "both",
+        votes=votes, worst_case=not paper, attack_options=options)
+    device = distributed.init(settings.device)  # under torchrun: sharded, gathered on rank 0
+    evaluation, label = evaluate_checkpoint(args.checkpoint, settings, device=str(device),
+                                            progress=distributed.is_main(),
+                                            distributed=distributed.is_initialized())
     if not distributed.is_main():
         return 0
     paths = write_evaluation(evaluation, out, label)
@@ -138,7 +138,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit_checkpoint
     from .reports.audit import write_audit
 
-    overrides = {name: getattr(args, name) for name in AUDIT_OVERRIDES if getattr(args, name) is not None}
+    overrides = audit_overrides(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "audit")
     report = audit_checkpoint(args.checkpoint, eps=args.eps, n=args.n, surrogate=args.surrogate,
                               train_surrogate_model=not args.no_surrogate, dataset=args.dataset,

@@ -115,14 +115,25 @@ def _parse_eps(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number such as 0.03 or 8/255, got {text!r}") from error
 
 
-def _field_parser(field: dataclasses.Field) -> Callable[[str], Any]:
-    hint = typing.get_type_hints(_train_config_cls())[field.name]
+def _field_parser(cls: Any, field: dataclasses.Field | None = None) -> Callable[[str], Any]:
+    """The argument type of a dataclass field, from its type hint: bool, int, float (eps
+    fractions such as 8/255), str, int or float lists (comma-separated), optional values
+    (``none``); ``metadata["parse"]`` ``"positive"`` (int >= 1) or ``"device"`` override.
+    ``_field_parser(field)`` alone means a ``TrainConfig`` field (scripts/gpu_step.py)."""
+    if field is None:
+        from .config import TrainConfig
+        cls, field = TrainConfig, cls
+    named = {"positive": _positive_int, "device": _parse_device}
+    if field.metadata.get("parse") in named:
+        return named[field.metadata["parse"]]
+    hint = typing.get_type_hints(cls)[field.name]
     optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
     base = next((a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)), hint)
-    if typing.get_origin(hint) is list or typing.get_origin(base) is list:
-        return _parse_int_list
     parser: Callable[[str], Any]
-    if base is bool:
+    if typing.get_origin(hint) in (list, tuple) or typing.get_origin(base) in (list, tuple):
+        items = typing.get_args(base if typing.get_origin(base) else hint)
+        parser = _parse_eps_list if float in items else _parse_int_list
+    elif base is bool:
         parser = _parse_bool
     elif base is float:
         parser = _parse_eps
@@ -133,22 +144,58 @@ def _field_parser(field: dataclasses.Field) -> Callable[[str], Any]:
     return _parse_optional(parser) if optional else parser
 
 
-def _train_config_cls() -> type:
-    from .config import TrainConfig
-    return TrainConfig
+def flag_fields(cls: type, exclude: tuple[str, ...] = ()) -> list[dataclasses.Field]:
+    """The fields of dataclass ``cls`` that are flags: all but ``exclude`` and those whose
+    metadata says ``flag=False``."""
+    return [f for f in dataclasses.fields(cls)
+            if f.name not in exclude and f.metadata.get("flag", True)]
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, group_title: str | None = None,
+                        exclude: tuple[str, ...] = (), *, dest_prefix: str = "",
+                        default: Any = None, show_default: Callable[[Any], str] | None = repr,
+                        ) -> list[str]:
+    """One ``--field-name`` flag per field of dataclass ``cls`` (see ``flag_fields``), typed
+    from the field's hint, its help from ``metadata["help"]`` followed by ``(default ...)``:
+    ``metadata["default_text"]`` when the field states its default rule in words, else
+    ``show_default(the field's default)`` (None: no default shown). A flag not given leaves
+    ``dest_prefix + name`` at ``default`` (``argparse.SUPPRESS``: absent). Returns the
+    field names."""
+    group = parser.add_argument_group(group_title) if group_title else parser
+    names = []
+    for field in flag_fields(cls, exclude):
+        text = field.metadata.get("help", field.name)
+        if "default_text" in field.metadata:
+            text += f" (default: {field.metadata['default_text']})"
+        elif show_default is not None:
+            text += f" (default {show_default(_default_of(field))})"
+        group.add_argument("--" + field.name.replace("_", "-"), dest=dest_prefix + field.name,
+                           type=_field_parser(cls, field), default=default,
+                           metavar=field.name.upper(), help=text)
+        names.append(field.name)
+    return names
+
+
+def flag_values(args: argparse.Namespace, names: list[str] | tuple[str, ...],
+                dest_prefix: str = "") -> dict[str, Any]:
+    """``{name: value}`` of the generated flags that were given (neither None nor absent)."""
+    values = {name: getattr(args, dest_prefix + name, None) for name in names}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from .config import FIELD_HELP, TrainConfig
+    from .config import TrainConfig
 
-    group = parser.add_argument_group("training fields (override the preset)")
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        group.add_argument(flag, dest=f"cfg_{field.name}", type=_field_parser(field),
-                           default=argparse.SUPPRESS,
-                           metavar=field.name.upper(),
-                           help=f"{FIELD_HELP.get(field.name, field.name)} (default {default!r})")
+    add_dataclass_flags(parser, TrainConfig, "training fields (override the preset)",
+                        dest_prefix="cfg_", default=argparse.SUPPRESS)
 
 
 # --- commands ------------------------------------------------------------------------
@@ -188,6 +235,7 @@ def attack_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     from .attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
+    from .evaluate_settings import EvalSettings
 
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--attacks", type=_parse_attacks, default=None,
@@ -201,26 +249,22 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"noise draws each prediction is judged over: expected and majority-vote "
                              f"accuracy (default {DEFAULT_VOTES}; 1 with --protocol paper)")
     add_attack_flags(parser)
-    parser.add_argument("--trials", type=int, default=5, help="trials with distinct seeds (paper: 5)")
     parser.add_argument("--n", "--num-images", dest="n", type=int, default=None,
                         help="evaluate a class-stratified sample of N test images (default: all); under torchrun "
                              "write --num-images (torchrun takes --n for its own --nnodes)")
-    parser.add_argument("--eps", type=_parse_eps, default=None,
-                        help="L-inf radius, e.g. 8/255 (default: the checkpoint's training eps)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="PGD steps (default: 7 for CIFAR-like data, 40 for MNIST-like, as the paper)")
-    parser.add_argument("--step-size", type=_parse_eps, default=None,
-                        help="PGD step size (default: the checkpoint's training step size)")
     parser.add_argument("--noise", choices=("both", "off"), default="both",
                         help="both: test with and without PNI (Table 2); off: without only")
-    parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
-    parser.add_argument("--split", default="test", help="dataset split (default test)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, help="evaluation batch size")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
-    parser.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    add_dataclass_flags(parser, EvalSettings, "evaluation settings", show_default=_show_setting)
     parser.add_argument("--out", default=None,
                         help="folder for results.json and results.md (default: <checkpoint folder>/eval)")
+
+
+def eval_settings_from_args(args: argparse.Namespace, **values: Any) -> Any:
+    """The ``EvalSettings`` of ``pni eval``'s generated flags that were given, plus ``values``."""
+    from .evaluate_settings import EvalSettings
+
+    given = flag_values(args, [f.name for f in flag_fields(EvalSettings)])
+    return EvalSettings(**{**given, **values})
 
 
 def _parse_eps_list(text: str) -> list[float]:
@@ -231,56 +275,30 @@ def _parse_eps_list(text: str) -> list[float]:
     return values
 
 
+def _show_setting(value: Any) -> str:
+    """A default as a flag would write it: 10,20,50 for a tuple."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pni audit``'s arguments; one flag per ``AuditSettings`` field (help from its metadata)."""
     from .audit import AuditSettings
 
-    d = AuditSettings(eps=8 / 255)
-    ints = lambda values: ",".join(map(str, values))  # noqa: E731
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
     parser.add_argument("--n", type=int, default=500, help="audit a class-stratified sample of N test images (default 500)")
-    parser.add_argument("--items", type=_parse_int_list, default=None,
-                        help="comma-separated checklist items to run, 1-7 (default: all)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"PGD steps of items 1, 2, 4, 5, 7 (default {d.steps})")
-    parser.add_argument("--step-size", type=_parse_eps, default=None,
-                        help="PGD step size (default 2.5 * eps / steps)")
-    parser.add_argument("--trials", type=int, default=None,
-                        help=f"seeds per accuracy (default {d.trials})")
-    parser.add_argument("--eps-values", type=_parse_eps_list, default=None,
-                        help="item 5 / Fig. 3 top: eps values (default eps x 0,0.25,0.5,1,1.5,2, at most 1)")
-    parser.add_argument("--steps-values", type=_parse_int_list, default=None,
-                        help=f"item 6 / Fig. 3 bottom: PGD steps (default {ints(d.steps_values)})")
-    parser.add_argument("--eot-ks", type=_parse_int_list, default=None,
-                        help=f"item 7: EOT samples per gradient (default {ints(d.eot_ks)})")
-    parser.add_argument("--max-eot-drop", type=float, default=None,
-                        help=f"item 7: flag when EOT takes more accuracy than this fraction "
-                             f"(default {d.max_eot_drop})")
-    parser.add_argument("--random-samples", type=int, default=None,
-                        help=f"item 4: random points per image (default {d.random_samples})")
-    parser.add_argument("--random-n", type=int, default=None,
-                        help=f"item 4: images searched at random (default {d.random_n})")
-    parser.add_argument("--unbounded-steps", type=int, default=None,
-                        help=f"item 3: PGD steps at eps 1 (default {d.unbounded_steps})")
+    add_dataclass_flags(parser, AuditSettings, "audit settings", show_default=_show_setting)
     parser.add_argument("--surrogate", default=None,
                         help="item 2: checkpoint of the transfer attack's source model "
                              "(default: train one on the training split)")
     parser.add_argument("--no-surrogate", action="store_true",
                         help="item 2: do not train a surrogate (transfer attack not measured)")
-    parser.add_argument("--surrogate-epochs", type=int, default=None,
-                        help=f"item 2: epochs of the surrogate trained by pni (default {d.surrogate_epochs})")
-    parser.add_argument("--surrogate-train-n", type=int, default=None,
-                        help=f"item 2: training images of that surrogate (default {d.surrogate_train_n})")
-    parser.add_argument("--score-n", type=int, default=None,
-                        help=f"item 2: images attacked by ZOO, score-based (default {d.score_n}; 0: none)")
-    parser.add_argument("--score-queries", type=int, default=None,
-                        help=f"item 2: ZOO queries per image (default {d.score_queries})")
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="dataset split audited (default test)")
-    parser.add_argument("--batch-size", type=int, default=None, help=f"batch size (default {d.batch_size})")
-    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     parser.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--out", default=None,
@@ -288,6 +306,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: <checkpoint folder>/audit)")
 
 
-AUDIT_OVERRIDES = ("items", "steps", "step_size", "trials", "eps_values", "steps_values", "eot_ks",
-                   "max_eot_drop", "random_samples", "random_n", "unbounded_steps", "surrogate_epochs",
-                   "surrogate_train_n", "score_n", "score_queries", "batch_size", "seed")
+def audit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``AuditSettings`` fields whose flags were given."""
+    from .audit import AuditSettings
+
+    return flag_values(args, [f.name for f in flag_fields(AuditSettings)])

@@ -15,13 +15,14 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
 from .errors import PNIError
+from .helpfield import field_help, option
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 
@@ -126,52 +127,67 @@ class TrainConfig:
     """Everything a training run needs; every field can be set from a preset or a flag."""
 
     # model and noise (Sec. 3.1, Table 2)
-    model: str = "resnet20"
-    width: float = 1.0
-    location: str | None = "W"          # None: no noise (vanilla model)
-    granularity: str = "layer"
-    init_alpha: float = 0.25
-    fixed_alpha: float | None = None    # alpha frozen at this value (fixed-noise baseline)
-    input_noise: float = 0.0            # Gaussian input augmentation sigma (Cohen et al.; pni certify)
+    model: str = option("resnet20", 'architecture: resnet20|resnet32|resnet44|resnet56|resnet18|lenet5')
+    width: float = option(1.0, 'width multiplier of the channels (Table 3: 1, 1.5, 2, 4)')
+    location: str | None = option("W", 'noise location (Table 2): W, A-a, A-b, I, W+A-a, W+A-b, or none '
+                                       'for no noise')
+    granularity: str = option("layer", 'one alpha per layer, per channel or per element')
+    init_alpha: float = option(0.25, 'initial noise scale alpha (paper: 0.25)')
+    fixed_alpha: float | None = option(None, 'freeze alpha at this value (fixed-noise baseline, not '
+                                             'learned)')
+    input_noise: float = option(0.0, 'std of Gaussian noise added to every training input in [0, 1] '
+                                     'pixel units (randomized-smoothing training, Cohen et al. 2019; 0: '
+                                     'none)')
     # data
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    download: bool = False
-    train_subset: int | None = None     # a class-stratified sample of N training images
-    eval_subset: int = 1000             # held-out images for the per-epoch metrics
-    augment: str = "auto"               # auto | none | crop-flip
+    dataset: str = option("cifar10", 'mnist, fashion-mnist, cifar10, imagefolder or mnist-sample '
+                                     '(packaged)')
+    data_dir: str | None = option(None, 'folder (or zip for imagefolder) holding the dataset; default '
+                                        '$PNI_DATA or ~/.cache/pni')
+    download: bool = option(False, 'download the dataset if missing (cifar10)')
+    train_subset: int | None = option(None, 'train on a class-stratified sample of N training images '
+                                            '(the same for the same N)')
+    eval_subset: int = option(1000, 'test images for the per-epoch clean/PGD accuracy (0: none)')
+    augment: str = option("auto", 'auto (crop+flip for 32x32 RGB), none, or crop-flip')
     # optimization (Sec. 4.1, DESIGN.md)
-    epochs: int = 160
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 3e-4          # never on alpha
-    milestones: list[int] = field(default_factory=lambda: [80, 120])
-    gamma: float = 0.1
-    warmup_epochs: int = 0              # clean-only epochs before adversarial training
+    epochs: int = option(160, 'number of epochs')
+    batch_size: int = option(128, 'batch size')
+    lr: float = option(0.1, 'initial learning rate of SGD')
+    momentum: float = option(0.9, 'SGD momentum')
+    nesterov: bool = option(True, 'Nesterov momentum (true/false)')
+    weight_decay: float = option(3e-4, 'weight decay on all parameters except alpha')
+    milestones: list[int] = option(help='epochs at which the learning rate is multiplied by gamma, '
+                                        'comma separated', factory=lambda: [80, 120])
+    gamma: float = option(0.1, 'learning-rate factor at each milestone')
+    warmup_epochs: int = option(0, 'clean-only epochs before adversarial training starts')
     # adversary (Eq. 10-12)
-    adversarial: bool = True
-    adv_noise: bool = True              # noise on while generating x-hat (Eq. 12)
-    eps: float = 8 / 255
-    step_size: float = 0.01
-    steps: int = 7
-    w_clean: float = 0.5
-    w_adv: float = 0.5
-    eval_steps: int | None = None       # PGD steps of the per-epoch metric (default: steps)
+    adversarial: bool = option(True, 'adversarial training (false: plain training, no adversary)')
+    adv_noise: bool = option(True, 'noise on while generating adversarial examples (Eq. 12); false is '
+                                   "Table 1's middle column")
+    eps: float = option(8 / 255, 'L-inf radius of the training adversary, in [0, 1] pixel units')
+    step_size: float = option(0.01, 'PGD step size of the training adversary')
+    steps: int = option(7, 'PGD steps of the training adversary')
+    w_clean: float = option(0.5, 'weight of the clean loss (Eq. 11)')
+    w_adv: float = option(0.5, 'weight of the adversarial loss (Eq. 11)')
+    eval_steps: int | None = option(None, 'PGD steps of the per-epoch robust accuracy (default: steps)')
     # run
-    seed: int = 0
-    device: str = "cpu"
-    channels_last: bool = True
-    fold_bn: bool = True                # BatchNorm folded into convs for the attack passes
-    progress: bool = True
-    sync_bn: bool = False               # SyncBatchNorm across torchrun processes (CUDA only)
+    seed: int = option(0, 'random seed (data order, augmentation, noise, attacks)')
+    device: str = option("cpu", 'cpu, cuda, cuda:1, ...')
+    channels_last: bool = option(True, 'channels_last memory format for conv nets (faster on CPU)')
+    fold_bn: bool = option(True, 'fold BatchNorm into the convolutions during the eval-mode attack '
+                                 'passes (the same function, faster)')
+    progress: bool = option(True, 'progress bars')
+    sync_bn: bool = option(False, 'under torchrun: SyncBatchNorm (batch statistics over the global '
+                                  'batch, CUDA only)')
     # CUDA speed options (pni.cuda_graphs; benchmarks/gpu.py measures each)
-    cuda_graphs: bool = True            # the whole step as one CUDA graph (same function)
-    bf16: bool = False                  # bf16 autocast in every pass (not the same function)
-    compile: bool = False               # torch.compile of the training forwards (no graphs then)
-    tf32: bool = False                  # TF32 convolutions and matmuls (not the same function)
-    cudnn_benchmark: bool = False       # cuDNN autotuning (measured slower for ResNet-20)
+    cuda_graphs: bool = option(True, 'on CUDA, record the whole training step once and replay it per '
+                                     'batch (the same function, several times faster for small models)')
+    bf16: bool = option(False, 'bf16 autocast for the training and attack passes (faster on GPUs, '
+                               'slightly different numbers; off by default)')
+    compile: bool = option(False, 'torch.compile the training forwards (turns cuda_graphs off)')
+    tf32: bool = option(False, 'TF32 convolutions and matmuls on CUDA (faster on large models, not '
+                               'float32)')
+    cudnn_benchmark: bool = option(False, 'cuDNN autotuning on CUDA (off: measured 1.5x slower for the '
+                                          'graphed ResNet-20 step on an H200)')
 
     def validate(self) -> TrainConfig:
         """Checks every field's type (from the type hints) and range; raises ConfigError
@@ -369,51 +385,4 @@ def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     return dataclasses.replace(config, **changes).validate()
 
 
-FIELD_HELP: dict[str, str] = {
-    "model": "architecture: resnet20|resnet32|resnet44|resnet56|resnet18|lenet5",
-    "width": "width multiplier of the channels (Table 3: 1, 1.5, 2, 4)",
-    "location": "noise location (Table 2): W, A-a, A-b, I, W+A-a, W+A-b, or none for no noise",
-    "granularity": "one alpha per layer, per channel or per element",
-    "init_alpha": "initial noise scale alpha (paper: 0.25)",
-    "input_noise": "std of Gaussian noise added to every training input in [0, 1] pixel units "
-                   "(randomized-smoothing training, Cohen et al. 2019; 0: none)",
-    "fixed_alpha": "freeze alpha at this value (fixed-noise baseline, not learned)",
-    "dataset": "mnist, fashion-mnist, cifar10, imagefolder or mnist-sample (packaged)",
-    "data_dir": "folder (or zip for imagefolder) holding the dataset; default $PNI_DATA or ~/.cache/pni",
-    "download": "download the dataset if missing (cifar10)",
-    "train_subset": "train on a class-stratified sample of N training images (the same for the same N)",
-    "eval_subset": "test images for the per-epoch clean/PGD accuracy (0: none)",
-    "augment": "auto (crop+flip for 32x32 RGB), none, or crop-flip",
-    "epochs": "number of epochs",
-    "batch_size": "batch size",
-    "lr": "initial learning rate of SGD",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum (true/false)",
-    "weight_decay": "weight decay on all parameters except alpha",
-    "milestones": "epochs at which the learning rate is multiplied by gamma, comma separated",
-    "gamma": "learning-rate factor at each milestone",
-    "warmup_epochs": "clean-only epochs before adversarial training starts",
-    "adversarial": "adversarial training (false: plain training, no adversary)",
-    "adv_noise": "noise on while generating adversarial examples (Eq. 12); false is Table 1's middle column",
-    "eps": "L-inf radius of the training adversary, in [0, 1] pixel units",
-    "step_size": "PGD step size of the training adversary",
-    "steps": "PGD steps of the training adversary",
-    "w_clean": "weight of the clean loss (Eq. 11)",
-    "w_adv": "weight of the adversarial loss (Eq. 11)",
-    "eval_steps": "PGD steps of the per-epoch robust accuracy (default: steps)",
-    "seed": "random seed (data order, augmentation, noise, attacks)",
-    "device": "cpu, cuda, cuda:1, ...",
-    "channels_last": "channels_last memory format for conv nets (faster on CPU)",
-    "fold_bn": "fold BatchNorm into the convolutions during the eval-mode attack passes "
-               "(the same function, faster)",
-    "progress": "progress bars",
-    "sync_bn": "under torchrun: SyncBatchNorm (batch statistics over the global batch, CUDA only)",
-    "cuda_graphs": "on CUDA, record the whole training step once and replay it per batch "
-                   "(the same function, several times faster for small models)",
-    "bf16": "bf16 autocast for the training and attack passes (faster on GPUs, slightly "
-            "different numbers; off by default)",
-    "compile": "torch.compile the training forwards (turns cuda_graphs off)",
-    "tf32": "TF32 convolutions and matmuls on CUDA (faster on large models, not float32)",
-    "cudnn_benchmark": "cuDNN autotuning on CUDA (off: measured 1.5x slower for the graphed "
-                       "ResNet-20 step on an H200)",
-}
+FIELD_HELP: dict[str, str] = field_help(TrainConfig)  # derived from the fields' metadata

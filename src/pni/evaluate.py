@@ -8,6 +8,7 @@ attacks run is the robust accuracy to quote ("worst-case").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
 from .seeding import batch_seed
 from .errors import PNIError
+from .evaluate_settings import EvalSettings
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
 WORST_CASE = "worst-case"
@@ -356,34 +358,37 @@ def _warn_missing(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], label
     warn_missing_classes(labels, num_classes, what, names)
 
 
-def evaluate_checkpoint(path: str, attacks: Sequence[str] = ("clean", "pgd", "fgsm"),
-                        trials: int = 5, n: int | None = None, eps: float | None = None,
-                        steps: int | None = None, step_size: float | None = None, noise: bool = True,
-                        dataset: str | None = None, data_dir: str | None = None, split: str = "test",
-                        batch_size: int = 256, seed: int = 0, device: str = "cpu",
-                        progress: bool = False, distributed: bool = False, votes: int = 1,
-                        worst_case: bool = True,
-                        attack_options: dict[str, Any] | None = None,
-                        subset_seed: int = 0) -> tuple[Evaluation, str]:
+def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
+                        **overrides: Any) -> tuple[Evaluation, str]:
     """Evaluates a ``pni train`` checkpoint on its own dataset's test split.
 
-    Defaults follow the checkpoint's training settings: its eps and step size, and the
-    paper's PGD steps (40 for 1-channel 28x28 data such as MNIST, 7 otherwise).
-    ``n`` images (default: all) are a class-stratified sample drawn with ``subset_seed``
-    (``Dataset.subset``; independent of the trials' ``seed``), recorded in the result.
-    Returns the evaluation and a label for the model (arch, noise location).
+    ``settings`` (default ``EvalSettings()``) with ``overrides`` on top: any of its fields
+    as keywords (``attacks``, ``trials``, ``n``, ``eps``, ``steps``, ``step_size``,
+    ``noise``, ``votes``, ``device``, ...). Defaults follow the checkpoint's training
+    settings: its eps and step size, and the paper's PGD steps (40 for 1-channel 28x28
+    data such as MNIST, 7 otherwise). ``n`` images (default: all) are a class-stratified
+    sample drawn with ``subset_seed`` (``Dataset.subset``; independent of the trials'
+    ``seed``), recorded in the result. Returns the evaluation and a label for the model
+    (arch, noise location).
     """
     from .runs import open_checkpoint
 
-    if n is not None and n < 1:
-        raise EvaluationError(f"--n must be a positive number of images, got {n}")
-    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n,
-                          subset_seed=subset_seed, device=device)
-    evaluation = evaluate(run.model, run.data, attacks, trials, noise,
-                          eps=run.eps if eps is None else eps,
-                          steps=run.paper_steps if steps is None else steps,
-                          step_size=run.step_size if step_size is None else step_size, seed=seed,
-                          batch_size=batch_size, device=device, progress=progress,
-                          distributed=distributed, votes=votes, worst_case=worst_case,
-                          attack_options=attack_options)
+    if settings is not None and not isinstance(settings, EvalSettings):  # the old 2nd argument
+        overrides["attacks"], settings = settings, None
+    known = {f.name for f in dataclasses.fields(EvalSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"evaluate_checkpoint() got unknown setting(s): {', '.join(unknown)}")
+    s = dataclasses.replace(settings or EvalSettings(), **overrides)
+    if s.n is not None and s.n < 1:
+        raise EvaluationError(f"--n must be a positive number of images, got {s.n}")
+    run = open_checkpoint(path, dataset=s.dataset, data_dir=s.data_dir, split=s.split, n=s.n,
+                          subset_seed=s.subset_seed, device=s.device)
+    evaluation = evaluate(run.model, run.data, s.attacks, s.trials, s.noise,
+                          eps=run.eps if s.eps is None else s.eps,
+                          steps=run.paper_steps if s.steps is None else s.steps,
+                          step_size=run.step_size if s.step_size is None else s.step_size, seed=s.seed,
+                          batch_size=s.batch_size, device=s.device, progress=s.progress,
+                          distributed=s.distributed, votes=s.votes, worst_case=s.worst_case,
+                          attack_options=s.attack_options)
     return evaluation, run.label

@@ -2,7 +2,7 @@
 
 Built on ``pni.evaluate.sample_outcomes``, the outcome function of ``pni eval``: trial
 ``t`` seeds every batch from ``(seed + t, batch start)`` (``pni.evaluate.batch_seed``) and
-judges every attacked image over ``draws`` noise draws, so ``pni audit`` and ``pni eval``
+judges every attacked image over ``votes`` noise draws, so ``pni audit`` and ``pni eval``
 give the same accuracy, number for number, for the same model, attack, seed, batch size,
 draws and images. Also here: the noise tolerance two accuracies must exceed to differ, and
 the preparation of the audited images (a class-stratified sample, checked against the model).
@@ -20,6 +20,7 @@ from ..attacks import AttackError, fgsm, is_randomized, pgd
 from ..attacks._common import check_model_inputs
 from ..data import Dataset, stratified_indices, subset_tensors, warn_missing_classes
 from ..evaluate import sample_outcomes
+from ..helpfield import renamed
 from ..models import model_device
 from .settings import AuditError, AuditSettings
 
@@ -41,14 +42,16 @@ def pct(p: float) -> float:
 class Bench:
     """Accuracies of one model on fixed images, over trials, cached by attack key.
 
-    Each attacked image is judged over ``draws`` forward passes (its expected single-pass
+    Each attacked image is judged over ``votes`` forward passes (its expected single-pass
     correctness): the same expectation as one pass, with less noise on a randomized model.
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, trials: int = 1, seed: int = 0,
-                 batch_size: int = 256, draws: int = 1, subset: dict[str, Any] | None = None) -> None:
+                 batch_size: int = 256, votes: int | None = None, subset: dict[str, Any] | None = None,
+                 draws: int | None = None) -> None:
+        votes = renamed("draws", "votes", draws, votes, "Bench") or 1
         self.model, self.x, self.y, self.subset = model, x, y, subset
-        self.trials, self.seed, self.batch_size, self.draws = trials, seed, batch_size, draws
+        self.trials, self.seed, self.batch_size, self.votes = trials, seed, batch_size, votes
         self.cache: dict[tuple, list[float]] = {}
 
     @property
@@ -57,11 +60,11 @@ class Bench:
 
     def trial_accuracies(self, key: tuple, attack: Attack | None) -> list[float]:
         """Accuracy per trial, as ``pni.evaluate.evaluate`` computes it: trial ``t`` is
-        ``sample_outcomes(..., seed=seed + t, votes=draws)``, its accuracy the mean share of
+        ``sample_outcomes(..., seed=seed + t, votes=votes)``, its accuracy the mean share of
         correct draws."""
         if key not in self.cache:
             outcomes = [sample_outcomes(self.model, self.x, self.y, attack, self.batch_size,
-                                        seed=self.seed + t, votes=self.draws)["fraction"]
+                                        seed=self.seed + t, votes=self.votes)["fraction"]
                         for t in range(self.trials)]
             self.cache[key] = torch.stack(outcomes).cpu().mean(1).tolist()
         return self.cache[key]
@@ -117,14 +120,14 @@ def _known_classes(model: nn.Module, data: Dataset | tuple[Tensor, Tensor]) -> i
 
 def new_bench(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | None,
               device: str | torch.device | None, trials: int, seed: int, batch_size: int,
-              draws: int | None) -> Bench:
-    """A bench on ``prepare``'s images; ``draws`` None: 10 on a randomized model, else 1."""
+              votes: int | None) -> Bench:
+    """A bench on ``prepare``'s images; ``votes`` None: 10 on a randomized model, else 1."""
     x, y, subset = prepare(model, data, n, device)
-    if draws is None:
-        draws = AuditSettings.prediction_draws if is_randomized(model, x[:16]) else 1
-    elif isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise AuditError(f"draws must be an integer >= 1, got {draws!r}")
-    return Bench(model, x, y, trials, seed, batch_size, draws, subset)
+    if votes is None:
+        votes = AuditSettings.votes if is_randomized(model, x[:16]) else 1
+    elif isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
+        raise AuditError(f"votes must be an integer >= 1, got {votes!r}")
+    return Bench(model, x, y, trials, seed, batch_size, votes, subset)
 
 
 def stratified_head(x: Tensor, y: Tensor, m: int) -> tuple[Tensor, Tensor]:

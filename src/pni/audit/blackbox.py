@@ -119,9 +119,9 @@ def _measure(model: nn.Module, bench: Bench, s: AuditSettings, surrogate: nn.Mod
         x_zoo, params = _score_based(model, x_sub, y_sub, s)
         evidence["black_box_attacks"]["zoo"] = params
         if x_zoo is not None:
-            sub = Bench(model, x_sub, y_sub, s.trials, s.seed, s.batch_size, bench.draws)
+            sub = Bench(model, x_sub, y_sub, s.trials, s.seed, s.batch_size, bench.votes)
             sub_white = min(sub.pgd(s.eps, s.pgd_step_size, s.steps)[0], sub.fgsm(s.eps)[0])
-            judged = Bench(model, x_zoo, y_sub, s.trials, s.seed, s.batch_size, bench.draws)
+            judged = Bench(model, x_zoo, y_sub, s.trials, s.seed, s.batch_size, bench.votes)
             results["zoo"] = (judged.clean()[0], sub_white, m)
     if not results:
         reasons = [surrogate_note] + [p["not_measured"] for p in evidence["black_box_attacks"].values()

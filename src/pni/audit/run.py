@@ -3,7 +3,7 @@ model and returns an ``AuditReport``; ``audit_checkpoint`` does it for a ``pni t
 checkpoint on its own data.
 
 A randomized model is measured as it is used (noise on, single-draw gradients); every
-attacked image is judged over ``prediction_draws`` forward passes (its expected
+attacked image is judged over ``votes`` forward passes (its expected
 single-pass correctness: the same expectation, less noise), with the seeding of ``pni
 eval`` (``pni.audit.bench``), and item 4 counts a point as adversarial only when most of
 ``confirm_draws`` passes misclassify it.
@@ -51,7 +51,7 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
         device: where to run (default None: the model's device).
         progress: print one line per item (default False).
         **overrides: fields of :class:`AuditSettings`: ``n``, ``items``, ``steps``, ``trials``,
-            ``eot_ks``, ``prediction_draws``, ``score_n``, ... (each a rule's number).
+            ``eot_ks``, ``votes``, ``score_n``, ... (each a rule's number).
 
     Returns:
         AuditReport: one ``AuditItem`` per item run (rule, evidence, verdict), the sweeps and
@@ -75,8 +75,8 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
         x, y, subset = prepare(model, data, s.n, device)
         torch.manual_seed(s.seed)
         randomized = is_randomized(model, x[: min(len(y), 16)])
-        draws = s.prediction_draws if randomized else 1
-        bench = Bench(model, x, y, s.trials, s.seed, s.batch_size, draws, subset)
+        votes = s.votes if randomized else 1
+        bench = Bench(model, x, y, s.trials, s.seed, s.batch_size, votes, subset)
         clean, _ = bench.clean()
         say(f"audit of {label}: {len(y)} images, eps {s.eps:.4g}, clean {100 * clean:.2f}%, "
             f"randomized: {'yes' if randomized else 'no'}")

@@ -8,10 +8,12 @@ overrides (``AuditError`` names the bad setting and its flag).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PNIError
+from ..helpfield import option, renamed
 from ..runs import madry_step_size
 
 ITEM_NAMES: dict[int, str] = {
@@ -36,38 +38,51 @@ class AuditError(PNIError):
 class AuditSettings:
     """Every knob of the audit; the defaults are the rules documented in the report."""
 
-    eps: float
-    n: int | None = None                   # a class-stratified sample of n images (None: all)
-    items: tuple[int, ...] = ALL_ITEMS
-    steps: int = 20                        # PGD of items 1, 2, 4, 5, 7
-    step_size: float | None = None         # default 2.5 * eps / steps (Madry et al.)
-    trials: int = 1                        # seeds per accuracy (noise and random starts)
-    seed: int = 0
-    batch_size: int = 256
-    z: float = 2.0                         # noise tolerance, in binomial standard errors
-    tol_floor: float = 0.01                # smallest tolerance (accuracy fraction)
-    eps_values: tuple[float, ...] | None = None  # item 5 (default eps x EPS_FRACTIONS, <= 1)
-    unbounded_eps: float = 1.0             # item 3
-    unbounded_steps: int = 100
-    unbounded_step_size: float = 0.1
-    max_unbounded_accuracy: float = 0.02
-    random_samples: int = 1000             # item 4: random points per image
-    random_n: int = 100                    # item 4: images (a stratified sample of the n)
-    random_candidates: int = 5             # item 4: lowest-margin points re-checked per image
-    confirm_draws: int = 9                 # item 4: noise draws judging a point (randomized)
-    prediction_draws: int = 10             # noise draws judging every attacked image (randomized)
-    max_random_fraction: float = 0.01
-    steps_values: tuple[int, ...] = (10, 20, 50, 100)   # item 6
-    eot_ks: tuple[int, ...] = (1, 2, 5, 10, 20, 30)     # item 7
-    eot_plateau: int = 2                   # item 7: plateau = min over the last ks (not k=1)
-    max_eot_drop: float = 0.05
-    surrogate_epochs: int = 5              # item 2: surrogate trained on train_data
-    surrogate_train_n: int | None = 10000
-    surrogate_adversarial: bool = False
-    score_n: int = 100                     # item 2: images for the score-based attack (0: none)
-    score_queries: int = 20000             # item 2: ZOO queries per image
-    score_coords: int = 128                # item 2: ZOO coordinates per iteration
-    score_lr: float | None = None          # item 2: ZOO's Adam step (default max(0.01, eps / 4))
+    # Fields with flag=False have no `pni audit` flag (eps and n: their own flags there).
+    eps: float = option(help="L-inf radius audited", flag=False)
+    n: int | None = option(None, "a class-stratified sample of n images (None: all)", flag=False)
+    items: tuple[int, ...] = option(ALL_ITEMS, "comma-separated checklist items to run, 1-7",
+                                    default_text="all")
+    steps: int = option(20, "PGD steps of items 1, 2, 4, 5, 7")
+    step_size: float | None = option(None, "PGD step size", default_text="2.5 * eps / steps")  # Madry et al.
+    trials: int = option(1, "seeds per accuracy")      # noise and random starts
+    seed: int = option(0, "random seed")
+    batch_size: int = option(256, "batch size")
+    z: float = option(2.0, "noise tolerance, in binomial standard errors", flag=False)
+    tol_floor: float = option(0.01, "smallest tolerance (accuracy fraction)", flag=False)
+    eps_values: tuple[float, ...] | None = option(None, "item 5 / Fig. 3 top: eps values",
+                                                  default_text="eps x 0,0.25,0.5,1,1.5,2, at most 1")
+    unbounded_eps: float = option(1.0, "item 3: the unbounded attack's eps", flag=False)
+    unbounded_steps: int = option(100, "item 3: PGD steps at eps 1")
+    unbounded_step_size: float = option(0.1, "item 3: PGD step size", flag=False)
+    max_unbounded_accuracy: float = option(0.02, "item 3: accuracy above which it fails", flag=False)
+    random_samples: int = option(1000, "item 4: random points per image")
+    random_n: int = option(100, "item 4: images searched at random")  # a stratified sample of the n
+    random_candidates: int = option(5, "item 4: lowest-margin points re-checked per image", flag=False)
+    confirm_draws: int = option(9, "item 4: noise draws judging a point (randomized)", flag=False)
+    votes: int = option(10, "noise draws every attacked image is judged over (randomized model)",
+                        flag=False)  # formerly prediction_draws
+    max_random_fraction: float = option(0.01, "item 4: fraction of points found above which it fails",
+                                        flag=False)
+    steps_values: tuple[int, ...] = option((10, 20, 50, 100), "item 6 / Fig. 3 bottom: PGD steps")
+    eot_ks: tuple[int, ...] = option((1, 2, 5, 10, 20, 30), "item 7: EOT samples per gradient")
+    eot_plateau: int = option(2, "item 7: plateau = min over the last ks (not k=1)", flag=False)
+    max_eot_drop: float = option(0.05, "item 7: flag when EOT takes more accuracy than this fraction")
+    surrogate_epochs: int = option(5, "item 2: epochs of the surrogate trained by pni")
+    surrogate_train_n: int | None = option(10000, "item 2: training images of that surrogate")
+    surrogate_adversarial: bool = option(False, "item 2: train the surrogate adversarially", flag=False)
+    score_n: int = option(100, "item 2: images attacked by ZOO, score-based (0: none)")
+    score_queries: int = option(20000, "item 2: ZOO queries per image")
+    score_coords: int = option(128, "item 2: ZOO coordinates per iteration", flag=False)
+    score_lr: float | None = option(None, "item 2: ZOO's Adam step", default_text="max(0.01, eps / 4)",
+                                    flag=False)
+
+    @property
+    def prediction_draws(self) -> int:
+        """Deprecated name of ``votes``."""
+        warnings.warn("AuditSettings.prediction_draws is deprecated, read votes", DeprecationWarning,
+                      stacklevel=2)
+        return self.votes
 
     @property
     def pgd_step_size(self) -> float:
@@ -112,7 +127,7 @@ class AuditSettings:
         check_int("surrogate_train_n", 1, optional=True)
         for name, minimum in (("steps", 1), ("trials", 1), ("batch_size", 1), ("unbounded_steps", 1),
                               ("random_samples", 1), ("random_n", 1), ("random_candidates", 1),
-                              ("confirm_draws", 1), ("prediction_draws", 1), ("eot_plateau", 1), ("surrogate_epochs", 1),
+                              ("confirm_draws", 1), ("votes", 1), ("eot_plateau", 1), ("surrogate_epochs", 1),
                               ("score_n", 0), ("score_queries", 3), ("score_coords", 1), ("seed", 0)):
             check_int(name, minimum)
         if not isinstance(self.z, (int, float)) or self.z < 0:
@@ -142,6 +157,9 @@ class AuditSettings:
 def make_settings(eps: float | None, settings: AuditSettings | None = None,
                   **overrides: Any) -> AuditSettings:
     """A validated AuditSettings from ``settings`` (or the defaults), ``eps`` and overrides."""
+    if "prediction_draws" in overrides:  # the old name of votes
+        overrides["votes"] = renamed("prediction_draws", "votes", overrides.pop("prediction_draws"),
+                                     overrides.get("votes"), "audit")
     known = {f.name for f in dataclasses.fields(AuditSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:

@@ -130,7 +130,7 @@ AUDIT: dict[str, dict[str, Any]] = {
     "smoke": {"n": 16, "steps": 2, "trials": 1, "unbounded_steps": 3, "random_samples": 8,
               "random_n": 4, "steps_values": [1, 2], "eot_ks": [1, 2], "surrogate_epochs": 1,
               "surrogate_train_n": 128, "score_n": 2, "score_queries": 30, "score_coords": 8,
-              "prediction_draws": 2, "confirm_draws": 2},
+              "votes": 2, "confirm_draws": 2},
 }
 
 

@@ -1,0 +1,68 @@
+"""One settings style: dataclass fields carry their help, flags are generated from them,
+and ``votes`` is the one name for the noise draws a prediction is judged over."""
+import argparse
+import dataclasses
+
+import pytest
+import torch
+
+from pni.audit import Bench
+from pni.audit.settings import AuditSettings, make_settings
+from pni.cli import build_parser
+from pni.cli_args import add_dataclass_flags, flag_values
+from pni.config import FIELD_HELP, TrainConfig
+from pni.evaluate_settings import EvalSettings
+from pni.helpfield import option
+
+
+def _flags(command: str) -> set[str]:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {s for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+def test_every_settings_field_has_help():
+    for cls in (TrainConfig, AuditSettings, EvalSettings):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), (cls.__name__, f.name)
+    assert FIELD_HELP["model"].startswith("architecture")
+
+
+def test_generated_flags_are_typed_and_only_given_values_come_back():
+    @dataclasses.dataclass
+    class Toy:
+        ks: tuple[int, ...] = option((1, 2), "ks")
+        eps: float | None = option(None, "radius")
+        on: bool = option(False, "switch")
+        hidden: int = option(3, "no flag", flag=False)
+
+    parser = argparse.ArgumentParser()
+    names = add_dataclass_flags(parser, Toy, "toy")
+    assert names == ["ks", "eps", "on"]
+    args = parser.parse_args(["--ks", "3,4", "--eps", "8/255", "--on", "yes"])
+    assert flag_values(args, names) == {"ks": [3, 4], "eps": 8 / 255, "on": True}
+    assert flag_values(parser.parse_args([]), names) == {}
+
+
+def test_audit_and_eval_keep_their_flags():
+    audit = {"--eps", "--n", "--items", "--steps", "--step-size", "--trials", "--eps-values",
+             "--steps-values", "--eot-ks", "--max-eot-drop", "--random-samples", "--random-n",
+             "--unbounded-steps", "--surrogate", "--no-surrogate", "--surrogate-epochs",
+             "--surrogate-train-n", "--score-n", "--score-queries", "--dataset", "--data-dir",
+             "--split", "--batch-size", "--seed", "--device", "--quiet", "--out", "-h", "--help", "--debug"}
+    assert _flags("audit") == audit
+    assert {"--attacks", "--protocol", "--votes", "--n", "--num-images", "--trials", "--eps", "--steps",
+            "--step-size", "--noise", "--dataset", "--data-dir", "--split", "--batch-size", "--seed",
+            "--device", "--out"} <= _flags("eval")
+
+
+def test_old_draw_names_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="votes"):
+        settings = make_settings(0.1, prediction_draws=4)
+    assert settings.votes == 4 and "votes" in settings.to_json()
+    with pytest.warns(DeprecationWarning):
+        assert settings.prediction_draws == 4
+    x, y = torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
+    with pytest.warns(DeprecationWarning, match="votes"):
+        assert Bench(torch.nn.Flatten(), x, y, draws=3).votes == 3
+    with pytest.raises(TypeError, match="votes"):
+        make_settings(0.1, prediction_draws=4, votes=5)
