@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,16 @@ class RunRecord:
         return layer_labels(model)
 
 
-def _read_json(path: Path) -> Any:
+def _parsed(path: Path, parse: Callable[[str], Any], what: str) -> Any:
+    """``parse(text of path)``; a file that does not parse is a one-line ReportError."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ReportError(f"cannot read {str(path)!r}: {error}") from error
+        return parse(path.read_text())
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise ReportError(f"{str(path)!r} is not {what}: {error}") from error
+
+
+def _jsonl(text: str) -> list[Any]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def load_run(run_dir: str | os.PathLike, name: str | None = None) -> RunRecord:
@@ -70,31 +75,17 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> RunRecord:
     if not path.is_dir():
         raise ReportError(f"run folder {str(path)!r} does not exist")
     record = RunRecord(name=name or path.resolve().name, path=path)
+    readers = (("config", "config.json", json.loads, "a config (JSON)"),
+               ("history", "train_log.jsonl", _jsonl, "a training log (JSON lines)"),
+               ("evaluation", "eval/results.json", lambda t: Evaluation.from_json(json.loads(t)),
+                "an evaluation written by pni eval"),
+               ("audit", "audit/audit.json", lambda t: AuditReport.from_json(json.loads(t)),
+                "an audit written by pni audit"))
     found = False
-    if (path / "config.json").exists():
-        record.config = _read_json(path / "config.json")
-        found = True
-    log = path / "train_log.jsonl"
-    if log.exists():
-        try:
-            record.history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        except ValueError as error:
-            raise ReportError(f"cannot read {str(log)!r}: {error}") from error
-        found = True
-    results = path / "eval" / "results.json"
-    if results.exists():
-        try:
-            record.evaluation = Evaluation.from_json(_read_json(results))
-        except ValueError as error:
-            raise ReportError(f"{str(results)!r}: {error}") from error
-        found = True
-    audit_path = path / "audit" / "audit.json"
-    if audit_path.exists():
-        try:
-            record.audit = AuditReport.from_json(_read_json(audit_path))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ReportError(f"{str(audit_path)!r} is not an audit written by pni audit: {error}") from error
-        found = True
+    for attr, name_, parse, what in readers:
+        if (path / name_).exists():
+            setattr(record, attr, _parsed(path / name_, parse, what))
+            found = True
     if (path / "checkpoint.pt").exists():
         record.checkpoint = path / "checkpoint.pt"
         found = True
