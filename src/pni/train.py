@@ -31,25 +31,19 @@ from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from .data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from .evaluate import correct_mask
 from .models import create_model, eval_mode
-from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, noise_modules, param_groups
+from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
 from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunExistsError, RunFolderError,
                         StopRequest, TrainingInterrupted)
 from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
 from .seeding import rank_seed, seed_everything
 from .seeding import set_rng_state as _set_rng_state  # noqa: F401
 from .errors import PNIError
+from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
 
 StepCallback = Callable[[nn.Module, int, int], None]
-
-# Divergence guard, checked after every update: a parameter tensor (alphas included) whose
-# L2 norm is NaN, inf or above WEIGHT_LIMIT, or a loss above LOSS_LIMIT nats (a logit margin
-# of 10,000), ends the run; that state is never saved.
-WEIGHT_LIMIT = 1e10
-LOSS_LIMIT = 1e4
-
 
 class TrainingError(PNIError, RuntimeError):
     """A training run that cannot go on (diverged); the message names the parameter."""
@@ -79,33 +73,6 @@ def build_model(config: TrainConfig, data: Dataset) -> nn.Module:
         if config.location is not None:
             inject(model, config.location, config.granularity, config.init_alpha)
     return model
-
-
-def _problem(tensor: Tensor) -> str | None:
-    """Why a parameter fails the divergence guard (NaN, inf, too large), or None."""
-    values = tensor.detach()
-    if not torch.isfinite(values).all():
-        return "NaN" if torch.isnan(values).any() else "inf"
-    norm = float(torch.linalg.vector_norm(values.double()))
-    return None if norm <= WEIGHT_LIMIT else f"L2 norm {norm:.3g} > {WEIGHT_LIMIT:g}, diverged"
-
-
-def _first_diverged(model: nn.Module) -> str | None:
-    """The first noise alpha, then parameter, that is NaN, inf or diverged, and why."""
-    for key, noise in noise_modules(model).items():
-        if (why := _problem(noise.alpha)) is not None:
-            return f"alpha of layer {key} ({why})"
-    for name, param in model.named_parameters():
-        if (why := _problem(param)) is not None:
-            return f"parameter {name} ({why})"
-    return None
-
-
-def _norms(tensors: list[Tensor]) -> list[Tensor]:
-    """Per-tensor L2 norms in as few kernels as the device allows (no host synchronization)."""
-    if hasattr(torch, "_foreach_norm"):
-        return list(torch._foreach_norm(tensors))
-    return [torch.linalg.vector_norm(t) for t in tensors]
 
 
 class Trainer(CheckpointedRun):
