@@ -15,11 +15,14 @@ from ._common import AttackError, input_gradient, is_randomized
 from .l2 import SmoothedSoftmax, pgd_l2, project_l2
 from .random_search import random_search
 from .registry import AttackSpec, register_attack
+from .substitute import SubstituteRecord, SubstituteResult, substitute_attack, train_substitute
 from .transfer import TransferResult, transfer
 from .votes import expected_accuracy, majority_vote, majority_vote_accuracy, predict_votes, vote_correctness
 
 __all__ = ["AttackError", "AttackSpec", "AutoAttackResult", "CWResult", "CW_PROFILES", "SmoothedSoftmax",
+           "SubstituteRecord", "SubstituteResult",
            "TransferResult", "ZooResult", "pgd_l2", "project_l2",
            "autoattack", "cw_l2", "cw_l2_profile", "expected_accuracy", "fgsm", "input_gradient",
            "is_randomized", "majority_vote", "majority_vote_accuracy", "pgd", "predict_votes",
-           "random_search", "register_attack", "transfer", "vote_correctness", "zoo"]
+           "random_search", "register_attack", "substitute_attack", "train_substitute", "transfer",
+           "vote_correctness", "zoo"]

@@ -27,6 +27,11 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="print the plan: every step, its settings, whether it is done, estimated time")
     rep.add_argument("--only", metavar="ROW", default=None, help="run only this row of the plan (its id)")
     rep.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    rep.add_argument("--report", action="store_true",
+                     help="write the report (paper vs ours, honest counterparts, verdicts) from the "
+                          "results already in --out; runs nothing")
+    rep.add_argument("--report-out", metavar="PATH", default="docs/RESULTS.md",
+                     help="where --report writes (default docs/RESULTS.md)")
     rep.set_defaults(func=cmd_reproduce)
     return rep
 
@@ -40,6 +45,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         plans = get_plans(args.name)
         steps = resolve(plans, args.scale, args.only)
         out = Path(args.out) if args.out else Path("results") / args.scale
+        if args.report:
+            from .report import write_results
+
+            path = write_results(plans, args.scale, out, args.report_out)
+            print(f"report of {args.name} at {args.scale} scale from {out} written to {path}")
+            return 0
         if args.dry_run:
             print_plan(plans, steps, args.scale, out, args.device)
             return 0

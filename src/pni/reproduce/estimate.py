@@ -104,6 +104,10 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any) 
         passes = sum(_passes(a, s, steps) for a in s["attacks"]) * s["trials"] * (2 if s.get("noise", True) else 1)
     elif step.kind == "transfer":
         passes = 4 * s["trials"] * (steps + 1)
+    elif step.kind == "substitute":  # substitute training (about 3 passes per image-epoch) + attacks
+        trained = s["seed_n"] * (2 ** s["rounds"] - 1) * (3 * s["epochs_per_round"] + 1)
+        passes = sum(2 if a == "fgsm" else (s.get("steps") or steps) + 1 for a in s["attacks"]) + 1
+        return (n * passes + trained) / pass_rate
     elif step.kind == "audit":
         from ..audit import AuditSettings
 

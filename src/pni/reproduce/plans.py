@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .scales import AUDIT, CERTIFY, TRANSFER, eval_settings, tracks
-from .steps import (Alphas, Audit, Certify, Eval, ReproduceError, Spec, Step, Train, Transfer,
-                    digest, run_key)
+from .scales import AUDIT, CERTIFY, SUBSTITUTE, TRANSFER, eval_settings, tracks
+from .steps import (Alphas, Audit, Certify, Eval, ReproduceError, Spec, Step, Substitute, Train,
+                    Transfer, digest, run_key)
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,16 @@ PLANS: dict[str, Plan] = {p.name: p for p in (
         for scheme, title, run in (("none", "no defense", Train(None, model, width, adversarial=False)),
                                    ("vanilla", "vanilla adv. train", Train(None, model, width)),
                                    ("pni-w", "PNI-W", Train("W", model, width))))),
-    Plan("table5", "Table 5: black box (ResNet-18): transfer A => B / B => A, ZOO success rate", (
-        row("a-vanilla", "A: vanilla adv. train (ZOO)", R18_VANILLA, "zoo"),
+    Plan("table5", "Table 5: black box (ResNet-18): transfer A => B / B => A, ZOO success rate, "
+         "substitute-model attack", (
+        row("a-vanilla", "A: vanilla adv. train (ZOO, substitute)", R18_VANILLA, "zoo",
+            extra=(Substitute(R18_VANILLA),)),
         *(row(f"b-{loc.lower()}", f"B: PNI-{loc}", Train(loc, "resnet18"), "zoo",
-              extra=(Transfer(R18_VANILLA, Train(loc, "resnet18")),))
+              extra=(Transfer(R18_VANILLA, Train(loc, "resnet18")), Substitute(Train(loc, "resnet18"))))
           for loc in ("W", "A-a", "W+A-a")),
-    ), notes="substitute-model attack (Papernot et al. 2017) not yet in pni: not in this plan"),
+    ), notes="substitute-model attack (Papernot et al. 2017): a substitute trained on the target's "
+             "labels (noise on) from a small seed set with Jacobian-based dataset augmentation, then "
+             "FGSM / PGD transferred from it to the target (substitute.json)"),
     Plan("table6", "Table 6: noise-based defenses on ResNet-20 (4x): PGD AT, PNI-W, RSE-style, "
          "smoothing; certified accuracy at L2 radius 0.25 / 0.5", tuple(
         row(id, label, run, "paper", "honest", extra=(Certify(run, SMOOTHING_SIGMA),))
@@ -174,6 +178,11 @@ def _downstream(spec: Spec, plan: str, scale: str, device: str | None) -> list[S
             settings = {"run": train.key, "sigma": spec.sigma, **CERTIFY[scale]}
             kind, summary = "certify", (f"sigma {spec.sigma:g}, n={settings['n']} samples on "
                                         f"{settings['subset']} images")
+        elif isinstance(spec, Substitute):
+            settings = {"run": train.key, **SUBSTITUTE[scale]}
+            kind, summary = "substitute", (f"Papernot substitute: {settings['seed_n']} seeds, "
+                                           f"{settings['rounds']} rounds x {settings['epochs_per_round']} ep, "
+                                           f"{','.join(settings['attacks'])}, n={settings['n']}")
         elif isinstance(spec, Audit):
             settings = {"run": train.key, "items": list(spec.items) if spec.items else None, **AUDIT[scale]}
             kind, summary = "audit", f"items {settings['items'] or 'all'}, n={settings['n']}"

@@ -14,7 +14,7 @@ from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
 OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
-           "alphas": "alphas.png", "certify": "certify.json"}
+           "alphas": "alphas.png", "certify": "certify.json", "substitute": "substitute.json"}
 Printer = Callable[[str], None]
 
 
@@ -185,6 +185,38 @@ class Runner:
         kwargs = {k: v for k, v in step.settings.items() if k != "run"}
         certification, label = certify_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
         write_certification(certification, folder, label)
+        self._record(step, folder)
+
+    def _substitute(self, step: Step, folder: Path) -> None:
+        """Table 5: Papernot et al.'s substitute attack on a run, into ``substitute.json``."""
+        import torch
+
+        from ..attacks.substitute import substitute_attack, train_substitute
+        from ..checkpoint import load_model
+        from ..reports.json_io import write_json
+        from ..runs import paper_pgd_steps
+
+        s = step.settings
+        target, ckpt = load_model(self._checkpoint(step.needs[0]), device=self.device)
+        config = ckpt.get("config", {})
+        data = self._dataset(config.get("dataset", "cifar10"), "test", config.get("data_dir"))
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+        wanted = s["seed_n"] + (s["n"] if s["n"] is not None else len(data))
+        x, y = data.subset(order[:min(wanted, len(data))]).tensors()
+        x, y = x.to(self.device), y.to(self.device)
+        seeds, held, held_y = x[:s["seed_n"]], x[s["seed_n"]:], y[s["seed_n"]:]
+        substitute, record = train_substitute(target, seeds, rounds=s["rounds"], lambda_=s["lambda"],
+                                              epochs_per_round=s["epochs_per_round"], holdout=held, seed=0)
+        eps = config.get("eps") or 8 / 255
+        steps = s.get("steps") or paper_pgd_steps(tuple(x.shape[1:]))
+        results = {a: substitute_attack(target, substitute, held, held_y, eps, a, votes=s["votes"], seed=0,
+                                        steps=steps if a == "pgd" else None,
+                                        step_size=config.get("step_size") if a == "pgd" else None).to_json()
+                   for a in s["attacks"]}
+        for result in results.values():
+            result.pop("substitute", None)
+        write_json({"run": step.needs[0], "n": len(held_y), "eps": eps, "substitute": record.to_json(),
+                    "attacks": results}, folder / "substitute.json")
         self._record(step, folder)
 
     def _alphas(self, step: Step, folder: Path) -> None:

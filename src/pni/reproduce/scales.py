@@ -122,6 +122,19 @@ TRANSFER: dict[str, dict[str, Any]] = {
     "smoke": {"attack": "pgd", "trials": 1, "n": 32},
 }
 
+# Table 5: the substitute-model attack (Papernot et al. 2017; pni.attacks.substitute). The
+# first ``seed_n`` test images seed the substitute (their labels unused: the target's answers
+# label them); the next ``n`` (None: the rest) are the held-out images its agreement with the
+# target and the transferred FGSM / PGD (the run's eps; PGD with the paper's steps) are judged on.
+SUBSTITUTE: dict[str, dict[str, Any]] = {
+    "paper": {"seed_n": 150, "rounds": 6, "epochs_per_round": 10, "lambda": 0.1, "n": None,
+              "attacks": ["fgsm", "pgd"], "votes": 1},
+    "cpu": {"seed_n": 150, "rounds": 6, "epochs_per_round": 10, "lambda": 0.1, "n": 1000,
+            "attacks": ["fgsm", "pgd"], "votes": 1},
+    "smoke": {"seed_n": 32, "rounds": 2, "epochs_per_round": 1, "lambda": 0.1, "n": 32,
+              "attacks": ["fgsm", "pgd"], "votes": 1, "steps": 2},
+}
+
 # Table 7 / Fig. 3: pni.audit.audit_checkpoint settings per scale.
 AUDIT: dict[str, dict[str, Any]] = {
     "paper": {"n": 500},

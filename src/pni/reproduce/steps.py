@@ -103,7 +103,16 @@ class Certify:
     sigma: float = 0.25
 
 
-Spec = Train | Eval | Transfer | Audit | Alphas | Certify
+@dataclass(frozen=True)
+class Substitute:
+    """Table 5 (the paper's setup): the substitute-model black-box attack of Papernot et al.
+    (2017) on a run: a substitute trained on the run's labels with Jacobian-based dataset
+    augmentation, then FGSM and PGD transferred from it (``pni.attacks.substitute``)."""
+
+    run: Train
+
+
+Spec = Train | Eval | Transfer | Audit | Alphas | Certify | Substitute
 
 
 def config_key_values(config: TrainConfig) -> dict[str, Any]:
@@ -135,7 +144,7 @@ class Step:
     """A resolved step: its kind, its key (the output folder), the keys of the runs it
     needs, and the settings recorded in the folder (equal settings -> the step is reused)."""
 
-    kind: str                            # train | eval | transfer | audit | alphas | certify
+    kind: str                            # train | eval | transfer | audit | alphas | certify | substitute
     key: str
     needs: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
