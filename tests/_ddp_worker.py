@@ -80,7 +80,7 @@ def _fit(config: TrainConfig, train, test, out: Path, resume: bool = False, call
     torch.manual_seed(1234)  # rank 0's initial weights are broadcast by DDP
     model = build_model(config, train)
     trainer = Trainer(model, train, config, test, out, step_callback=callback)
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume, overwrite=not resume)  # a retried launch starts afresh
     return trainer, result
 
 

@@ -178,8 +178,8 @@ def test_torchrun_cli_trains_on_two_ranks_and_evaluates_sharded(tmp_path):
     run = tmp_path / "run"
     proc = _torchrun("-m", "pni", "train", "--preset", "mnist-lenet", "--scale", "smoke",
                      "--train-subset", "128", "--eval-subset", "32", "--steps", "2",
-                     "--progress", "false", "--out", str(run), cwd=tmp_path)
-    _assert_ok(proc)
+                     "--progress", "false", "--out", str(run), "--overwrite", cwd=tmp_path)
+    _assert_ok(proc)  # (--overwrite: a retried launch replaces what a failed first one left)
     assert proc.stdout.count("training lenet5") == 1    # only rank 0 prints
     assert read_checkpoint(run / "checkpoint.pt")["world_size"] == 2
     args = [str(run / "checkpoint.pt"), "--num-images", "100", "--trials", "2", "--attacks", "clean,fgsm",
