@@ -73,10 +73,9 @@ def read_queue(path: Path) -> list[QueuedRun]:
 
 def epochs_done(folder: Path) -> int:
     """Whole epochs in a run folder's checkpoint (0 without one; the log can be one ahead)."""
-    from pni.checkpoint import read_checkpoint
+    from pni.reproduce.runner import checkpoint_epochs
 
-    path = folder / "checkpoint.pt"
-    return int(read_checkpoint(path)["epoch"]) if path.exists() else 0
+    return checkpoint_epochs(folder / "checkpoint.pt")
 
 
 def unpack(pack: Path, data_root: Path) -> Path:
