@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 pytest.importorskip("scipy")
-from scipy.stats import beta, binom, binomtest, norm  # noqa: E402
+from scipy.stats import beta, binom, binomtest, chi2, norm  # noqa: E402
 
 import pni  # noqa: E402
 from pni.certify import (  # noqa: E402
@@ -26,6 +26,7 @@ from pni.certify import (  # noqa: E402
     lower_confidence_bound,
     predict,
     rse_inject,
+    sample_counts,
 )
 from pni.certify_check import cross_check_certificates  # noqa: E402
 from pni.models import Normalize  # noqa: E402
@@ -199,6 +200,119 @@ def test_a_noisy_lenet_certifies_in_eval_mode_and_restores_mode_and_random_state
     assert first.subset is not None and first.subset["n"] == 6
     assert ((first.predictions >= ABSTAIN) & (first.predictions < 10)).all()
     assert (first.radii[first.predictions == ABSTAIN] == 0).all()
+
+
+class WeightCoin(nn.Module):
+    """Image i (1 x 1 x K, a one at pixel i, rounded back after the Gaussian noise) is class 1
+    with probability ``p``, decided by its own column of the PNI weight noise alone:
+    ``logit_1 - logit_0 = -2 + (eta_1i - eta_0i) + b`` (weight rows +1 / -1, std 1, alpha 1),
+    so ``P(class 1) = Phi((b - 2) / sqrt(2))``. ``draws`` records the images every weight draw served."""
+
+    def __init__(self, images: int, p: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(images, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]).expand(2, images))
+            self.fc.bias.copy_(torch.tensor([0.0, 2 + math.sqrt(2) * norm.ppf(p)]))
+        pni.inject(self, "W", init_alpha=1.0)
+        self.draws: list[list[int]] = []
+        self.current: list[int] = []
+        pni.noise_modules(self)["fc:W"].register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if module.enabled:
+            self.draws.append(self.current)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        onehot = x.flatten(1).round()
+        self.current = onehot.argmax(1).tolist()
+        return self.fc(onehot)
+
+    @staticmethod
+    def images(k: int) -> torch.Tensor:
+        return torch.eye(k).view(k, 1, 1, k)
+
+
+def _dispersion(counts: torch.Tensor, n: int, p: float) -> float:
+    """Sum of squared deviations over the Binomial(n, p) variance: ~ chi2(len(counts)) for
+    independent Binomial(n, p) counts, about n times larger if samples of an image agree."""
+    c = counts.double()
+    return float(((c - n * p) ** 2).sum() / (n * p * (1 - p)))
+
+
+@pytest.mark.parametrize("images, batch_size, seed", [(300, 128, 0), (300, 128, 1), (60, 1000, 0)])
+def test_weight_noise_samples_of_one_image_come_from_distinct_draws(images, batch_size, seed):
+    # Weight noise is one draw per pass: certify puts sample j of many images in pass j, never
+    # two samples of one image (300 images: passes of 128 rows; 60 images: passes of 60).
+    n, p = 40, 0.3
+    model = WeightCoin(images, p)
+    counts = sample_counts(model, WeightCoin.images(images), 0.01, n, batch_size, seed)[:, 1]
+    assert len(model.draws) == n * images // min(batch_size, images) + (n * images % min(batch_size, images) > 0)
+    assert all(len(set(draw)) == len(draw) for draw in model.draws)  # no image twice in a draw
+    served = torch.bincount(torch.tensor([i for draw in model.draws for i in draw]), minlength=images)
+    assert served.tolist() == [n] * images  # so each image's n samples saw n distinct draws
+    # its counts are independent Binomial(n, p): mean and dispersion at the 1e-4 tails
+    assert abs(float(counts.double().mean()) - n * p) < 4.5 * math.sqrt(n * p * (1 - p) / images)
+    assert chi2.ppf(1e-4, images) < _dispersion(counts, n, p) < chi2.ppf(1 - 1e-4, images)
+
+
+def test_the_dispersion_check_sees_samples_that_share_a_weight_draw():
+    # the scheme certify must not use: plain passes of consecutive samples of each image
+    n, p, images = 40, 0.3, 300
+    model = WeightCoin(images, p)
+    x = WeightCoin.images(images).repeat_interleave(n, 0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        votes = torch.cat([model(batch).argmax(1) for batch in x.split(128)])
+    counts = votes.view(images, n).sum(1)
+    assert _dispersion(counts, n, p) > 10 * chi2.ppf(1 - 1e-4, images)
+
+
+def test_activation_noise_rows_do_not_depend_on_the_other_rows():
+    # Inside certify, A-a / A-b / I noise is scaled by each row's std: a row is the model on a
+    # batch of one, whatever shares its batch. A plain batch scales by the whole batch's std.
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "A-a").eval()
+    x = torch.rand(2, 1, 28, 28)
+    other = torch.stack([x[0], 5 * x[1]])
+
+    def first_row(batch: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return model(batch)[0]
+
+    assert not torch.allclose(first_row(x), first_row(other))
+    alone = first_row(x[:1])
+    with pni.noise.per_sample_std(model):
+        assert torch.allclose(first_row(x), first_row(other), atol=1e-6)
+        assert torch.allclose(first_row(x[:1]), alone, atol=1e-6)  # a batch of one: the same model
+    assert all(not m.per_sample for m in pni.noise_modules(model).values())
+
+
+class SharedCoin(nn.Module):
+    """Randomness pni cannot see: one uniform draw per call decides the class of the whole batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(())
+        return torch.stack([u, 1 - u]).expand(len(x), 2) + 0 * x.flatten(1)[:, :1]
+
+
+@pytest.mark.parametrize("location, scheme", [
+    (None, "fixed"), ("A-a", "rows"), ("A-b", "rows"), ("I", "rows"),
+    ("W", "passes"), ("W+A-a", "passes"), ("W+A-b", "passes"), ("coin", "sample"),
+])
+def test_each_model_gets_its_sampling_scheme(location, scheme):
+    from pni.certify_sampling import sampling
+
+    model = SharedCoin() if location == "coin" else pni.create_model("lenet5")
+    if location not in (None, "coin"):
+        pni.inject(model, location)
+    x = torch.rand(3, 1, 28, 28)
+    with sampling(model, x, seed=0) as (sampler, _):
+        assert sampler.scheme == scheme
+    if location == "coin":  # a fresh coin per sample (vmap), not per pass
+        top = int(sample_counts(model, x[:2], 0.1, 400, batch_size=400).max())
+        assert top < 0.75 * 400
 
 
 def test_certification_runs_the_model_in_eval_mode():

@@ -19,20 +19,18 @@ Theorem 1 holds for any ``h: R^d -> [0, 1]``: the Neyman-Pearson argument of Coh
 covers randomized decision rules, and ``x -> sigma * Phi^-1(E_delta[h(x + delta)])`` is
 1-Lipschitz for every such ``h`` (Salman et al. 2019, Lemma 2). PNI's input-dependent scale
 ``std(v)`` is part of ``f``; only the distribution of ``eps`` must not depend on the input.
-What the statistics need is that the samples are i.i.d.: PNI draws one weight noise per
-forward call for the whole batch, and scales activation noise by a std over the whole batch,
-so a plain batch of noisy copies would share draws. Here the base classifier is the model
-on *one* image, and a randomized model runs each sample as its own batch of one, vectorized
-with ``torch.func.vmap(randomness="different")``: a fresh draw of its noise per sample.
+What the statistics need is that each image's samples are i.i.d.: the base classifier is
+the model on *one* image. PNI draws one weight noise per forward call for the whole batch and
+scales activation noise by a std over the whole batch; ``pni.certify_sampling`` scales it per
+row instead and never puts two samples of one image in the same weight-noise pass (its
+docstring says why that keeps Cohen's per-image bound exact).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +38,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .certify_sampling import count_votes, is_random_model, sampling  # noqa: F401 (is_random_model: re-export)
 from .data import Dataset, as_tensors
-from .seeding import mix_seed
-from .models.fold import folded_batchnorm
-from .models.modes import eval_mode, model_device
-from .noise import NoiseInjection, freeze_alphas, inject
+from .models.modes import model_device
+from .noise import freeze_alphas, inject
 from .errors import PNIError
 
 ABSTAIN = -1
@@ -113,78 +110,7 @@ def rse_inject(model: nn.Module, init_alpha: float, **inject_options: Any) -> nn
     return model
 
 
-# --- sampling (Cohen's SAMPLEUNDERNOISE) -------------------------------------------------
-
-def is_random_model(model: nn.Module, x: Tensor) -> bool:
-    """True when the model draws noise: an enabled PNI module, or two passes that differ."""
-    if any(isinstance(m, NoiseInjection) and m.enabled for m in model.modules()):
-        return True
-    probe = x[:2]
-    return not torch.equal(model(probe), model(probe))
-
-
-class _Forward:
-    """The base classifier on a batch of samples: one plain pass for a deterministic model;
-    for a randomized one, every row as a batch of one under ``vmap(randomness="different")``
-    (a fresh noise draw per sample), or a loop of such passes if the model cannot be vmapped."""
-
-    def __init__(self, model: nn.Module, randomized: bool) -> None:
-        self.model = model
-        self.randomized = randomized
-        self.vmapped = torch.func.vmap(lambda xi: model(xi.unsqueeze(0)).squeeze(0), randomness="different")
-        self.use_vmap = True
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if not self.randomized:
-            return self.model(x)
-        if self.use_vmap:
-            try:
-                return self.vmapped(x)
-            except (RuntimeError, NotImplementedError) as error:
-                self.use_vmap = False
-                warnings.warn(f"the model cannot run under torch.func.vmap ({str(error).splitlines()[0]}); "
-                              f"certifying with one forward pass per noise sample (slow)", stacklevel=3)
-        return torch.cat([self.model(xi.unsqueeze(0)) for xi in x])
-
-
-def _counts(forward: _Forward, x: Tensor, num: int, sigma: float, batch_size: int,
-            generator: torch.Generator | None, progress: Any = None) -> Tensor:
-    """``counts[i, c] = #{j < num: f(x_i + delta_ij) = c}``; ``batch_size`` samples per pass,
-    several images per pass when ``num < batch_size``."""
-    total = len(x) * num
-    counts: Tensor | None = None
-    for start in range(0, total, batch_size):
-        owner = torch.arange(start, min(start + batch_size, total), device=x.device) // num
-        batch = x[owner]
-        batch = batch + sigma * torch.randn(batch.shape, generator=generator, device=x.device, dtype=x.dtype)
-        logits = forward(batch)
-        if counts is None:
-            counts = torch.zeros(len(x), logits.shape[1], dtype=torch.long, device=x.device)
-        counts.view(-1).index_add_(0, owner * counts.shape[1] + logits.argmax(1), torch.ones_like(owner))
-        if progress is not None:
-            progress.update(len(owner))
-    assert counts is not None
-    return counts
-
-
-@contextlib.contextmanager
-def _sampling(model: nn.Module, x: Tensor, seed: int) -> Iterator[tuple[_Forward, torch.Generator]]:
-    """Eval mode, inference mode, BatchNorm folded, and seeded randomness: the Gaussian noise
-    from a generator seeded by ``seed``, the model's own noise from the global RNG seeded from
-    ``seed`` inside a fork (the caller's random state is left as it was)."""
-    device = x.device
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), eval_mode(model), torch.inference_mode(), \
-            folded_batchnorm(model):
-        torch.default_generator.manual_seed(mix_seed(seed, 1))
-        if cuda:
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(mix_seed(seed, 1))
-        generator = torch.Generator(device=device)
-        generator.manual_seed(mix_seed(seed, 0))
-        yield _Forward(model, is_random_model(model, x)), generator
-
+# --- sampling (Cohen's SAMPLEUNDERNOISE; the schemes: ``pni.certify_sampling``) ----------
 
 def sample_counts(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, sigma: float,
                   num: int, batch_size: int = 1000, seed: int = 0) -> Tensor:
@@ -193,8 +119,8 @@ def sample_counts(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tens
     sigma, num = check_sigma(sigma), _check_int(num, "num")
     batch_size = _check_int(batch_size, "batch_size")
     x = _pair(data)[0].to(model_device(model))
-    with _sampling(model, x, seed) as (forward, generator):
-        return _counts(forward, x, num, sigma, batch_size, generator)
+    with sampling(model, x, seed) as (sampler, generator):
+        return count_votes(sampler, x, num, sigma, batch_size, generator)
 
 
 # --- the bounds -----------------------------------------------------------------------
@@ -305,9 +231,9 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
     bar = _progress_bar(len(x) * (n0 + n)) if progress else None
     started = time.perf_counter()
     try:
-        with _sampling(model, x, seed) as (forward, generator):
-            guess = _counts(forward, x, n0, sigma, batch_size, generator, bar).argmax(1)
-            counts = _counts(forward, x, n, sigma, batch_size, generator, bar)
+        with sampling(model, x, seed) as (sampler, generator):
+            guess = count_votes(sampler, x, n0, sigma, batch_size, generator, bar).argmax(1)
+            counts = count_votes(sampler, x, n, sigma, batch_size, generator, bar)
             top = counts.gather(1, guess[:, None]).squeeze(1).cpu()
     finally:
         if bar is not None:

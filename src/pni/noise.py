@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ __all__ = [
     "noise_modules",
     "set_noise",
     "noise_enabled",
+    "per_sample_std",
     "alphas",
     "alpha_values",
     "alpha_parameters",
@@ -78,14 +80,25 @@ def standard_normal_like(v: Tensor) -> Tensor:
     return torch.randn(v.numel(), dtype=v.dtype, device=v.device).as_strided(v.shape, v.stride())
 
 
+def _row_std(v: Tensor) -> Tensor:
+    """The population std of each sample (over all dims but 0), shaped to broadcast: two
+    passes (mean, then the norm of the deviations), ~10x faster on CPU than ``std(dim=...)``."""
+    dims = tuple(range(1, v.dim()))
+    deviation = v - v.mean(dim=dims, keepdim=True)
+    return torch.linalg.vector_norm(deviation, dim=dims, keepdim=True) / math.sqrt(math.prod(v.shape[1:]))
+
+
 class NoiseInjection(nn.Module):
     """Adds ``alpha * std(v) * eta`` to its input, ``eta ~ N(0, 1)`` fresh per call (Eq. 5-6).
 
     ``alpha`` is a learnable parameter: a scalar (``layer``), one value per channel
     (``channel``, along ``channel_dim`` of the perturbed tensor) or one per element
     (``element``; for activations one per element of a single sample). The noise stays
-    on in ``eval()``; ``enabled = False`` makes the module the identity.
+    on in ``eval()``; ``enabled = False`` makes the module the identity. ``per_sample = True``
+    (``per_sample_std``) takes ``std(v)`` of each sample (dim 0) instead of the whole batch.
     """
+
+    per_sample = False
 
     def __init__(self, alpha_shape: Sequence[int], init_alpha: float = 0.25,
                  granularity: str = "layer", channel_dim: int = 0, site: str = "W") -> None:
@@ -106,7 +119,7 @@ class NoiseInjection(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         if not self.enabled:
             return v
-        sigma = v.detach().std(correction=0)
+        sigma = _row_std(v.detach()) if self.per_sample and v.dim() > 1 else v.detach().std(correction=0)
         eta = standard_normal_like(v)
         return torch.addcmul(v, self._broadcast_alpha(v) * sigma, eta)
 
@@ -372,6 +385,22 @@ def noise_enabled(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
     finally:
         for m, state in zip(modules, previous):
             m.enabled = state
+
+
+@contextlib.contextmanager
+def per_sample_std(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: inside, activation and input noise (A-a, A-b, I) is scaled by the std
+    of each sample (row) instead of the whole batch, so every row of a batch is the model run
+    on a batch of one (randomized smoothing's base classifier); weight noise is unchanged."""
+    modules = [m for m in model.modules() if isinstance(m, NoiseInjection) and m.site != "W"]
+    previous = [m.per_sample for m in modules]
+    try:
+        for m in modules:
+            m.per_sample = True
+        yield model
+    finally:
+        for m, state in zip(modules, previous):
+            m.per_sample = state
 
 
 def alphas(model: nn.Module) -> dict[str, Tensor]:
