@@ -24,16 +24,19 @@ OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh   # on the GPU machine, .c
 for f in /tmp/gpu/*.tar; do tar -xf "$f" -C results/paper; done   # back here; then commit
 ```
 
-`gpu_session.sh` runs the `cuda` tests and `benchmarks/gpu.py`, then advances the queue
-`results/paper/QUEUE` with the time left (`scripts/gpu_step.py`, `pni train --max-minutes`).
+`gpu_session.sh` runs the `cuda` tests and `benchmarks/gpu.py`, then advances the training
+runs of `pni reproduce table2 --scale paper --data-dir ../shared/data/cifar10-jpeg.zip` with
+the time left (`scripts/gpu_step.py`: the plan's own run keys, so `pni reproduce` reuses them).
 """
 
 
 def paper_runs(root: Path) -> str:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gpu_step
+
     rows = []
-    queue = root / "QUEUE"
-    names = [line.split()[0] for line in queue.read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")] if queue.exists() else []
+    planned = [s.key for s in gpu_step.train_steps("table2", "paper", gpu_step.DATA, "cuda")]
+    names = planned + sorted(p.parent.name for p in root.glob("*/config.json") if p.parent.name not in planned)
     for name in names:
         log = root / name / "train_log.jsonl"
         config_file = root / name / "config.json"

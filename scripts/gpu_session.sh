@@ -19,11 +19,12 @@ elapsed() { echo $(( $(date +%s) - start )); }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+# the CIFAR-10 JPEG copy as a zip at the path the plans name (../shared/data/cifar10-jpeg.zip)
 python3 scripts/gpu_step.py --pack .carry/cifar10-jpeg.tar.xz --max-minutes 0
-python3 -c "import pni; [pni.load_dataset('imagefolder', s, '.data/cifar10-jpeg') for s in ('train', 'test')]"
+python3 -c "import pni; [pni.load_dataset('imagefolder', s, '../shared/data/cifar10-jpeg.zip') for s in ('train', 'test')]"
 echo "[session] data ready after $(elapsed) s"
 
-timeout "$BENCH_S" python3 benchmarks/gpu.py --out "$OUT/bench" --data .data/cifar10-jpeg --compile \
+timeout "$BENCH_S" python3 benchmarks/gpu.py --out "$OUT/bench" --data ../shared/data/cifar10-jpeg.zip --compile \
     2>&1 | tee "$OUT/bench.log"
 echo "[session] benchmark done after $(elapsed) s"
 
@@ -34,7 +35,8 @@ if [ "$left" -gt 45 ]; then
 fi
 for folder in results/paper/*/; do
     name=$(basename "$folder")
-    [ -f "$folder/checkpoint.pt" ] && tar -cf "$OUT/$name.tar" -C results/paper "$name"
+    [ -f "$folder/checkpoint.pt" ] && tar -cf "$OUT/$name.tar" -C results/paper \
+        "$name/checkpoint.pt" "$name/config.json" "$name/train_log.jsonl"
 done
 echo "[session] done after $(elapsed) s"
 ls -la "$OUT" "$OUT/bench" 2>/dev/null

@@ -1,71 +1,74 @@
-"""scripts/gpu_step.py end to end on the CPU: a queue of smoke runs advanced step by step,
-resumed across calls, exported as one tar per run."""
+"""scripts/gpu_step.py end to end on the CPU: a plan's training runs (Table 2 at smoke scale)
+advanced within a time budget, reused by pni reproduce, exported as one tar per run; the
+CIFAR-10 pack rebuilt as the zip the paper-scale plans name."""
 from __future__ import annotations
 
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
-import pytest
+import numpy as np
+from PIL import Image
+
+from pni.reproduce import Runner, get_plans, resolve, state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import gpu_step  # noqa: E402
 
-QUEUE = """# two smoke runs
-first   mnist-lenet  smoke  epochs=2  progress=false
-second  mnist-lenet  smoke  location=none  progress=false   # vanilla
-"""
 
-
-@pytest.fixture
-def queue(tmp_path) -> Path:
-    path = tmp_path / "runs" / "QUEUE"
-    path.parent.mkdir()
-    path.write_text(QUEUE)
-    return path
-
-
-def test_queue_lines_parse_into_typed_fields(queue):
-    runs = gpu_step.read_queue(queue)
-    assert [r.name for r in runs] == ["first", "second"]
-    assert runs[0].fields == {"epochs": 2, "progress": False}
-    assert runs[1].config("cpu").location is None
-
-
-def test_a_short_step_trains_one_epoch_and_the_next_step_resumes_and_finishes(queue, tmp_path, capsys):
-    runs = gpu_step.read_queue(queue)
-    done, planned = gpu_step.train_for(runs[0], queue.parent, "cpu", minutes=1e-6)
-    assert (done, planned) == (1, 2)
-    out = tmp_path / "out"
-    assert gpu_step.main(["--queue", str(queue), "--device", "cpu", "--max-minutes", "5",
-                          "--export", str(out)]) == 0
+def test_runs_are_the_plans_own_advanced_then_reused_and_exported(tmp_path, capsys):
+    out, exported = tmp_path / "runs", tmp_path / "out"
+    steps = [s for s in resolve(get_plans("table2"), "smoke") if s.kind == "train"]
+    assert [s.key for s in gpu_step.train_steps("table2", "smoke", None, "cpu")] == [s.key for s in steps]
+    stopped = Runner(out, "cpu", max_minutes=1e-4)
+    assert stopped.run(steps) == {} and stopped.stopped_early  # no time: nothing starts
+    assert gpu_step.main(["--plan", "table2", "--scale", "smoke", "--out", str(out), "--device", "cpu",
+                          "--max-minutes", "5", "--export", str(exported)]) == 0
     text = capsys.readouterr().out
-    assert "resuming at epoch 1" in text and "first: 2 / 2 epochs" in text and "second: 1 / 1" in text
-    with tarfile.open(out / "first.tar") as archive:
-        assert sorted(archive.getnames()) == ["first/checkpoint.pt", "first/config.json",
-                                              "first/train_log.jsonl"]
-    assert (out / "second.tar").exists()
-    assert gpu_step.main(["--queue", str(queue), "--device", "cpu"]) == 0
-    assert "queue finished" in capsys.readouterr().out
-    gpu_step.main(["--queue", str(queue), "--status"])
-    assert "first" in capsys.readouterr().out
+    assert "every training run is done" in text
+    assert all(state(s, out)[0] == "done" for s in steps)
+    with tarfile.open(exported / f"{steps[0].key}.tar") as archive:
+        names = archive.getnames()
+    assert {f"{steps[0].key}/{n}" for n in ("checkpoint.pt", "config.json", "train_log.jsonl")} <= set(names)
+    assert gpu_step.main(["--plan", "table2", "--scale", "smoke", "--out", str(out), "--device", "cpu"]) == 0
+    assert "exported" not in capsys.readouterr().out  # nothing left to train: nothing touched
+    gpu_step.main(["--plan", "table2", "--scale", "smoke", "--out", str(out), "--status"])
+    assert f"{steps[0].key}" in capsys.readouterr().out
 
 
-def test_a_malformed_queue_is_one_line_naming_file_and_line(tmp_path, capsys):
-    bad = tmp_path / "QUEUE"
-    bad.write_text("run mnist-lenet smoke epochs=two\n")
-    assert gpu_step.main(["--queue", str(bad)]) == 2
+def test_paper_scale_with_a_data_dir_reads_the_jpeg_copy_and_names_it():
+    steps = gpu_step.train_steps("table2", "paper", gpu_step.DATA, "cuda")
+    assert len(steps) == 7
+    assert all(s.config.dataset == "imagefolder" and s.config.data_dir == gpu_step.DATA for s in steps)
+    assert all(s.config.epochs == 160 for s in steps)
+    official = [s for s in resolve(get_plans("table2"), "paper") if s.kind == "train"]
+    assert {s.key for s in steps}.isdisjoint(s.key for s in official)  # other data, other runs
+
+
+def test_a_bad_plan_is_one_line(capsys):
+    assert gpu_step.main(["--plan", "table9", "--status"]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}:1" in err and len(err.strip().splitlines()) == 1
+    assert "table9" in err and len(err.strip().splitlines()) == 1
 
 
-def test_unpack_extracts_a_data_pack_once(tmp_path):
-    source = tmp_path / "src" / "train" / "cat"
-    source.mkdir(parents=True)
-    (source / "0.png").write_bytes(b"png")
+def test_pack_becomes_a_zip_once_that_pni_reads(tmp_path):
+    import pni
+
+    source = tmp_path / "src"
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            folder = source / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
     pack = tmp_path / "tiny.tar.xz"
     with tarfile.open(pack, "w:xz") as archive:
-        archive.add(tmp_path / "src" / "train", arcname="train")
-    target = gpu_step.unpack(pack, tmp_path / "data")
-    assert target == tmp_path / "data" / "tiny" and (target / "train" / "cat" / "0.png").exists()
-    assert gpu_step.unpack(pack, tmp_path / "data") == target  # already there: nothing to do
+        archive.add(source / "train", arcname="train")
+        archive.add(source / "test", arcname="test")
+    target = gpu_step.zip_from_pack(pack, tmp_path / "data" / "tiny.zip")
+    assert zipfile.ZipFile(target).testzip() is None
+    data = pni.load_dataset("imagefolder", "train", str(target))
+    assert len(data) == 4 and data.classes == ["cat", "dog"]
+    stamp = target.stat().st_mtime_ns
+    assert gpu_step.zip_from_pack(pack, target) == target and target.stat().st_mtime_ns == stamp

@@ -12,12 +12,6 @@ from pni.reproduce import NAMES, PLANS, ReproduceError, Runner, get_plans, repro
 from pni.reproduce.cli import add_reproduce_parser
 
 
-@pytest.fixture(scope="module")
-def smoke_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    out = tmp_path_factory.mktemp("reproduce-smoke")
-    return out, reproduce("all", "smoke", str(out))
-
-
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pni")
     add_reproduce_parser(parser.add_subparsers(dest="command"))
@@ -37,6 +31,8 @@ def test_every_plan_runs_end_to_end_at_smoke_scale(smoke_all: tuple[Path, dict[s
     key = resolve(get_plans("table2"), "smoke", only="pni-w")[0].key
     log = [json.loads(line) for line in (out / key / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["alphas"]  # Table 1's final alphas are in the log
+    saved = __import__("torch").load(out / key / "checkpoint.pt", weights_only=True)
+    assert "optimizer" not in saved and saved["epoch"] == 1  # a finished run keeps weights only
     evals = [s for s in resolve(get_plans("table2"), "smoke", only="pni-w") if s.kind == "eval"]
     results = json.loads((out / evals[0].key / "results.json").read_text())
     assert results["n"] == 32 and results["trials"] == 2
@@ -130,3 +126,42 @@ def test_cli_errors_are_one_line_and_dry_run_reports_status(
     with pytest.raises(ReproduceError):
         get_plans("nope")
     assert NAMES[-1] == "all" and set(NAMES[:-1]) == set(PLANS)
+
+
+def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path, dict[str, str]]) -> None:
+    from pni.reproduce.estimate import RateMeter, finished_times, logged_rate, spent_seconds, step_seconds
+
+    out, _ = smoke_all
+    steps = resolve(get_plans("table2"), "smoke")
+    runs = {s.key: s for s in steps if s.kind == "train"}
+    evals = [s for s in steps if s.kind == "eval"]
+    timing = json.loads((out / evals[0].key / "timing.json").read_text())
+    assert timing["seconds"] > 0 and timing["device"] == "cpu"
+    train = json.loads((out / steps[0].key / "timing.json").read_text())
+    assert train["train_seconds_logged"] > 0
+    meter = RateMeter("cpu")
+    meter.calibrate(steps, out)
+    config = steps[0].config
+    assert meter.logged[meter.key(config)] and logged_rate(out / steps[0].key, config, "gpu") is None
+    assert meter.rate(config) == pytest.approx(__import__("statistics").median(meter.logged[meter.key(config)]))
+    times = finished_times(steps, runs, meter, out)
+    # a step like a finished one is estimated at the finished one's wall time
+    assert step_seconds(evals[0], runs, meter, out, times) == pytest.approx(timing["seconds"])
+    spent, timed = spent_seconds(steps, out)
+    assert spent > 0 and timed == len(steps)
+
+
+def test_data_dir_and_max_minutes_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["reproduce", "table2", "--scale", "smoke", "--data-dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--data-dir" in err and "nope" in err
+    assert _cli(["reproduce", "table2", "--scale", "smoke", "--max-minutes", "0"]) == 2
+    assert "--max-minutes" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert _cli(["reproduce", "table1", "--scale", "smoke", "--out", str(out), "--max-minutes", "0.0001"]) == 0
+    text = capsys.readouterr().out
+    assert "stopped by --max-minutes" in text and not out.exists()
+    assert _cli(["reproduce", "table2", "--scale", "paper", "--data-dir", str(tmp_path), "--dry-run",
+                 "--only", "vanilla"]) == 0
+    text = capsys.readouterr().out
+    assert f"CIFAR-10 image folder {tmp_path}" in text and "-folder-" in text

@@ -119,7 +119,7 @@ def _field_parser(cls: Any, field: dataclasses.Field | None = None) -> Callable[
     """The argument type of a dataclass field, from its type hint: bool, int, float (eps
     fractions such as 8/255), str, int or float lists (comma-separated), optional values
     (``none``); ``metadata["parse"]`` ``"positive"`` (int >= 1) or ``"device"`` override.
-    ``_field_parser(field)`` alone means a ``TrainConfig`` field (scripts/gpu_step.py)."""
+    ``_field_parser(field)`` alone means a ``TrainConfig`` field."""
     if field is None:
         from .config import TrainConfig
         cls, field = TrainConfig, cls

@@ -15,7 +15,7 @@ from .resnet_cifar import CifarResNet
 from ..errors import PNIError
 
 __all__ = ["MODELS", "ModelError", "Normalize", "create_model", "count_parameters",
-           "layer_labels", "eval_mode", "model_device", "CifarResNet", "ResNet18", "LeNet5"]
+           "layer_label", "layer_labels", "eval_mode", "model_device", "CifarResNet", "ResNet18", "LeNet5"]
 
 NormalizeArg = tuple[Sequence[float], Sequence[float]] | bool | None
 
@@ -99,29 +99,27 @@ _BLOCK_CONV = re.compile(r"^stage(\d+)\.(\d+)\.(conv1|conv2|shortcut\.0)$")
 _NUMBERED = re.compile(r"^(conv|fc)(\d+)$")
 
 
-def layer_labels(model: nn.Module) -> dict[str, str]:
-    """Maps layer names to the paper's labels (Table 1): Conv0, Conv1.0 ... Conv3.5, FC.
+def layer_label(name: str) -> str:
+    """The paper's label (Table 1) of a Conv/Linear layer named ``name``: for a ResNet stage
+    s, block b, the first and second 3x3 convs are Conv{s}.{2b} and Conv{s}.{2b+1}; a
+    projection shortcut is Conv{s}.{b}.sc; top-level ``convK`` / ``fcK`` (LeNet-5) become
+    ConvK / FCK and ``fc`` FC. Other names stay as they are."""
+    match = _BLOCK_CONV.match(name)
+    numbered = _NUMBERED.match(name)
+    if numbered:
+        return f"{'Conv' if numbered[1] == 'conv' else 'FC'}{numbered[2]}"
+    if name == "fc":
+        return "FC"
+    if match:
+        stage, block, which = int(match[1]), int(match[2]), match[3]
+        if which == "shortcut.0":
+            return f"Conv{stage}.{block}.sc"
+        return f"Conv{stage}.{2 * block + (which == 'conv2')}"
+    return name
 
-    For a ResNet stage s, block b, the first and second 3x3 convs are Conv{s}.{2b} and
-    Conv{s}.{2b+1}; a projection shortcut is Conv{s}.{b}.sc. Top-level ``convK`` / ``fcK``
-    (LeNet-5) become ConvK / FCK. Other layers keep their name.
-    """
-    labels: dict[str, str] = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.Linear)):
-            continue
-        match = _BLOCK_CONV.match(name)
-        numbered = _NUMBERED.match(name)
-        if numbered:
-            labels[name] = f"{'Conv' if numbered[1] == 'conv' else 'FC'}{numbered[2]}"
-        elif name == "fc":
-            labels[name] = "FC"
-        elif match:
-            stage, block, which = int(match[1]), int(match[2]), match[3]
-            if which == "shortcut.0":
-                labels[name] = f"Conv{stage}.{block}.sc"
-            else:
-                labels[name] = f"Conv{stage}.{2 * block + (which == 'conv2')}"
-        else:
-            labels[name] = name
-    return labels
+
+def layer_labels(model: nn.Module) -> dict[str, str]:
+    """Maps the model's Conv/Linear layer names to the paper's labels (Table 1): Conv0,
+    Conv1.0 ... Conv3.5, FC (``layer_label``)."""
+    return {name: layer_label(name) for name, module in model.named_modules()
+            if isinstance(module, (nn.Conv2d, nn.Linear))}

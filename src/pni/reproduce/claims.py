@@ -1,12 +1,17 @@
 """The paper's claims, each judged from a ``report.Results`` on one track
 (``verdicts.judge``): PNI-W beats vanilla AT (Table 2), noise on beats noise off, PNI-W is
 the best location, whether EOT-PGD / AutoAttack-rand erase PNI's gain, FGSM weaker than PGD
-(Table 7 item 1), capacity helps (Table 3), PNI resists ZOO better than vanilla AT (Table 5)."""
+(Table 7 item 1), capacity helps (Table 3), PNI resists ZOO better than vanilla AT (Table 5);
+adversarial training needs a larger C&W L2 (Table 4), PNI-W beats PGD AT (Table 6), the
+audit's items (Table 7, Fig. 3) and the alphas' convergence (Table 1, ``claims_alpha``)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .verdicts import NOT_JUDGED, Measure, Verdict, erased, judge, measure, metric
+from .claims_alpha import alpha_claims
+from .verdicts import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED, Measure, Verdict, erased, judge,
+                       measure, metric)
 
 ON, OFF = "with_noise", "without_noise"
 OTHER_LOCATIONS = ("pni-i", "pni-a-a", "pni-a-b", "pni-w+a-a", "pni-w+a-b")
@@ -15,6 +20,14 @@ OTHER_LOCATIONS = ("pni-i", "pni-a-a", "pni-a-b", "pni-w+a-a", "pni-w+a-b")
 def _acc(results: Any, plan: str, row: str, track: str, setting: str, attack: str,
          protocol: str = "paper") -> Measure | None:
     return measure(results.get(plan, row, track, protocol), setting, attack)
+
+
+def table1_claims(results: Any, track: str) -> list[Verdict]:
+    """The alphas' rules (``claims_alpha``) and PNI in x-hat generation's gain under PGD."""
+    return [*alpha_claims(results, track),
+            judge("Adv. training with PNI in x-hat generation beats it without, under PGD", "Table 1",
+                  ("with PNI in x-hat PGD", _acc(results, "table1", "at-xnoise-on", track, ON, "pgd")),
+                  ("without PNI in x-hat PGD", _acc(results, "table1", "at-xnoise-off", track, ON, "pgd")))]
 
 
 def table2_claims(results: Any, track: str) -> list[Verdict]:
@@ -77,7 +90,109 @@ def table5_claims(results: Any, track: str) -> list[Verdict]:
             for row, loc in (("b-w", "W"), ("b-a-a", "A-a"), ("b-w+a-a", "W+A-a"))]
 
 
-CLAIMS = {"table2": table2_claims, "table3": table3_claims, "table5": table5_claims}
+CW_PROFILES = (("cw-paper", "paper profile"), ("cw-strong", "strong profile"))
+CW_MODELS = (("r20x4", "ResNet-20 (4x)"), ("r18", "ResNet-18"))
+
+
+def _cw_claim(claim: str, found_a: Any, name_a: str, found_b: Any, name_b: str) -> Verdict:
+    """"``a`` needs a larger C&W L2 than ``b``", judged on the mean L2 of the successful
+    perturbations and its standard error over those images (``mean_l2_stderr``); each side
+    cites its success rate (the L2 is averaged over the fooled images only)."""
+    def named(name: str, found: Any) -> str:
+        rate = metric(found, "cw", "success_rate")
+        return f"{name} (fooled {rate.mean:.0f}%) mean L2" if rate is not None and math.isfinite(rate.mean) \
+            else f"{name} mean L2"
+    a, b = metric(found_a, "cw", "mean_l2"), metric(found_b, "cw", "mean_l2")
+    verdict = judge(claim, "Table 4", (named(name_a, found_a), a), (named(name_b, found_b), b))
+    if a is None or b is None or not all(math.isfinite(m.mean) for m in (a, b)):
+        return verdict
+    if not (a.error_known() and b.error_known()):
+        return Verdict(claim, "Table 4", INCONCLUSIVE, verdict.evidence,
+                       note="Standard error unknown: this results.json has no per-image L2 spread "
+                            "(mean_l2_stderr).")
+    return verdict
+
+
+def _both(claim: str, parts: list[Verdict]) -> Verdict:
+    """A claim made of several: *holds* when each holds, *does not hold* when one does not,
+    else inconclusive (not judged while a part is); cites each part."""
+    verdicts = {v.verdict for v in parts}
+    verdict = (HOLDS if verdicts == {HOLDS} else DOES_NOT_HOLD if DOES_NOT_HOLD in verdicts
+               else NOT_JUDGED if NOT_JUDGED in verdicts else INCONCLUSIVE)
+    evidence = "; ".join(v.evidence if v.verdict == NOT_JUDGED else f"{v.evidence} ({v.verdict})" for v in parts)
+    return Verdict(claim, parts[0].source, verdict, evidence, note=" ".join(dict.fromkeys(v.note for v in parts
+                                                                                       if v.note)))
+
+
+def table4_claims(results: Any, track: str) -> list[Verdict]:
+    """Per C&W profile and model: adversarial training (vanilla and PNI-W) needs a larger L2
+    than no defense, and PNI-W more than vanilla. Where both models' rows resolve to the same
+    runs on this track (stand-ins), they are judged once, under the first model's name."""
+    verdicts: list[Verdict] = []
+    seen: dict[tuple[str | None, ...], str] = {}
+    for tag, model in CW_MODELS:
+        for protocol, profile in CW_PROFILES:
+            rows = {s: f"{tag}-{s}" for s in ("none", "vanilla", "pni-w")}
+            keys = tuple(results.key("table4", r, track, protocol) for r in rows.values())
+            if None in keys:                 # not on this track
+                continue
+            if keys in seen:
+                verdicts = [Verdict(v.claim, v.source, v.verdict, v.evidence,
+                                    note=f"{v.note} On this track the {model} rows are the same runs.".strip())
+                            if v.claim.endswith(f"({seen[keys]}, {profile})") else v for v in verdicts]
+                continue
+            seen[keys] = model
+            found = {s: results.get("table4", r, track, protocol) for s, r in rows.items()}
+            where = f"{model}, {profile}"
+            claim = f"Adversarial training (vanilla, PNI-W) needs a larger C&W L2 than no defense ({where})"
+            verdicts += [
+                _both(claim, [_cw_claim(claim, found["vanilla"], "vanilla AT", found["none"], "no defense"),
+                              _cw_claim(claim, found["pni-w"], "PNI-W", found["none"], "no defense")]),
+                _cw_claim(f"PNI-W needs a larger C&W L2 than vanilla AT ({where})",
+                          found["pni-w"], "PNI-W", found["vanilla"], "vanilla AT")]
+    return verdicts
+
+
+def table6_claims(results: Any, track: str) -> list[Verdict]:
+    return [judge("PNI-W beats PGD AT under PGD", "Table 6",
+                  ("PNI-W PGD (noise on)", _acc(results, "table6", "pni-w", track, ON, "pgd")),
+                  ("PGD AT PGD", _acc(results, "table6", "pgd-at", track, OFF, "pgd")))]
+
+
+def audit_claim(claim: str, source: str, found: dict[str, Any] | None, number: int) -> Verdict:
+    """A claim that is an audit item's check: *holds* when the item passes, *does not hold*
+    when it fails (the audit's own rule and tolerance, ``pni.audit``), with its summary."""
+    if found is None:
+        return Verdict(claim, source, NOT_JUDGED, "missing: the audit")
+    item = next((i for i in found.get("items", []) if int(i.get("number", -1)) == number), None)
+    if item is None:
+        return Verdict(claim, source, NOT_JUDGED, f"missing: audit item {number}")
+    verdict = HOLDS if item.get("passed") else DOES_NOT_HOLD
+    evidence = f"audit item {number} {item.get('verdict', '?')}: {item.get('summary', '')}"
+    return Verdict(claim, source, verdict, evidence, note=f"Rule (fails if): {item.get('rule', '?')}.")
+
+
+def table7_claims(results: Any, track: str) -> list[Verdict]:
+    found = results.get("table7", "pni-w", track, "audit")
+    return [audit_claim("FGSM (one step) does not beat PGD (iterative) on PNI-W", "Table 7 item 1, pni audit",
+                        found, 1),
+            audit_claim("Black-box attacks (transfer, ZOO) do not beat white-box ones on PNI-W",
+                        "Table 7 item 2, pni audit", found, 2)]
+
+
+def fig3_claims(results: Any, track: str) -> list[Verdict]:
+    out = []
+    for row, title in (("vanilla", "vanilla AT"), ("pni-w", "PNI-W")):
+        found = results.get("fig3", row, track, "audit")
+        out += [audit_claim(f"PGD accuracy of {title} falls as eps grows", "Fig. 3 (left), audit item 5", found, 5),
+                audit_claim(f"PGD on {title} has converged by the largest step count", "Fig. 3 (right), audit item 6",
+                            found, 6)]
+    return out
+
+
+CLAIMS = {"table1": table1_claims, "table2": table2_claims, "table3": table3_claims,
+          "table4": table4_claims, "table5": table5_claims, "table6": table6_claims,
+          "table7": table7_claims, "fig3": fig3_claims}
 
 
 def judge_claims(results: Any, track: str, plans: set[str]) -> list[Verdict]:

@@ -10,6 +10,8 @@ from typing import Any
 from ..config import SCALES
 from .plans import NAMES
 
+REPORT_OUT = "docs/RESULTS.md"
+
 
 def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds the ``reproduce`` subcommand to ``subparsers`` (``parser.add_subparsers()``)."""
@@ -27,11 +29,22 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="print the plan: every step, its settings, whether it is done, estimated time")
     rep.add_argument("--only", metavar="ROW", default=None, help="run only this row of the plan (its id)")
     rep.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
+    rep.add_argument("--data-dir", metavar="PATH", default=None,
+                     help="CIFAR-10 as an image folder or zip (train/<class>/*, test/<class>/*) for the "
+                          "CIFAR tracks, e.g. the JPEG copy on a machine that cannot download CIFAR-10 "
+                          "(other data: other run keys; the report says which data)")
+    rep.add_argument("--max-minutes", type=float, default=None,
+                     help="stop after the last training epoch that fits in this wall time (checkpointed; "
+                          "run again to continue)")
     rep.add_argument("--report", action="store_true",
                      help="write the report (paper vs ours, honest counterparts, verdicts) from the "
                           "results already in --out; runs nothing")
-    rep.add_argument("--report-out", metavar="PATH", default="docs/RESULTS.md",
+    rep.add_argument("--report-out", metavar="PATH", default=REPORT_OUT,
                      help="where --report writes (default docs/RESULTS.md)")
+    rep.add_argument("--readme", metavar="PATH", default=None,
+                     help="README whose block between <!-- verdicts:start --> and <!-- verdicts:end --> "
+                          "--report rewrites with one line per claim (default README.md when --report-out "
+                          "is left at its default, else none; '' for none)")
     rep.set_defaults(func=cmd_reproduce)
     return rep
 
@@ -43,55 +56,66 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     try:
         plans = get_plans(args.name)
-        steps = resolve(plans, args.scale, args.only)
+        if args.max_minutes is not None and not args.max_minutes > 0:
+            raise ReproduceError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes:g}")
+        if args.data_dir is not None and not Path(args.data_dir).exists():
+            raise ReproduceError(f"--data-dir {args.data_dir}: no such folder or zip")
+        steps = resolve(plans, args.scale, args.only, data_dir=args.data_dir)
         out = Path(args.out) if args.out else Path("results") / args.scale
         if args.report:
-            from .report import write_results
+            from .report import write_readme_summary, write_results
 
-            path = write_results(plans, args.scale, out, args.report_out)
+            path = write_results(plans, args.scale, out, args.report_out, args.data_dir)
             print(f"report of {args.name} at {args.scale} scale from {out} written to {path}")
+            readme = args.readme if args.readme is not None else (
+                "README.md" if args.report_out == REPORT_OUT else "")
+            if readme:
+                print(write_readme_summary(plans, args.scale, out, readme, path, args.data_dir))
             return 0
         if args.dry_run:
-            print_plan(plans, steps, args.scale, out, args.device)
+            print_plan(plans, steps, args.scale, out, args.device, args.data_dir)
             return 0
-        outcome = Runner(out, args.device).run(steps)
+        runner = Runner(out, args.device, max_minutes=args.max_minutes)
+        outcome = runner.run(steps)
     except ReproduceError as error:
         print(f"pni reproduce: error: {error}", file=sys.stderr)
         return 2
     ran = sum(v == "ran" for v in outcome.values())
-    print(f"{args.name} at {args.scale} scale: {ran} step(s) run, {len(outcome) - ran} reused; "
+    stopped = f"; stopped by --max-minutes, {len(steps) - len(outcome)} step(s) left" if runner.stopped_early else ""
+    print(f"{args.name} at {args.scale} scale: {ran} step(s) run, {len(outcome) - ran} reused{stopped}; "
           f"results in {out}")
     return 0
 
 
-def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str) -> float:
+def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str,
+               data_dir: str | None = None) -> float:
     """Prints every step (status, settings, rows, estimated time); returns the seconds left."""
-    from .estimate import RateMeter, format_seconds, step_seconds
+    from .estimate import RateMeter, finished_times, format_seconds, spent_seconds, step_seconds
     from .runner import state
     from .scales import tracks
 
     print(f"pni reproduce {', '.join(p.name for p in plans)} --scale {scale} (out: {out})")
-    for track in tracks(scale):
+    for track in tracks(scale, data_dir):
         print(f"  track {track.name}: {track.note}")
     for plan in plans:
         print(f"  {plan.name}: {plan.title}" + (f" [{plan.notes}]" if plan.notes else ""))
     meter = RateMeter(device)
+    meter.calibrate(steps, out)
     runs = {s.key: s for s in steps if s.kind == "train"}
+    times = finished_times(steps, runs, meter, out)
     total = 0.0
     done = 0
     for step in steps:
         status, detail = state(step, out)
-        seconds = 0.0 if status == "done" else step_seconds(step, runs, meter, out)
+        seconds = 0.0 if status == "done" else step_seconds(step, runs, meter, out, times)
         total += seconds
         done += status == "done"
         tag = f"{status}{' ' + detail if detail else ''}"
         print(f"- [{tag}] {step.kind} {step.key} ({step.track})\n    {step.summary}\n"
               f"    rows: {', '.join(step.rows)}; estimated {format_seconds(seconds)}")
-    rates = ", ".join(f"{k[0]}x{k[1]:g} {'x'.join(map(str, k[2]))} PGD-{k[3]}{' noise' if k[4] else ''}: "
-                      f"{v:.0f} img/s"
-                      for k, v in meter.rates.items())
     print(f"{done}/{len(steps)} steps done; estimated time left on this machine ({device}): "
           f"{format_seconds(total)}")
-    print(f"(estimate from training images/s measured just now with pni.train.fit on random "
-          f"images: {rates or 'none needed'}; attacks counted as forward+backward passes)")
+    spent, timed = spent_seconds(steps, out)
+    print(f"time spent here on the done steps: {format_seconds(spent)} ({timed} of {done} with a timing.json)")
+    print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
     return total

@@ -1,12 +1,18 @@
 """Time estimates for ``pni reproduce --dry-run``: the training images/s of each model,
 measured on this machine (a warm-up batch, then the best of three timed
-runs of two batches through ``pni.train.fit``),
-and every other step converted to training-image equivalents by its passes per image.
-Estimates, not promises: attacks are counted as forward+backward passes."""
+runs of two batches through ``pni.train.fit``), calibrated by the runs already trained
+in the results folder (their ``train_log.jsonl`` records the seconds of every epoch:
+a model with such a log uses its logged rate, the others the micro-benchmark scaled by
+the median logged/measured ratio), and every other step converted to training-image
+equivalents by its passes per image. Estimates, not promises: attacks are counted as
+forward+backward passes."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -25,17 +31,55 @@ class RateMeter:
     def __init__(self, device: str = "cpu", batch: int = 16) -> None:
         self.device = device
         self.batch = batch
+        self._configs: dict[tuple[Any, ...], TrainConfig] = {}
         self.rates: dict[tuple[Any, ...], float] = {}
+        self.logged: dict[tuple[Any, ...], list[float]] = {}
+        self._ratio: float | None = None
+
+    def calibrate(self, steps: list[Step], out: Path) -> None:
+        """Records the training images/s of every run of ``steps`` with a log in ``out``
+        trained on this meter's device (``logged_rate``)."""
+        for step in steps:
+            if step.kind == "train" and step.config is not None:
+                rate = logged_rate(out / step.key, step.config, self.device)
+                if rate is not None:
+                    self._configs.setdefault(self.key(step.config), step.config)
+                    self.logged.setdefault(self.key(step.config), []).append(rate)
+
+    def ratio(self) -> float:
+        """Median logged / micro-benchmark rate over the models that have both (1 if none)."""
+        if self._ratio is None:
+            ratios = [statistics.median(v) / self._measured(k) for k, v in self.logged.items()]
+            self._ratio = statistics.median(ratios) if ratios else 1.0
+        return self._ratio
+
+    def _measured(self, key: tuple[Any, ...]) -> float:
+        if key not in self.rates:
+            self.rates[key] = self._measure(self._configs[key], key[2])
+        return self.rates[key]
 
     def key(self, config: TrainConfig) -> tuple[Any, ...]:
         return (config.model, config.width, SHAPES.get(config.dataset, (3, 32, 32)),
                 config.steps if config.adversarial else 0, config.location is not None)
 
     def rate(self, config: TrainConfig) -> float:
+        """The logged rate of this kind of run when one exists, else the calibrated micro-benchmark."""
         key = self.key(config)
-        if key not in self.rates:
-            self.rates[key] = self._measure(config, key[2])
-        return self.rates[key]
+        self._configs.setdefault(key, config)
+        if key in self.logged:
+            return statistics.median(self.logged[key])
+        return self._measured(key) * self.ratio()
+
+    def describe(self) -> str:
+        """One line: where the rates come from."""
+        def name(k: tuple[Any, ...]) -> str:
+            return f"{k[0]}x{k[1]:g} {'x'.join(map(str, k[2]))} PGD-{k[3]}{' noise' if k[4] else ''}"
+        logged = ", ".join(f"{name(k)}: {statistics.median(v):.0f} img/s" for k, v in self.logged.items())
+        measured = ", ".join(f"{name(k)}: {v:.0f} img/s" for k, v in self.rates.items())
+        return (f"training images/s logged by the runs in the results folder: {logged or 'none yet'}; "
+                f"measured just now with pni.train.fit on random images: {measured or 'none needed'}; "
+                f"unlogged models scaled by the median logged/measured ratio {self.ratio():.2f}; "
+                f"attacks counted as forward+backward passes")
 
     def _measure(self, config: TrainConfig, shape: tuple[int, int, int]) -> float:
         import torch
@@ -57,6 +101,23 @@ class RateMeter:
             fit(model, data, cfg)
             times.append(time.perf_counter() - started)
         return 2 * b / max(min(times[1:]), 1e-6)  # the least-disturbed timing (a shared machine)
+
+
+def logged_rate(folder: Path, config: TrainConfig, device: str) -> float | None:
+    """Training images/s of the run in ``folder``: images over the seconds its
+    ``train_log.jsonl`` records (None: no log, or trained on another device)."""
+    try:
+        recorded = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or str(recorded.get("device") or "cpu").split(":")[0] != device.split(":")[0]:
+        return None
+    records = [r for r in train_log(folder) if float(r.get("train_seconds") or 0) > 0]
+    seconds = sum(float(r["train_seconds"]) for r in records)
+    if not records or seconds <= 0:
+        return None
+    n_train = config.train_subset or SPLIT_SIZES.get(config.dataset, (50000, 10000))[0]
+    return n_train * len(records) / seconds
 
 
 def _passes(attack: str, s: dict[str, Any], steps: int) -> float:
@@ -85,8 +146,43 @@ def _passes(attack: str, s: dict[str, Any], steps: int) -> float:
     return steps
 
 
-def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any) -> float:
-    """Estimated seconds of ``step`` still to run (a partial training run: its last epochs)."""
+def signature(step: Step, runs: dict[str, Step], meter: RateMeter) -> tuple[Any, ...] | None:
+    """What a non-training step costs depends on: its kind, its settings but the run it reads,
+    and the kind of model that run is (None for training steps)."""
+    if step.kind == "train" or not step.needs or step.needs[0] not in runs:
+        return None
+    from .steps import digest
+
+    config = runs[step.needs[0]].config
+    assert config is not None
+    settings = {k: v for k, v in step.settings.items() if k not in ("run", "runs")}
+    return (step.kind, digest(settings), meter.key(config), config.eval_subset)
+
+
+def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, out: Path) -> dict[tuple[Any, ...], float]:
+    """Wall seconds of the finished steps in ``out`` (their ``timing.json``) on this meter's
+    device, by ``signature``: a step like a finished one is estimated at its time."""
+    from .runner import TIMING
+
+    times: dict[tuple[Any, ...], float] = {}
+    for step in steps:
+        key = signature(step, runs, meter)
+        try:
+            record = json.loads((out / step.key / TIMING).read_text())
+        except (OSError, ValueError):
+            continue
+        if key is not None and isinstance(record, dict) and record.get("device", "cpu") == meter.device:
+            times.setdefault(key, float(record.get("seconds", 0.0)))
+    return times
+
+
+def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
+                 times: dict[tuple[Any, ...], float] | None = None) -> float:
+    """Estimated seconds of ``step`` still to run (a partial training run: its last epochs):
+    the time a finished step of the same signature took here, else modelled from images/s."""
+    key = signature(step, runs, meter)
+    if times and key in times:
+        return times[key]
     if step.kind == "train":
         cfg = step.config
         assert cfg is not None
@@ -128,3 +224,25 @@ def format_seconds(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
+    """(wall seconds the done steps in ``out`` took, how many of them recorded a timing):
+    a training run counts the epoch seconds its log records, the rest their ``timing.json``."""
+    from .runner import TIMING, state
+
+    total, timed = 0.0, 0
+    for step in steps:
+        if state(step, out)[0] != "done":
+            continue
+        folder = out / step.key
+        if step.kind == "train":
+            seconds = sum(float(r.get("train_seconds") or 0) for r in train_log(folder))
+        else:
+            try:
+                seconds = float(json.loads((folder / TIMING).read_text()).get("seconds", 0.0))
+            except (OSError, ValueError, AttributeError):
+                continue
+        total += seconds
+        timed += seconds > 0
+    return total, timed

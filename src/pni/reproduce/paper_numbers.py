@@ -14,7 +14,9 @@ TABLE1: dict[str, Cells] = {
     "at-xnoise-off": {"clean": (71.00, None), "pgd": (18.11, None), "fgsm": (26.34, None)},
     "at-xnoise-on": {"clean": (84.89, 0.11), "pgd": (45.94, 0.11), "fgsm": (54.48, 0.44)},
 }
-# Table 1 (top): converged alpha per layer (Conv0, Conv1.0-1.5, Conv2.0-2.5, Conv3.0-3.5, FC).
+# Table 1 (top): converged alpha per layer of ResNet-20, in this order of layers (the labels of
+# ``pni.models.layer_label``).
+TABLE1_LAYERS: tuple[str, ...] = ("Conv0", *(f"Conv{s}.{i}" for s in (1, 2, 3) for i in range(6)), "FC")
 TABLE1_ALPHAS: dict[str, tuple[float, ...]] = {
     "vanilla-training": (0.003, 0.002, 0.004, 0.002, 0.004, 0.005, 0.002, 0.004, 0.006, 0.004,
                          0.001, 0.003, 0.002, 0.007, 0.003, 0.007, 0.006, 0.009, 0.005, 0.002),

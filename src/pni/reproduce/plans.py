@@ -6,7 +6,7 @@ and the measurements it takes (evaluations, transfer, audit). Specs are scale-fr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .scales import AUDIT, CERTIFY, SUBSTITUTE, TRANSFER, eval_settings, tracks
 from .steps import (Alphas, Audit, Certify, Eval, ReproduceError, Spec, Step, Substitute, Train,
@@ -130,11 +130,12 @@ def get_plans(name: str) -> list[Plan]:
     return [PLANS[name]]
 
 
-def _train_step(spec: Train, plan: str, scale: str, device: str | None) -> list[Step]:
+def _train_step(spec: Train, plan: str, scale: str, device: str | None,
+                data_dir: str | None = None) -> list[Step]:
     from ..config import load_config
 
     out: list[Step] = []
-    for track in tracks(scale):
+    for track in tracks(scale, data_dir):
         adapted = track.adapt(spec, plan)
         if adapted is None:
             continue
@@ -151,16 +152,18 @@ def _train_step(spec: Train, plan: str, scale: str, device: str | None) -> list[
     return out
 
 
-def _runs_by_track(spec: Train, plan: str, scale: str, device: str | None) -> dict[str, Step]:
-    return {s.track: s for s in _train_step(spec, plan, scale, device)}
+def _runs_by_track(spec: Train, plan: str, scale: str, device: str | None,
+                   data_dir: str | None = None) -> dict[str, Step]:
+    return {s.track: s for s in _train_step(spec, plan, scale, device, data_dir)}
 
 
-def _downstream(spec: Spec, plan: str, scale: str, device: str | None) -> list[Step]:
+def _downstream(spec: Spec, plan: str, scale: str, device: str | None,
+                data_dir: str | None = None) -> list[Step]:
     """The steps of an Eval/Transfer/Audit/Alphas spec, one per track its runs train on."""
     steps: list[Step] = []
     if isinstance(spec, Transfer):
-        sources = _runs_by_track(spec.source, plan, scale, device)
-        for track, target in _runs_by_track(spec.target, plan, scale, device).items():
+        sources = _runs_by_track(spec.source, plan, scale, device, data_dir)
+        for track, target in _runs_by_track(spec.target, plan, scale, device, data_dir).items():
             if track in sources:
                 source = sources[track]
                 settings = {"runs": [source.key, target.key], **TRANSFER[scale]}
@@ -169,7 +172,7 @@ def _downstream(spec: Spec, plan: str, scale: str, device: str | None) -> list[S
                                   f"{settings['trials']} trials, n={settings['n']}", track=track))
         return steps
     run = spec.run
-    for track, train in _runs_by_track(run, plan, scale, device).items():
+    for track, train in _runs_by_track(run, plan, scale, device, data_dir).items():
         if isinstance(spec, Eval):
             settings = {"run": train.key, "protocol": spec.protocol, **eval_settings(scale, spec.protocol)}
             kind, summary = "eval", (f"{spec.protocol}: {','.join(settings['attacks'])}, "
@@ -205,9 +208,10 @@ def _runs_of(spec: Spec) -> tuple[Train, ...]:
 
 
 def resolve(plans: list[Plan], scale: str, only: str | None = None,
-            device: str | None = None) -> list[Step]:
+            device: str | None = None, data_dir: str | None = None) -> list[Step]:
     """The steps of ``plans`` at ``scale``, each once (train steps first in plan order),
-    with every step's ``rows`` listing the ``plan:row`` lines that use it."""
+    with every step's ``rows`` listing the ``plan:row`` lines that use it; ``data_dir``: the
+    CIFAR tracks read the CIFAR-10 image folder (or zip) there (``scales.tracks``)."""
     if only is not None:
         ids = sorted({r.id for p in plans for r in p.rows})
         if only not in ids:
@@ -218,9 +222,9 @@ def resolve(plans: list[Plan], scale: str, only: str | None = None,
             if only is not None and r.id != only:
                 continue
             for spec in r.specs:
-                made = [step for run in _runs_of(spec) for step in _train_step(run, plan.name, scale, device)]
+                made = [step for run in _runs_of(spec) for step in _train_step(run, plan.name, scale, device, data_dir)]
                 if not isinstance(spec, Train):
-                    made += _downstream(spec, plan.name, scale, device)
+                    made += _downstream(spec, plan.name, scale, device, data_dir)
                 for step in made:
                     kept = steps.setdefault(step.key, step)
                     label = f"{plan.name}:{r.id}"

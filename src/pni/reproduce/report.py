@@ -1,25 +1,30 @@
 """``docs/RESULTS.md`` from a results folder (``pni reproduce NAME --report``): per plan and
 track, the paper's number next to ours (mean±std over trials), the honest counterparts
 (EOT-PGD, AutoAttack-rand) next to the paper-protocol PGD, "not run yet" where a step has
-no result; then the verdicts on the paper's claims (``pni.reproduce.claims``). Never typed
-by hand: every number comes from ``paper_numbers`` or from the step folders."""
+no result (the tables: ``pni.reproduce.report_tables``); then the verdicts on the paper's
+claims (``pni.reproduce.claims``), and their one-line summary in the README between
+``<!-- verdicts:start -->`` and ``<!-- verdicts:end -->``. Never typed by hand: every number
+comes from ``paper_numbers`` or from the step folders."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..reports.json_io import write_text
-from ..reports.markdown import md_table
-from . import paper_numbers as paper
 from .claims import judge_claims
+from .claims_alpha import INIT_ALPHA, KEPT, RATIO, RUNAWAY, VANISHED
 from .plans import Plan
-from .runner import OUTPUTS, state
+from .report_tables import NOT_RUN, paper_cells, render_plan, transfer_measures
+from .runner import OUTPUTS, state, train_log
 from .scales import tracks
-from .verdicts import Measure, measure, metric
+from .verdicts import NOT_JUDGED, Verdict
 
-NOT_RUN = "not run yet"
-SETTING_TITLES = {"with_noise": "with noise", "without_noise": "without noise"}
+__all__ = ["NOT_RUN", "README_END", "README_START", "Results", "paper_cells", "render", "transfer_measures",
+           "update_readme", "verdict_summary", "write_readme_summary", "write_results"]
+
+README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 
 
 def _read(path: Path) -> Any:
@@ -29,185 +34,60 @@ def _read(path: Path) -> Any:
         return None
 
 
+def _final_alphas(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The last logged epoch's alphas of a run, with its epoch, planned epochs and initial alpha."""
+    last = next((r for r in reversed(train_log(folder)) if r.get("alphas")), None)
+    if last is None:
+        return None
+    return {"epoch": last.get("epoch"), "epochs": config.get("epochs"), "alphas": last["alphas"],
+            "init_alpha": config.get("init_alpha", INIT_ALPHA)}
+
+
 class Results:
     """What ``out`` holds for ``plans`` at ``scale``: ``get(plan, row, track, what)`` gives a
-    step's JSON (``what``: an eval protocol, "transfer", "audit", "alphas", "certify") or the
-    train step's ``config.json`` ("config"); None when not done."""
+    step's JSON (``what``: an eval protocol, "transfer", "audit", "alphas", "certify",
+    "substitute"), the train step's ``config.json`` ("config") or its last logged alphas
+    ("alphas_final"); None when not done. ``key`` and ``folder`` give the step's key and folder
+    (done or not; None where the plan has no such step on that track)."""
 
-    def __init__(self, plans: list[Plan], scale: str, out: str | Path) -> None:
+    def __init__(self, plans: list[Plan], scale: str, out: str | Path, data_dir: str | None = None) -> None:
         from .plans import resolve
 
         self.plans, self.scale, self.out = plans, scale, Path(out)
         self.found: dict[tuple[str, str, str, str], Any] = {}
-        for step in resolve(plans, scale):
+        self.keys: dict[tuple[str, str, str, str], str] = {}
+        for step in resolve(plans, scale, data_dir=data_dir):
+            folder = self.out / step.key
+            whats = ("config", "alphas_final") if step.kind == "train" else (step.settings.get("protocol", step.kind),)
+            values: dict[str, Any] = {}
             if step.kind == "train":
-                value = _read(self.out / step.key / "config.json")
-                what = "config"
-            else:
-                if step.kind not in OUTPUTS or state(step, self.out)[0] != "done":
-                    continue
-                value = _read(self.out / step.key / OUTPUTS[step.kind].replace(".png", ".json"))
-                what = step.settings.get("protocol", step.kind)
-                if step.kind == "alphas":
-                    value = {"json": value, "png": str(self.out / step.key / "alphas.png")}
-            if value is None:
-                continue
+                config = _read(folder / "config.json")
+                if config is not None:
+                    values = {"config": config, "alphas_final": _final_alphas(folder, config)}
+            elif step.kind in OUTPUTS and state(step, self.out)[0] == "done":
+                value = _read(folder / OUTPUTS[step.kind].replace(".png", ".json"))
+                if step.kind == "alphas" and value is not None:
+                    value = {"json": value, "png": str(folder / "alphas.png")}
+                values = {whats[0]: value}
             for label in step.rows:
                 plan_name, row_id = label.split(":", 1)
-                self.found[(plan_name, row_id, step.track, what)] = value
+                for what in whats:
+                    self.keys[(plan_name, row_id, step.track, what)] = step.key
+                    if values.get(what) is not None:
+                        self.found[(plan_name, row_id, step.track, what)] = values[what]
 
     def get(self, plan: str, row: str, track: str, what: str) -> Any:
         return self.found.get((plan, row, track, what))
 
+    def key(self, plan: str, row: str, track: str, what: str) -> str | None:
+        return self.keys.get((plan, row, track, what))
+
+    def folder(self, plan: str, row: str, track: str, what: str) -> Path | None:
+        key = self.key(plan, row, track, what)
+        return self.out / key if key is not None else None
+
     def has_any(self, plan: str, track: str) -> bool:
-        return any(k[0] == plan and k[2] == track and k[3] != "config" for k in self.found)
-
-
-# --- the paper's numbers per plan row ------------------------------------------------------
-def _table3_key(row_id: str) -> tuple[str, str]:
-    for scheme in ("none", "vanilla", "pni-w"):
-        if row_id.endswith("-" + scheme):
-            return row_id[: -len(scheme) - 1], scheme
-    return row_id, ""
-
-
-def paper_cells(plan: str, row_id: str, setting: str) -> dict[str, paper.Value]:
-    """The paper's clean / PGD / FGSM for a row in a noise setting ({} where it reports none)."""
-    if plan == "table1":
-        return paper.TABLE1.get(row_id, {}) if setting == "with_noise" else {}
-    if plan == "table2":
-        return paper.TABLE2.get(row_id, {}).get(setting, {})
-    if plan == "table3":
-        tag, scheme = _table3_key(row_id)
-        return paper.TABLE3.get(tag, {}).get(scheme, {}).get(setting, {})
-    if plan == "table6":
-        noisy = row_id == "pni-w"
-        return paper.TABLE6.get(row_id, {}) if (setting == "with_noise") == noisy else {}
-    return {}
-
-
-def _paper(value: paper.Value | None) -> str:
-    if value is None:
-        return "-"
-    mean, std = value
-    return f"{mean:.2f}±{std:.2f}" if std is not None else f"{mean:.2f}"
-
-
-def _ours(m: Measure | None, ran: bool) -> str:
-    return m.cell() if m is not None else ("-" if ran else NOT_RUN)
-
-
-def _settings(results: Results, plan: Plan, row: Any, track: str) -> list[str]:
-    found = results.get(plan.name, row.id, track, "paper")
-    if found:
-        return [s for s in ("with_noise", "without_noise") if s in found.get("accuracy_percent", {})]
-    noisy = getattr(row.specs[0], "location", None) is not None
-    return ["with_noise", "without_noise"] if noisy else ["without_noise"]
-
-
-def accuracy_table(results: Results, plan: Plan, track: str) -> str:
-    """Tables 1, 2, 3, 6: per row and noise setting, the paper's clean / PGD / FGSM next to
-    ours, and our EOT-PGD and AutoAttack-rand (the 'honest' protocol) next to the PGD."""
-    header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", "FGSM: paper",
-              "FGSM: ours", "EOT-PGD: ours", "AA-rand: ours"]
-    lines = []
-    for row in plan.rows:
-        ours = results.get(plan.name, row.id, track, "paper")
-        honest = results.get(plan.name, row.id, track, "honest")
-        for setting in _settings(results, plan, row, track):
-            cells = paper_cells(plan.name, row.id, setting)
-            line = [row.label, SETTING_TITLES[setting]]
-            for attack in ("clean", "pgd", "fgsm"):
-                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
-            wants_honest = any(getattr(s, "protocol", None) == "honest" for s in row.specs)
-            for attack in ("eot-pgd", "aa-rand"):
-                line.append(_ours(measure(honest, setting, attack), honest is not None) if wants_honest else "-")
-            lines.append(line)
-    return md_table(header, lines)
-
-
-def cw_table(results: Results, plan: Plan, track: str) -> str:
-    lines = []
-    for row in plan.rows:
-        cells = [row.label, f"{paper.TABLE4[row.id]:.2f}" if row.id in paper.TABLE4 else "-"]
-        for protocol in ("cw-paper", "cw-strong"):
-            found = results.get(plan.name, row.id, track, protocol)
-            l2, rate = metric(found, "cw", "mean_l2"), metric(found, "cw", "success_rate")
-            cells += [_ours(l2, found is not None) if l2 is None else f"{l2.mean:.3f}",
-                      _ours(rate, found is not None)]
-        lines.append(cells)
-    return md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
-                     "Mean L2: ours, strong profile", "Success %: strong profile"], lines)
-
-
-def transfer_measures(found: dict[str, Any] | None) -> tuple[Measure | None, Measure | None]:
-    """(A => B, B => A) accuracies from a ``transfer.json`` whose first model is A."""
-    if not found or len(found.get("models", [])) < 2:
-        return None, None
-    a, b = found["models"][:2]
-    acc, trials, n = found["accuracy_percent"], int(found.get("trials", 1)), found.get("n")
-
-    def one(source: str, target: str) -> Measure:
-        stats = acc[source][target]
-        return Measure(float(stats["mean"]), float(stats.get("std", 0.0)), trials, n)
-    return one(a, b), one(b, a)
-
-
-def blackbox_table(results: Results, plan: Plan, track: str) -> str:
-    lines = []
-    for row in plan.rows:
-        nums = paper.TABLE5.get(row.id, {})
-        found = results.get(plan.name, row.id, track, "transfer")
-        wants_transfer = any(type(s).__name__ == "Transfer" for s in row.specs)
-        ab, ba = transfer_measures(found)
-        zoo = results.get(plan.name, row.id, track, "zoo")
-        line = [row.label]
-        for key, ours in (("a=>b", ab), ("b=>a", ba)):
-            line += [_paper(nums.get(key)), _ours(ours, found is not None) if wants_transfer else "-"]
-        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None)]
-        lines.append(line)
-    return md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
-                     "ZOO success %: ours"], lines)
-
-
-def audit_table(results: Results, plan: Plan, track: str) -> str:
-    lines = []
-    for row in plan.rows:
-        found = results.get(plan.name, row.id, track, "audit")
-        items = {int(i["number"]): i for i in (found or {}).get("items", [])}
-        numbers = sorted(set(paper.TABLE7) | set(items)) if plan.name == "table7" else sorted(items)
-        if not numbers:
-            lines.append([row.label, "-", "-", "-", NOT_RUN])
-        for number in numbers:
-            item = items.get(number)
-            name = item["name"] if item else paper.TABLE7[number][0]
-            ours = (item.get("verdict", "-") + (f": {item['summary']}" if item.get("summary") else "")) \
-                if item else (NOT_RUN if found is None else "not measured")
-            lines.append([row.label, number, name,
-                          paper.TABLE7[number][1] if plan.name == "table7" and number in paper.TABLE7 else "-",
-                          ours])
-    return md_table(["Row", "Item", "Check", "Paper", "Ours"], lines)
-
-
-def figure_lines(results: Results, plan: Plan, track: str, root: Path) -> str:
-    lines = []
-    for row in plan.rows:
-        found = results.get(plan.name, row.id, track, "alphas")
-        if found:
-            path = Path(found["png"])
-            try:
-                path = path.resolve().relative_to(root.resolve())
-            except ValueError:
-                pass
-            lines.append(f"- {row.label}: ![alpha per layer]({path})")
-        else:
-            lines.append(f"- {row.label}: {NOT_RUN}")
-    return "\n".join(lines) + "\n"
-
-
-TABLES = {"table1": accuracy_table, "table2": accuracy_table, "table3": accuracy_table,
-          "table6": accuracy_table, "table4": cw_table, "table5": blackbox_table,
-          "table7": audit_table, "fig3": audit_table}
+        return any(k[0] == plan and k[2] == track and k[3] not in ("config", "alphas_final") for k in self.found)
 
 
 def track_header(results: Results, plan: Plan, track: Any) -> str:
@@ -224,42 +104,105 @@ def track_header(results: Results, plan: Plan, track: Any) -> str:
     return f"**Track {track.name}** ({track.note}).{budget}{caveat}\n"
 
 
-def render(plans: list[Plan], scale: str, out: str | Path, root: str | Path = ".") -> str:
-    """The whole report as Markdown."""
-    results = Results(plans, scale, out)
+def _on_track(plans: list[Plan], track: Any) -> set[str]:
+    """The names of the plans ``track`` trains rows of (their claims are judged there)."""
+    return {p.name for p in plans if any(track.adapt(r.specs[0], p.name) is not None for r in p.rows)}
+
+
+def _command(plans: list[Plan], scale: str, data_dir: str | None = None) -> str:
+    data = f" --data-dir {data_dir}" if data_dir else ""
+    return (f"pni reproduce {' '.join(p.name for p in plans) if len(plans) < 9 else 'all'} --scale {scale}"
+            f"{data} --report")
+
+
+VERDICT_RULES = (
+    "Each verdict: *holds* (our difference in the claimed direction exceeds two standard errors), *does not "
+    "hold at this scale* (it exceeds them the other way), *inconclusive* (within two standard errors). "
+    "Standard error: std/sqrt(trials), or with one trial the binomial error on the n images (a mean C&W L2: "
+    "its standard error over the fooled images; undefined, so inconclusive, when none was fooled). Claims "
+    "without a standard error follow a stated rule: Table 1's alphas are judged relative to the initial alpha "
+    f"({INIT_ALPHA:g}) and to the other run (`pni.reproduce.claims_alpha`: ~0 means every |alpha| <= "
+    f"{VANISHED:g} x init, *does not hold* if some |alpha| >= {KEPT:g} x init; a run-away alpha reaches "
+    f"{RUNAWAY:g} x init while every alpha of the with-noise run stays below that and its largest is at most "
+    f"1/{RATIO:g} of the run-away one; these rules give *holds* on the paper's own Table 1 alphas); a claim that "
+    "is an audit item's check (Table 7, Fig. 3) *holds* when `pni audit` passes it, with the audit's own "
+    "tolerance.\n")
+
+
+def render(plans: list[Plan], scale: str, out: str | Path, root: str | Path = ".",
+           data_dir: str | None = None) -> str:
+    """The whole report as Markdown; figure links are relative to ``root`` (the report's folder);
+    ``data_dir`` as ``resolve`` takes it (the CIFAR tracks' data)."""
+    results = Results(plans, scale, out, data_dir)
     parts = [f"# Reproduction results ({scale} scale)\n",
-             f"Generated by `pni reproduce {' '.join(p.name for p in plans) if len(plans) < 9 else 'all'} "
-             f"--scale {scale} --report` from `{out}`; do not edit by hand. Paper numbers: He, Rakin, Fan, "
-             f"CVPR 2019 (`pni.reproduce.paper_numbers`). Ours: mean±std over trials (one trial: the mean); "
-             f"accuracies in %. EOT-PGD and AA-rand are the honest counterparts of the paper's PGD "
+             f"Generated by `{_command(plans, scale, data_dir)}` from `{out}`; do not edit by hand. Paper numbers: He, "
+             f"Rakin, Fan, CVPR 2019 (`pni.reproduce.paper_numbers`). Ours: mean±std over trials (one trial: "
+             f"the mean); accuracies in %. EOT-PGD and AA-rand are the honest counterparts of the paper's PGD "
              f"(expectation over the noise; AutoAttack's randomized version).\n",
              "Tracks at this scale:\n",
-             "\n".join(f"- **{t.name}**: {t.note}" for t in tracks(scale)) + "\n"]
+             "\n".join(f"- **{t.name}**: {t.note}" for t in tracks(scale, data_dir)) + "\n"]
     for plan in plans:
         parts.append(f"## {plan.title}\n")
         if plan.notes:
             parts.append(f"_{plan.notes}_\n")
-        for track in tracks(scale):
+        for track in tracks(scale, data_dir):
             if not any(track.adapt(r.specs[0], plan.name) is not None for r in plan.rows):
                 continue
             parts.append(track_header(results, plan, track))
-            if plan.name == "fig2":
-                parts.append(figure_lines(results, plan, track.name, Path(root)))
-            else:
-                parts.append(TABLES[plan.name](results, plan, track.name))
+            parts.append(render_plan(results, plan, track, Path(root)))
     parts.append("## Verdicts on the paper's claims\n")
-    parts.append("Each verdict: *holds* (our difference in the claimed direction exceeds two standard "
-                 "errors), *does not hold at this scale* (it exceeds them the other way), *inconclusive* "
-                 "(within two standard errors). Standard error: std/sqrt(trials), or with one trial the "
-                 "binomial error on the n images.\n")
-    for track in tracks(scale):
-        verdicts = judge_claims(results, track.name, {p.name for p in plans})
+    parts.append(VERDICT_RULES)
+    for track in tracks(scale, data_dir):
+        verdicts = judge_claims(results, track.name, _on_track(plans, track))
         if verdicts:
             parts.append(f"**Track {track.name}**\n\n" + "\n".join(v.line() for v in verdicts) + "\n")
     return "\n".join(parts)
 
 
-def write_results(plans: list[Plan], scale: str, out: str | Path, path: str | Path = "docs/RESULTS.md") -> Path:
+def write_results(plans: list[Plan], scale: str, out: str | Path, path: str | Path = "docs/RESULTS.md",
+                  data_dir: str | None = None) -> Path:
     """Renders the report of ``plans`` from ``out`` and writes it to ``path`` (atomically)."""
     path = Path(path)
-    return write_text(render(plans, scale, out, root=path.parent), path, what="results report")
+    return write_text(render(plans, scale, out, root=path.parent, data_dir=data_dir), path, what="results report")
+
+
+# --- the README's summary -------------------------------------------------------------------------
+def verdict_summary(plans: list[Plan], scale: str, out: str | Path, report: str,
+                    data_dir: str | None = None) -> str:
+    """One line per claim with its verdict per track, linking ``report`` (a relative path)."""
+    results = Results(plans, scale, out, data_dir)
+    merged: dict[str, tuple[Verdict, dict[str, str]]] = {}
+    for track in tracks(scale, data_dir):
+        for v in judge_claims(results, track.name, _on_track(plans, track)):
+            merged.setdefault(v.claim, (v, {}))[1][track.name] = v.verdict
+    lines = [f"Verdicts at {scale} scale (`{_command(plans, scale, data_dir)}`; numbers, evidence and rules in "
+             f"[{report}]({report})):", ""]
+    for claim, (first, per_track) in merged.items():
+        cells = "; ".join(f"{t}: *{'not judged yet' if v == NOT_JUDGED else v}*" for t, v in per_track.items())
+        lines.append(f"- {claim} ({first.source}): {cells}")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: str | Path, block: str) -> str:
+    """Replaces what lies between the README's verdict markers by ``block`` (atomically);
+    anything else is left byte for byte. Returns a one-line account."""
+    readme = Path(readme)
+    try:
+        text = readme.read_text()
+    except OSError:
+        return f"README {readme} not found: left alone"
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return f"README {readme} has no {README_START} ... {README_END} markers: left alone"
+    head = text[: start + len(README_START)]
+    new = head + "\n" + block + text[end:]
+    if new != text:
+        write_text(new, readme, what="README")
+    return f"verdict summary written to {readme}"
+
+
+def write_readme_summary(plans: list[Plan], scale: str, out: str | Path, readme: str | Path,
+                         report: str | Path, data_dir: str | None = None) -> str:
+    """The README's verdict block for ``plans`` (``verdict_summary``), linking ``report``."""
+    link = Path(os.path.relpath(Path(report).resolve(), Path(readme).resolve().parent)).as_posix()
+    return update_readme(readme, verdict_summary(plans, scale, out, link, data_dir))

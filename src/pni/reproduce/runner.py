@@ -13,6 +13,7 @@ from typing import Any
 from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
+TIMING = "timing.json"      # wall seconds of a step's last (finishing) invocation, for estimates
 OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
            "alphas": "alphas.png", "certify": "certify.json", "substitute": "substitute.json"}
 Printer = Callable[[str], None]
@@ -55,6 +56,21 @@ def checkpoint_epochs(path: Path) -> int:
     return int(read_checkpoint(path)["epoch"])
 
 
+def slim_checkpoint(folder: Path) -> bool:
+    """A finished run keeps its weights, not its optimizer state (half of a ResNet's file),
+    so results folders stay small enough to commit (``checkpoint.prev.pt``, the fallback,
+    is left as it is: it is not committed). Returns whether the checkpoint was rewritten."""
+    from ..checkpoint import atomic_save, read_checkpoint
+
+    path = folder / "checkpoint.pt"
+    checkpoint = read_checkpoint(path)
+    if "optimizer" not in checkpoint:
+        return False
+    del checkpoint["optimizer"]
+    atomic_save(checkpoint, path)
+    return True
+
+
 def state(step: Step, out: Path) -> tuple[str, str]:
     """``("done" | "partial" | "todo", detail)`` of a step in ``out``."""
     folder = out / step.key
@@ -83,12 +99,18 @@ class Runner:
     """Executes steps in order, each in its folder under ``out``; ``device`` for every step."""
 
     def __init__(self, out: str | Path, device: str = "cpu", echo: Printer = print,
-                 on_step_done: Callable[[Step], None] | None = None) -> None:
+                 on_step_done: Callable[[Step], None] | None = None,
+                 max_minutes: float | None = None) -> None:
         self.out = Path(out)
         self.device = device
         self.echo = echo
         self.on_step_done = on_step_done
         self._data: dict[tuple[str, str, str | None], Any] = {}
+        self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
+        self.stopped_early = False   # max_minutes ran out before every step was done
+
+    def _minutes_left(self) -> float | None:
+        return None if self._deadline is None else (self._deadline - time.perf_counter()) / 60
 
     def run(self, steps: list[Step]) -> dict[str, str]:
         """Runs every step not done; returns ``{key: "reused" | "ran"}``."""
@@ -97,16 +119,29 @@ class Runner:
             status, detail = state(step, self.out)
             head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
             if status == "done":
+                if step.kind == "train":
+                    slim_checkpoint(self.out / step.key)
                 self.echo(f"{head}: done, reused")
                 outcome[step.key] = "reused"
                 continue
+            left = self._minutes_left()
+            if left is not None and left < 0.5:
+                self.echo(f"{head}: not started, --max-minutes used up; run again to continue")
+                self.stopped_early = True
+                break
             missing = [k for k in step.needs if state(_train_of(steps, k), self.out)[0] != "done"]
             if missing:
                 raise ReproduceError(f"{step.key} needs the unfinished run(s) {', '.join(missing)}")
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
             started = time.perf_counter()
             getattr(self, f"_{step.kind}")(step, self.out / step.key)
-            self.echo(f"{head}: finished in {time.perf_counter() - started:.1f} s")
+            seconds = time.perf_counter() - started
+            if step.kind == "train" and state(step, self.out)[0] != "done":
+                self.echo(f"{head}: stopped after {seconds:.1f} s, --max-minutes used up; run again to continue")
+                self.stopped_early = True
+                break
+            self.echo(f"{head}: finished in {seconds:.1f} s")
+            self._timing(step, seconds)
             outcome[step.key] = "ran"
             if self.on_step_done is not None:
                 self.on_step_done(step)
@@ -142,7 +177,9 @@ class Runner:
         # ended) holds nothing to keep, so that folder starts afresh
         resume = (folder / "checkpoint.pt").exists()
         fit(model, train_set, config, test_set, out_dir=folder, resume=resume,
-            overwrite=not resume and (folder / "train_log.jsonl").exists())
+            overwrite=not resume and (folder / "train_log.jsonl").exists(), max_minutes=self._minutes_left())
+        if checkpoint_epochs(folder / "checkpoint.pt") >= config.epochs:
+            slim_checkpoint(folder)
 
     def _checkpoint(self, key: str) -> str:
         return str(self.out / key / "checkpoint.pt")
@@ -233,6 +270,20 @@ class Runner:
                                                  for r in history]}, folder / "alphas.json")
         plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
         self._record(step, folder)
+
+    def _timing(self, step: Step, seconds: float) -> None:
+        """``timing.json``: this invocation's wall seconds (a resumed run: since the resume) and,
+        for a training run, the epoch seconds its log records; read by ``--dry-run``."""
+        from datetime import datetime, timezone
+
+        from ..reports.json_io import write_json
+
+        record: dict[str, Any] = {"seconds": round(seconds, 3), "device": self.device,
+                                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if step.kind == "train":
+            record["train_seconds_logged"] = round(sum(float(r.get("train_seconds") or 0)
+                                                       for r in train_log(self.out / step.key)), 3)
+        write_json(record, self.out / step.key / TIMING, what="step timing")
 
     @staticmethod
     def _record(step: Step, folder: Path) -> None:

@@ -153,8 +153,17 @@ def check_scale(scale: str) -> str:
     return scale
 
 
-def tracks(scale: str) -> tuple[Track, ...]:
-    return TRACKS[check_scale(scale)]
+def tracks(scale: str, data_dir: str | None = None) -> tuple[Track, ...]:
+    """The tracks of ``scale``; with ``data_dir``, its CIFAR-10 tracks read the CIFAR-10 image
+    folder (or zip) there instead, e.g. the JPEG copy on a GPU machine that cannot download the
+    official pixels (a different dataset, so different run keys, and the track says so)."""
+    chosen = TRACKS[check_scale(scale)]
+    if data_dir is None:
+        return chosen
+    return tuple(dataclasses.replace(
+        t, overrides={**t.overrides, "dataset": "imagefolder", "data_dir": data_dir, "download": False},
+        note=f"{t.note}; data: the CIFAR-10 image folder {data_dir} (e.g. the JPEG copy, not the official pixels)")
+        if t.preset.startswith("cifar") else t for t in chosen)
 
 
 def eval_settings(scale: str, protocol: str) -> dict[str, Any]:

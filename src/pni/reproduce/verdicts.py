@@ -24,21 +24,29 @@ class Measure:
     trials: int = 1
     n: int | None = None
     percent: bool = True
+    se: float | None = None    # a sampling error recorded with the number (a mean L2's, over images)
 
     def stderr(self) -> float:
-        """The larger of the trials' standard error and the binomial error of an accuracy on
-        ``n`` images: identical trials (a deterministic model) still leave the sampling error
-        of the test images."""
+        """The larger of the trials' standard error and the sampling error of the images: the
+        binomial error of an accuracy on ``n`` images, or the recorded ``se`` (a mean L2's):
+        identical trials (a deterministic model) still leave the sampling error."""
         trials = self.std / math.sqrt(self.trials) if self.trials > 1 else 0.0
-        sampling = 0.0
+        sampling = self.se if self.se is not None and math.isfinite(self.se) else 0.0
         if self.percent and self.n:
             p = min(max(self.mean / 100, 0.0), 1.0)
             sampling = 100 * math.sqrt(p * (1 - p) / self.n)
         return max(trials, sampling)
 
+    def error_known(self) -> bool:
+        """Whether ``stderr`` rests on something measured: several trials, an accuracy's
+        binomial error, or a recorded ``se``."""
+        return self.trials > 1 or (self.percent and bool(self.n)) or (
+            self.se is not None and math.isfinite(self.se))
+
     def cell(self) -> str:
         """``45.94±0.11`` as the paper prints it (a single trial: the mean alone)."""
-        return f"{self.mean:.2f}±{self.std:.2f}" if self.trials > 1 else f"{self.mean:.2f}"
+        digits = 2 if self.percent else 3
+        return f"{self.mean:.{digits}f}±{self.std:.{digits}f}" if self.trials > 1 else f"{self.mean:.{digits}f}"
 
     def cite(self) -> str:
         n = f", n={self.n}" if self.n else ""
@@ -64,8 +72,10 @@ def metric(results: dict[str, Any] | None, attack: str, key: str) -> Measure | N
     for per_attack in results.get("attack_metrics", {}).values():
         stats = per_attack.get(attack, {}).get(key)
         if stats is not None:
+            se = per_attack[attack].get(f"{key}_stderr")
             return Measure(float(stats["mean"]), float(stats.get("std", 0.0)), int(results.get("trials", 1)),
-                           results.get("n"), percent=key != "mean_l2")
+                           results.get("n"), percent=key != "mean_l2",
+                           se=float(se["mean"]) if se is not None else None)
     return None
 
 
@@ -92,11 +102,16 @@ def judge(claim: str, source: str, better: tuple[str, Measure | None], worse: tu
     if a is None or b is None:
         missing = ", ".join(name for name, m in (better, worse) if m is None)
         return Verdict(claim, source, NOT_JUDGED, f"missing: {missing}")
+    if not (math.isfinite(a.mean) and math.isfinite(b.mean)):
+        def shown(m: Measure) -> str:
+            return m.cite() if math.isfinite(m.mean) else "undefined (nothing to average over)"
+        return Verdict(claim, source, INCONCLUSIVE, f"{name_a} {shown(a)} vs {name_b} {shown(b)}")
     diff = (a.mean - b.mean) if higher_is_better else (b.mean - a.mean)
     two_se = 2 * math.hypot(a.stderr(), b.stderr())
     verdict = INCONCLUSIVE if abs(diff) <= two_se else HOLDS if diff > 0 else DOES_NOT_HOLD
-    evidence = (f"{name_a} {a.cite()} vs {name_b} {b.cite()}; difference {a.mean - b.mean:+.2f}, "
-                f"two standard errors {two_se:.2f}")
+    d = 2 if a.percent else 3
+    evidence = (f"{name_a} {a.cite()} vs {name_b} {b.cite()}; difference {a.mean - b.mean:+.{d}f}, "
+                f"two standard errors {two_se:.{d}f}")
     return Verdict(claim, source, verdict, evidence)
 
 

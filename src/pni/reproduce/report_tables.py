@@ -1,0 +1,379 @@
+"""The per-table renderers of ``docs/RESULTS.md`` (``pni.reproduce.report``): each takes a
+``Results`` (duck-typed: ``get``, ``folder``, ``key``), a plan, a track and the folder the
+report is written to (for relative figure links) and returns Markdown. Paper numbers come
+from ``paper_numbers``, ours from the step folders; "not run yet" where a step has none."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..reports.markdown import md_table
+from . import paper_numbers as paper
+from .claims_alpha import final_alphas
+from .plans import Plan
+from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
+
+NOT_RUN = "not run yet"
+SETTING_TITLES = {"with_noise": "with noise", "without_noise": "without noise"}
+RADII = ("0.25", "0.5")
+
+
+# --- shared cells -----------------------------------------------------------------------------
+def _table3_key(row_id: str) -> tuple[str, str]:
+    for scheme in ("none", "vanilla", "pni-w"):
+        if row_id.endswith("-" + scheme):
+            return row_id[: -len(scheme) - 1], scheme
+    return row_id, ""
+
+
+def paper_cells(plan: str, row_id: str, setting: str) -> dict[str, paper.Value]:
+    """The paper's clean / PGD / FGSM for a row in a noise setting ({} where it reports none)."""
+    if plan == "table1":
+        return paper.TABLE1.get(row_id, {}) if setting == "with_noise" else {}
+    if plan == "table2":
+        return paper.TABLE2.get(row_id, {}).get(setting, {})
+    if plan == "table3":
+        tag, scheme = _table3_key(row_id)
+        return paper.TABLE3.get(tag, {}).get(scheme, {}).get(setting, {})
+    if plan == "table6":
+        noisy = row_id == "pni-w"
+        return paper.TABLE6.get(row_id, {}) if (setting == "with_noise") == noisy else {}
+    return {}
+
+
+def _paper(value: paper.Value | None) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    return f"{mean:.2f}±{std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def _ours(m: Measure | None, ran: bool) -> str:
+    if m is None:
+        return "-" if ran else NOT_RUN
+    return m.cell() if math.isfinite(m.mean) else "undefined"
+
+
+def _settings(results: Any, plan: Plan, row: Any, track: str) -> list[str]:
+    found = results.get(plan.name, row.id, track, "paper")
+    if found:
+        return [s for s in ("with_noise", "without_noise") if s in found.get("accuracy_percent", {})]
+    noisy = getattr(row.specs[0], "location", None) is not None
+    return ["with_noise", "without_noise"] if noisy else ["without_noise"]
+
+
+def _wants(row: Any, kind: str, protocol: str | None = None) -> bool:
+    return any(type(s).__name__ == kind and (protocol is None or getattr(s, "protocol", None) == protocol)
+               for s in row.specs)
+
+
+def link(path: Path, root: Path) -> str:
+    """``path`` relative to the report's folder ``root`` (Markdown links resolve from there)."""
+    return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+
+
+# --- Tables 1, 2, 3: accuracy -----------------------------------------------------------------
+def accuracy_table(results: Any, plan: Plan, track: str) -> str:
+    """Tables 1, 2, 3: per row and noise setting, the paper's clean / PGD / FGSM next to
+    ours, and our EOT-PGD and AutoAttack-rand (the 'honest' protocol) next to the PGD."""
+    header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", "FGSM: paper",
+              "FGSM: ours", "EOT-PGD: ours", "AA-rand: ours"]
+    lines = []
+    for row in plan.rows:
+        ours = results.get(plan.name, row.id, track, "paper")
+        honest = results.get(plan.name, row.id, track, "honest")
+        for setting in _settings(results, plan, row, track):
+            cells = paper_cells(plan.name, row.id, setting)
+            line = [row.label, SETTING_TITLES[setting]]
+            for attack in ("clean", "pgd", "fgsm"):
+                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
+            for attack in ("eot-pgd", "aa-rand"):
+                line.append(_ours(measure(honest, setting, attack), honest is not None)
+                            if _wants(row, "Eval", "honest") else "-")
+            lines.append(line)
+    return md_table(header, lines)
+
+
+def alpha_table(results: Any, plan: Plan, track: Any) -> str:
+    """Table 1 (top): |alpha| per layer at each run's last epoch next to the paper's
+    (ResNet-20's layers; on a LeNet-5 track our layers only, with the paper's summary)."""
+    runs = []
+    for row in plan.rows:
+        found = results.get(plan.name, row.id, track.name, "alphas_final")
+        alphas, _, why = final_alphas(found)
+        if alphas is None and found and found.get("alphas"):
+            alphas = final_alphas({**found, "epochs": None})[0]   # still training: show where it is
+        runs.append((row, alphas, found, why))
+    ours_labels = [label for _, alphas, _, _ in runs for label in (alphas or {})]
+    resnet20 = track.model is None
+    layers = list(dict.fromkeys([*(paper.TABLE1_LAYERS if resnet20 else ()), *ours_labels]))
+    header = ["Layer"]
+    for row, _, found, _ in runs:
+        short = {"vanilla-training": "vanilla training", "at-xnoise-off": "AT, no PNI in x-hat",
+                 "at-xnoise-on": "AT, PNI in x-hat"}.get(row.id, row.label)
+        epoch = f" (epoch {found.get('epoch')}/{found.get('epochs')})" if found and found.get("alphas") else ""
+        header += [f"{short}: paper", f"{short}: ours{epoch}"]
+    lines = []
+    for layer in layers:
+        line = [layer]
+        for row, alphas, _, _ in runs:
+            index = paper.TABLE1_LAYERS.index(layer) if layer in paper.TABLE1_LAYERS and resnet20 else None
+            values = paper.TABLE1_ALPHAS.get(row.id)
+            line.append(f"{values[index]:.3f}" if values is not None and index is not None else "-")
+            line.append(f"{alphas[layer]:.3f}" if alphas and layer in alphas else ("-" if alphas else NOT_RUN))
+        lines.append(line)
+    for title, pick in (("largest", max), ("mean", lambda v: sum(v) / len(v))):
+        line = [f"*{title}*"]
+        for row, alphas, _, _ in runs:
+            values = paper.TABLE1_ALPHAS.get(row.id)
+            line += [f"{pick(values):.3f}" if values else "-", f"{pick(list(alphas.values())):.3f}" if alphas else "-"]
+        lines.append(line)
+    note = ("Final |alpha| per layer (the last epoch's `alphas` in each run's train_log.jsonl; the sign of a "
+            "noise scale is irrelevant), initial alpha 0.25; *largest* and *mean*: over the layers.")
+    if not resnet20:
+        note += (" The paper's per-layer alphas are ResNet-20's (Conv0, Conv1.0 ... Conv3.5, FC: see the "
+                 "CIFAR track or `paper_numbers.TABLE1_ALPHAS`); this track's LeNet-5 layers have no paper "
+                 "counterpart, so only the paper's largest and mean |alpha| are shown.")
+    return f"{note}\n\n{md_table(header, lines)}"
+
+
+@lru_cache(maxsize=None)
+def parameter_counts(model: str, width: float) -> tuple[int, int]:
+    """(parameters with alphas excluded, alphas PNI-W adds at layer granularity) of
+    ``pni.create_model(model, width=width)``."""
+    from ..models import count_parameters, create_model
+    from ..noise import inject
+
+    net = create_model(model, width=width)
+    plain = count_parameters(net)
+    inject(net, "W")
+    return plain, count_parameters(net, include_alphas=True) - plain
+
+
+def capacity_table(results: Any, plan: Plan, track: Any) -> str:
+    """Table 3's capacity column: the paper's next to ours, counted from the model."""
+    lines = []
+    for row in plan.rows:
+        tag, scheme = _table3_key(row.id)
+        if scheme != "none":
+            continue
+        spec = track.adapt(row.specs[0], plan.name)
+        capacity = paper.TABLE3.get(tag, {}).get("capacity")
+        line = [row.label.split(":")[0], f"{capacity:,}" if capacity else "-"]
+        if spec is None:
+            lines.append(line + ["not on this track", "-", "-"])
+            continue
+        plain, alphas = parameter_counts(spec.model, float(spec.width))
+        width = f" x{spec.width:g}" if spec.width != 1 else ""
+        lines.append(line + [f"{spec.model}{width}", f"{plain:,}", f"+{alphas}"])
+    return ("Parameter counts: ours counted from `pni.create_model(model, width=...)`, the noise scales "
+            "(alphas) excluded as in the paper; PNI-W adds one alpha per Conv/Linear layer.\n\n"
+            + md_table(["Model", "Params: paper", "Our model", "Params: ours (alphas excluded)",
+                        "PNI-W alphas"], lines))
+
+
+# --- Table 4: C&W -----------------------------------------------------------------------------
+def _l2(found: Any) -> str:
+    l2 = metric(found, "cw", "mean_l2")
+    if l2 is None:
+        return _ours(None, found is not None)
+    if not math.isfinite(l2.mean):
+        return "none fooled"
+    se = f" (SE {l2.se:.3f})" if l2.se is not None and math.isfinite(l2.se) else ""
+    return f"{l2.cell()}{se}"
+
+
+def cw_table(results: Any, plan: Plan, track: str) -> str:
+    lines = []
+    for row in plan.rows:
+        cells = [row.label, f"{paper.TABLE4[row.id]:.2f}" if row.id in paper.TABLE4 else "-"]
+        for protocol in ("cw-paper", "cw-strong"):
+            found = results.get(plan.name, row.id, track, protocol)
+            cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
+        lines.append(cells)
+    return ("Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
+            "attack's success rate on the initially correct images.\n\n"
+            + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
+                        "Mean L2: ours, strong profile", "Success %: strong profile"], lines))
+
+
+# --- Table 5: black box -----------------------------------------------------------------------
+def transfer_measures(found: dict[str, Any] | None) -> tuple[Measure | None, Measure | None]:
+    """(A => B, B => A) accuracies from a ``transfer.json`` whose first model is A."""
+    if not found or len(found.get("models", [])) < 2:
+        return None, None
+    a, b = found["models"][:2]
+    acc, trials, n = found["accuracy_percent"], int(found.get("trials", 1)), found.get("n")
+
+    def one(source: str, target: str) -> Measure:
+        stats = acc[source][target]
+        return Measure(float(stats["mean"]), float(stats.get("std", 0.0)), trials, n)
+    return one(a, b), one(b, a)
+
+
+def blackbox_table(results: Any, plan: Plan, track: str) -> str:
+    lines = []
+    for row in plan.rows:
+        nums = paper.TABLE5.get(row.id, {})
+        found = results.get(plan.name, row.id, track, "transfer")
+        ab, ba = transfer_measures(found)
+        zoo = results.get(plan.name, row.id, track, "zoo")
+        line = [row.label]
+        for key, ours in (("a=>b", ab), ("b=>a", ba)):
+            line += [_paper(nums.get(key)), _ours(ours, found is not None) if _wants(row, "Transfer") else "-"]
+        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None)]
+        lines.append(line)
+    return md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
+                     "ZOO success %: ours"], lines)
+
+
+def substitute_table(results: Any, plan: Plan, track: str) -> str:
+    """The substitute-model attack (``substitute.json``): the substitute's agreement with
+    the target on held-out images and the target's accuracy under transferred FGSM / PGD."""
+    lines = []
+    for row in plan.rows:
+        if not _wants(row, "Substitute"):
+            continue
+        found = results.get(plan.name, row.id, track, "substitute")
+        if not found:
+            lines.append([row.label] + [NOT_RUN] * 5)
+            continue
+        record, attacks = found.get("substitute", {}), found.get("attacks", {})
+        clean = next((a["clean_accuracy"] for a in attacks.values() if "clean_accuracy" in a), None)
+
+        def pct(value: Any) -> str:
+            return f"{100 * float(value):.2f}" if value is not None else "-"
+        lines.append([row.label, f"{record.get('queries', '-'):,}" if record.get("queries") else "-",
+                      pct(record.get("agreement")), pct(clean),
+                      *(pct(attacks.get(a, {}).get("accuracy")) for a in ("fgsm", "pgd")), found.get("n", "-")])
+    return ("Substitute-model attack (Papernot et al. 2017; not a number the paper prints): a substitute "
+            "trained on the target's labels, then FGSM / PGD made on it and transferred; accuracy % of the "
+            "target (noise on) on held-out images.\n\n"
+            + md_table(["Row", "Queries to train the substitute", "Agreement with target %", "Target clean %",
+                        "Transferred FGSM %", "Transferred PGD %", "Images"], lines))
+
+
+# --- Table 6: noise-based defenses and certificates -------------------------------------------
+def certified(found: dict[str, Any] | None, radius: str) -> Measure | None:
+    """Certified accuracy (%) at an L2 radius from a ``certify.json``, n = images certified."""
+    if not found or radius not in found.get("certified_accuracy_percent", {}):
+        return None
+    return Measure(float(found["certified_accuracy_percent"][radius]), 0.0, 1, found.get("images"))
+
+
+def table6_table(results: Any, plan: Plan, track: str) -> str:
+    header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", "EOT-PGD: ours",
+              "AA-rand: ours", *(f"Certified r={r}: ours" for r in RADII)]
+    lines = []
+    for row in plan.rows:
+        ours = results.get(plan.name, row.id, track, "paper")
+        honest = results.get(plan.name, row.id, track, "honest")
+        cert = results.get(plan.name, row.id, track, "certify")
+        settings = _settings(results, plan, row, track)
+        for setting in settings:
+            cells = paper_cells(plan.name, row.id, setting)
+            line = [row.label, SETTING_TITLES[setting]]
+            for attack in ("clean", "pgd"):
+                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
+            line += [_ours(measure(honest, setting, a), honest is not None) for a in ("eot-pgd", "aa-rand")]
+            first = setting == settings[0]     # the certificate is of the model as it runs (noise on)
+            line += [_ours(certified(cert, r), cert is not None) if first else "-" for r in RADII]
+            lines.append(line)
+    for name, clean, pgd in paper.TABLE6_LITERATURE:
+        lines.append([name, "quoted from the paper, not run", f"{clean:.2f}", "-", f"{pgd:.2f}", "-", "-", "-",
+                      "-", "-"])
+    return md_table(header, lines) + _certificate_notes(results, plan, track)
+
+
+def _certificate_notes(results: Any, plan: Plan, track: str) -> str:
+    """How the certificates were made, and PNI-W's certified accuracy against each other row's
+    (binomial error on the certified images)."""
+    certs = {row.id: (row.label, results.get(plan.name, row.id, track, "certify")) for row in plan.rows}
+    made = next((c for _, c in certs.values() if c), None)
+    if made is None or "pni-w" not in certs:
+        return ""
+    text = (f"\nCertified: randomized smoothing (Cohen et al. 2019) of each model as it runs, sigma "
+            f"{made.get('sigma')}, {made.get('n')} noise samples per image on {made.get('images')} test images, "
+            f"alpha {made.get('alpha')}.\n\nCertified accuracy, PNI-W against each other row (two binomial standard "
+            f"errors on the certified images):\n\n")
+    label, pni = certs["pni-w"]
+    lines = []
+    for radius in RADII:
+        for row_id, (other_label, other) in certs.items():
+            if row_id == "pni-w":
+                continue
+            v = judge("", "", ("PNI-W", certified(pni, radius)), (other_label, certified(other, radius)))
+            word = {HOLDS: "PNI-W higher", DOES_NOT_HOLD: "PNI-W lower"}.get(
+                v.verdict, "not run yet" if "missing" in v.evidence else "within two standard errors")
+            lines.append(f"- radius {radius}: {word}: {v.evidence}")
+    return text + "\n".join(lines) + "\n"
+
+
+# --- Table 7, Fig. 3: the audit; Fig. 2: alphas ------------------------------------------------
+def audit_table(results: Any, plan: Plan, track: str) -> str:
+    lines = []
+    for row in plan.rows:
+        found = results.get(plan.name, row.id, track, "audit")
+        items = {int(i["number"]): i for i in (found or {}).get("items", [])}
+        numbers = sorted(set(paper.TABLE7) | set(items)) if plan.name == "table7" else sorted(items)
+        if not numbers:
+            lines.append([row.label, "-", "-", "-", NOT_RUN])
+        for number in numbers:
+            item = items.get(number)
+            name = item["name"] if item else paper.TABLE7[number][0]
+            ours = (item.get("verdict", "-") + (f": {item['summary']}" if item.get("summary") else "")) \
+                if item else (NOT_RUN if found is None else "not measured")
+            lines.append([row.label, number, name,
+                          paper.TABLE7[number][1] if plan.name == "table7" and number in paper.TABLE7 else "-",
+                          ours])
+    return md_table(["Row", "Item", "Check", "Paper", "Ours"], lines)
+
+
+AUDIT_FIGURES = (("fig3.png", "PGD accuracy vs eps and vs steps"), ("eot.png", "accuracy vs EOT samples"))
+
+
+def audit_figures(results: Any, plan: Plan, track: str, root: Path) -> str:
+    """The audit's figures per row (Fig. 3: fig3.png; eot.png), linked relative to ``root``."""
+    lines = []
+    for row in plan.rows:
+        folder = results.folder(plan.name, row.id, track, "audit")
+        shown = [f"![{title}]({link(folder / name, root)})" for name, title in AUDIT_FIGURES
+                 if folder is not None and (folder / name).exists()]
+        lines.append(f"- {row.label}: {' '.join(shown) if shown else NOT_RUN}")
+    return "\n".join(lines) + "\n"
+
+
+def figure_lines(results: Any, plan: Plan, track: str, root: Path) -> str:
+    lines = []
+    for row in plan.rows:
+        found = results.get(plan.name, row.id, track, "alphas")
+        lines.append(f"- {row.label}: ![alpha per layer]({link(Path(found['png']), root)})" if found
+                     else f"- {row.label}: {NOT_RUN}")
+    return "\n".join(lines) + "\n"
+
+
+def render_plan(results: Any, full: Plan, track: Any, root: Path) -> str:
+    """Every table and figure of ``plan`` on ``track``, as Markdown blocks (the rows the track
+    does not train are named once, not listed as "not run yet"; Table 3's capacity table
+    keeps them)."""
+    name = track.name
+    plan = dataclasses.replace(full, rows=tuple(r for r in full.rows if track.adapt(r.specs[0], full.name)))
+    absent = [r.label for r in full.rows if r not in plan.rows]
+    blocks = {
+        "table1": lambda: [accuracy_table(results, plan, name), alpha_table(results, plan, track)],
+        "table2": lambda: [accuracy_table(results, plan, name)],
+        "table3": lambda: [accuracy_table(results, plan, name), capacity_table(results, full, track)],
+        "table4": lambda: [cw_table(results, plan, name)],
+        "table5": lambda: [blackbox_table(results, plan, name), substitute_table(results, plan, name)],
+        "table6": lambda: [table6_table(results, plan, name)],
+        "table7": lambda: [audit_table(results, plan, name), audit_figures(results, plan, name, root)],
+        "fig2": lambda: [figure_lines(results, plan, name, root)],
+        "fig3": lambda: [audit_table(results, plan, name), audit_figures(results, plan, name, root)],
+    }[plan.name]()
+    if absent:
+        blocks.append(f"Not on this track (its budget leaves them out): {', '.join(absent)}.\n")
+    return "\n".join(blocks)
