@@ -393,6 +393,31 @@ def test_certify_command_writes_results_next_to_the_checkpoint(tmp_path, capsys)
     assert (folder / "certify.md").exists() and (folder / "certify.png").exists()
 
 
+def test_certify_command_check_attacks_the_certified_images(tmp_path, capsys, monkeypatch):
+    import pni.certify_check as certify_check
+
+    path = _checkpoint(tmp_path)
+    seen = {}
+    real = certify_check.cross_check_certificates
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(certify_check, "cross_check_certificates", spy)
+    # sigma 0.01: the random model is nearly deterministic, so it certifies images to attack
+    code = _certify_command(path, "--sigma", "0.01", "--n", "40", "--n0", "10", "--subset", "6",
+                            "--batch-size", "200", "--quiet", "--check", "2", "--check-steps", "2")
+    out = capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "certify" / "check.json").read_text())
+    assert code == 0 and "Certificates against attacks" in out and "check.json" in out
+    assert seen["max_images"] == 2 and seen["pgd_steps"] == 2 and seen["cw_options"] == {"steps": 2}
+    assert set(saved["attacks"]) == {"cw", "pgd-l2"} and isinstance(saved["ok"], bool)
+    assert saved["attacks"]["cw"]["images"] == min(2, len(saved["per_image"]["index"])) <= 2
+    with pytest.raises(CertifyError, match="--check"):
+        _certify_command(path, "--sigma", "0.25", "--check", "-1")
+
+
 @pytest.mark.parametrize("argv, match", [(("--sigma", "-1"), "sigma"), (("--sigma", "0.25", "--n0", "50", "--n", "10"), "n0")])
 def test_certify_command_rejects_bad_values_in_one_line(tmp_path, argv, match):
     with pytest.raises(CertifyError, match=match):

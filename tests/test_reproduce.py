@@ -45,6 +45,8 @@ def test_every_plan_runs_end_to_end_at_smoke_scale(smoke_all: tuple[Path, dict[s
     for step in certificates:
         saved = json.loads((out / step.key / "certify.json").read_text())
         assert saved["images"] == 8 and "0.5" in saved["certified_accuracy_percent"]
+        check = json.loads((out / step.key / "check.json").read_text())  # certificates vs attacks
+        assert set(check["attacks"]) == {"cw", "pgd-l2"} and check["settings"]["pgd_steps"] == 2
 
 
 def test_table6_trains_rse_style_and_smoothing_rows_and_certifies_all_four() -> None:

@@ -116,9 +116,11 @@ def cross_check_certificates(model: nn.Module, data: Dataset | tuple[Tensor, Ten
                              cw_eot: int = 1, cw_options: dict[str, Any] | None = None,
                              pgd_steps: int = 100, pgd_eot: int = 4, samples: int = 16,
                              predict_n: int = 1000, predict_alpha: float = 0.001,
-                             attack_batch: int = 64, batch_size: int = 1000, seed: int = 0) -> CertificateCheck:
+                             attack_batch: int = 64, batch_size: int = 1000, seed: int = 0,
+                             max_images: int | None = None) -> CertificateCheck:
     """Attacks every image of ``data`` that ``certification`` certified at a radius >= ``min_radius``
-    (the same data, in the same order) and judges the examples with PREDICT (module docstring).
+    (the same data, in the same order) and judges the examples with PREDICT (module docstring);
+    ``max_images``: only the first that many of those images.
 
     C&W-L2 runs ``cw_profile`` ("strong": 1000 Adam steps, 9 binary-search steps; ``cw_options``
     override it) with ``cw_eot`` passes per gradient; L2 PGD takes ``pgd_steps`` steps of EOT
@@ -140,6 +142,8 @@ def cross_check_certificates(model: nn.Module, data: Dataset | tuple[Tensor, Ten
     batch = _check_int(attack_batch, "attack_batch")
     chosen = (certification.predictions != ABSTAIN) & (certification.radii >= min_radius)
     index = chosen.nonzero().flatten()
+    if max_images is not None:
+        index = index[:_check_int(max_images, "max_images", minimum=0)]
     result = CertificateCheck(index, certification.predictions[index], certification.radii[index].double(),
                               alpha=certification.alpha, predict_alpha=predict_alpha)
     options = {"cw_profile": cw_profile, "cw_eot": cw_eot, "cw_options": dict(cw_options or {}),
@@ -162,3 +166,26 @@ def cross_check_certificates(model: nn.Module, data: Dataset | tuple[Tensor, Ten
             result.l2[name] = torch.cat(l2) if l2 else torch.zeros(0, dtype=torch.float64)
             result.judged[name] = torch.cat(judged) if judged else torch.zeros(0, dtype=torch.long)
     return result
+
+
+def certify_and_check(path: str, sigma: float, *, check_images: int = 0,
+                      check_options: dict[str, Any] | None = None, subset: int | None = None,
+                      device: str = "cpu", progress: bool = False, **certify_options: Any
+                      ) -> tuple[Certification, CertificateCheck | None, str]:
+    """``pni certify`` of a checkpoint on its own test data (``subset``: a class-stratified
+    sample), then, with ``check_images`` > 0, ``cross_check_certificates`` on the first that
+    many certified images (``check_options``: its keyword arguments). Returns the
+    certification, the check (None without one) and the model's label."""
+    from .certify import certify_checkpoint
+    from .runs import open_checkpoint
+
+    certification, label = certify_checkpoint(path, sigma, subset=subset, device=device, progress=progress,
+                                              **certify_options)
+    if not check_images:
+        return certification, None, label
+    run = open_checkpoint(path, dataset=certify_options.get("dataset"), data_dir=certify_options.get("data_dir"),
+                          split=certify_options.get("split", "test"), n=subset,
+                          subset_seed=certify_options.get("subset_seed", 0), device=device)
+    check = cross_check_certificates(run.model, run.data, certification, max_images=check_images,
+                                     **(check_options or {}))
+    return certification, check, label

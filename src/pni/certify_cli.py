@@ -32,23 +32,47 @@ def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--check", type=int, default=0, metavar="K",
+                        help="also attack the first K certified images with the strong C&W-L2 and an L2 PGD "
+                             "with EOT on the smoothed classifier: an example inside its certified radius "
+                             "that PREDICT assigns another class is an error of the certificate or the "
+                             "attack (check.json, check.md; default 0: no check)")
+    parser.add_argument("--check-steps", type=_positive_int, default=None, metavar="S",
+                        help="steps of both check attacks (default: C&W's strong profile, 1000 steps x 9 "
+                             "binary-search steps; L2 PGD 100 steps)")
     parser.add_argument("--out", default=None,
                         help="folder for certify.json, certify.md and certify.png "
                              "(default: <checkpoint folder>/certify)")
 
 
-def cmd_certify(args: argparse.Namespace) -> int:
-    from .certify import certify_checkpoint
-    from .reports.certify import write_certification
+def _check_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"seed": args.seed, "batch_size": args.batch_size}
+    if args.check_steps is not None:
+        options.update(cw_options={"steps": args.check_steps}, pgd_steps=args.check_steps)
+    return options
 
-    result, label = certify_checkpoint(
-        args.checkpoint, args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, subset=args.subset,
-        dataset=args.dataset, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
-        seed=args.seed, device=args.device, progress=not args.quiet)
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from .certify import CertifyError
+    from .certify_check import certify_and_check
+    from .reports.certify import write_certificate_check, write_certification
+
+    if args.check < 0:
+        raise CertifyError(f"--check must be a number of images >= 0, got {args.check}")
+    result, check, label = certify_and_check(
+        args.checkpoint, args.sigma, check_images=args.check, check_options=_check_options(args),
+        n0=args.n0, n=args.n, alpha=args.alpha, subset=args.subset, dataset=args.dataset,
+        data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, seed=args.seed,
+        device=args.device, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "certify"
     paths = write_certification(result, out, label)
     print(paths["markdown"].read_text())
-    print(f"written: {paths['json']}, {paths['markdown']}, {paths['figure']}")
+    written = [paths["json"], paths["markdown"], paths["figure"]]
+    if check is not None:
+        checked = write_certificate_check(check, out, label)
+        print(checked["markdown"].read_text())
+        written += [checked["json"], checked["markdown"]]
+    print(f"written: {', '.join(map(str, written))}")
     return 0
 
 

@@ -79,3 +79,10 @@ def certificate_check_markdown(check: Any, label: str = "model") -> str:
               f"certified class {r['certified_class']}, PREDICT says {r['predicted_class']}"
               for r in check.records()]
     return "\n".join(lines) + "\n"
+
+
+def write_certificate_check(check: Any, out_dir: str | Path, label: str = "model") -> dict[str, Path]:
+    """``check.json`` and ``check.md`` (the certificate cross-check) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    return {"json": write_json({"model": label, **check.to_json()}, out_dir / "check.json"),
+            "markdown": write_text(certificate_check_markdown(check, label), out_dir / "check.md")}

@@ -213,6 +213,13 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
         passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
         surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs / (pass_rate / 1)
         return n * passes / pass_rate + surrogate
+    elif step.kind == "certify":  # forward passes (1/3 of a pass) on noisy copies, then the attacks
+        check = s.get("check") or {}
+        cw = check.get("cw_options") or {}
+        attacked = check.get("images", 0) * check.get("samples", 16) * (
+            cw.get("steps", 1000) * cw.get("binary_search_steps", 9) + check.get("pgd_steps", 100) * check.get("pgd_eot", 4))
+        judged = check.get("images", 0) * 2 * check.get("predict_n", 1000) / 3
+        return (s.get("subset", 100) * (s["n0"] + s["n"]) / 3 + attacked + judged) / pass_rate
     else:
         return 1.0
     return n * passes / pass_rate

@@ -179,8 +179,10 @@ def _downstream(spec: Spec, plan: str, scale: str, device: str | None,
                                      f"{settings['trials']} trials, n={settings['n']}, votes {settings['votes']}")
         elif isinstance(spec, Certify):
             settings = {"run": train.key, "sigma": spec.sigma, **CERTIFY[scale]}
+            check = settings.get("check") or {}
             kind, summary = "certify", (f"sigma {spec.sigma:g}, n={settings['n']} samples on "
-                                        f"{settings['subset']} images")
+                                        f"{settings['subset']} images" + (f"; certificates of {check['images']} "
+                                        f"cross-checked by C&W-L2 and L2 PGD" if check.get("images") else ""))
         elif isinstance(spec, Substitute):
             settings = {"run": train.key, **SUBSTITUTE[scale]}
             kind, summary = "substitute", (f"Papernot substitute: {settings['seed_n']} seeds, "

@@ -15,6 +15,7 @@ from ..reports.markdown import md_table
 from . import paper_numbers as paper
 from .claims_alpha import final_alphas
 from .plans import Plan
+from .runner import read_json
 from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
 
 NOT_RUN = "not run yet"
@@ -310,7 +311,27 @@ def _certificate_notes(results: Any, plan: Plan, track: str) -> str:
             word = {HOLDS: "PNI-W higher", DOES_NOT_HOLD: "PNI-W lower"}.get(
                 v.verdict, "not run yet" if "missing" in v.evidence else "within two standard errors")
             lines.append(f"- radius {radius}: {word}: {v.evidence}")
-    return text + "\n".join(lines) + "\n"
+    return text + "\n".join(lines) + "\n" + _check_notes(results, plan, track)
+
+
+def _check_notes(results: Any, plan: Plan, track: str) -> str:
+    """The certificate cross-check of each row (``check.json``: C&W-L2 and L2 PGD on the smoothed
+    classifier must not find an example inside a certified radius that PREDICT classifies otherwise)."""
+    lines = []
+    for row in plan.rows:
+        folder = results.folder(plan.name, row.id, track, "certify")
+        found = read_json(folder / "check.json") if folder is not None else None
+        if not found:
+            continue
+        counts = ", ".join(f"{attack}: {c['within_radius']} of {c['images']} examples inside the radius, "
+                           f"{c['violations']} violation(s)" for attack, c in found.get("attacks", {}).items())
+        verdict = "no violation" if found.get("ok") else "**VIOLATIONS: the certificate or the attack is wrong**"
+        lines.append(f"- {row.label}: {verdict} ({counts}; expected by chance at most "
+                     f"{found.get('expected_by_chance_per_attack', 0):.3g} per attack)")
+    if not lines:
+        return ""
+    return ("\nCertificates against attacks (audit item 8): on certified images, the strong C&W-L2 and an L2 "
+            "PGD with EOT attack the smoothed classifier; PREDICT judges each example.\n\n" + "\n".join(lines) + "\n")
 
 
 # --- Table 7, Fig. 3: the audit; Fig. 2: alphas ------------------------------------------------

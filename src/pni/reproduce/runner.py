@@ -19,7 +19,8 @@ OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.
 Printer = Callable[[str], None]
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's value (None when missing or unreadable)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -79,14 +80,14 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         recorded = folder / "config.json"
         if not recorded.exists():
             return "todo", ""
-        if not _same_config(_read_json(recorded), step):
+        if not _same_config(read_json(recorded), step):
             raise ReproduceError(f"{folder} holds a run with other settings than the plan's "
                                  f"(config.json differs); move it away or choose another --out")
         epoch = checkpoint_epochs(folder / "checkpoint.pt")  # the log may be one epoch ahead
         if epoch >= step.config.epochs:
             return "done", f"{epoch} epochs"
         return ("partial", f"{epoch}/{step.config.epochs} epochs") if epoch else ("todo", "")
-    if (folder / OUTPUTS[step.kind]).exists() and _read_json(folder / STEP_RECORD) == _jsonable(step.settings):
+    if (folder / OUTPUTS[step.kind]).exists() and read_json(folder / STEP_RECORD) == _jsonable(step.settings):
         return "done", ""
     return "todo", ""
 
@@ -216,12 +217,19 @@ class Runner:
         self._record(step, folder)
 
     def _certify(self, step: Step, folder: Path) -> None:
-        from ..certify import certify_checkpoint
-        from ..reports.certify import write_certification
+        """Table 6: ``certify.json``; with ``check`` settings also ``check.json``, the certificates
+        cross-checked against L2 attacks (``pni.certify_check``)."""
+        from ..certify_check import certify_and_check
+        from ..reports.certify import write_certificate_check, write_certification
 
-        kwargs = {k: v for k, v in step.settings.items() if k != "run"}
-        certification, label = certify_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
+        kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "check")}
+        check = dict(step.settings.get("check") or {})
+        images = check.pop("images", 0)
+        certification, result, label = certify_and_check(
+            self._checkpoint(step.needs[0]), device=self.device, check_images=images, check_options=check, **kwargs)
         write_certification(certification, folder, label)
+        if result is not None:
+            write_certificate_check(result, folder, label)
         self._record(step, folder)
 
     def _substitute(self, step: Step, folder: Path) -> None:
