@@ -1,17 +1,24 @@
 """The results report of ``pni reproduce --report``: tables from a smoke results folder,
-"not run yet" rows, and the verdict logic on hand-made numbers."""
+"not run yet" rows, and the verdict logic on hand-made numbers, paired (the same images,
+compared image by image) and unpaired."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+import pni
+from pni.evaluate import evaluate
+from pni.reports import write_evaluation
 from pni.reproduce import get_plans, reproduce
 from pni.reproduce.cli import add_reproduce_parser
 from pni.reproduce.report import NOT_RUN, write_results
 from pni.reproduce.verdicts import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED, Measure, erased,
-                                    judge)
+                                    judge, measure, paired_stderr)
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +99,77 @@ def test_erased_says_so_plainly() -> None:
     assert verdict.verdict == HOLDS and "EOT-PGD erases PNI's gain" in verdict.line()
     assert erased("EOT erases", "T", gain, kept, "EOT-PGD").verdict == DOES_NOT_HOLD
     assert erased("EOT erases", "T", gain, judge("c", "T", ("a", None), ("b", None)), "EOT-PGD").verdict == NOT_JUDGED
+
+
+def _pair(n: int = 1000, trials: int = 1, images: str | None = "abc/def/n=1000",
+          a_trials: tuple[float, ...] | None = None, b_trials: tuple[float, ...] | None = None
+          ) -> tuple[Measure, Measure]:
+    """Two models that agree on 95% of n images (half right) and differ on 5%, 4:1 in a's
+    favour: a 3-point gap (53% vs 50%)."""
+    b = np.zeros(n)
+    b[: n // 2] = 100.0
+    a = b.copy()
+    a[n // 2: n // 2 + 4 * n // 100] = 100.0          # a right, b wrong
+    a[: n // 100] = 0.0                                # b right, a wrong
+    std = 0.5 if trials > 1 else 0.0
+    return (Measure(float(a.mean()), std, trials, n, per_image=tuple(a), per_trial=a_trials, images=images),
+            Measure(float(b.mean()), std, trials, n, per_image=tuple(b), per_trial=b_trials, images=images))
+
+
+def test_paired_verdict_holds_where_unpaired_is_inconclusive() -> None:
+    a, b = _pair()
+    assert (a.mean, b.mean) == (53.0, 50.0)
+    paired = judge("c", "T", ("a", a), ("b", b))
+    # sd(a_i - b_i) = 22.17 over 1000 images: SE 0.70, two SE 1.40 < 3 (binomial, unpaired: 4.47)
+    assert paired.verdict == HOLDS and "paired over the same 1000 images" in paired.evidence
+    assert "two standard errors 1.40" in paired.evidence
+    assert paired_stderr(a, b) == pytest.approx(0.7011, abs=1e-3)
+    bare = [Measure(m.mean, m.std, m.trials, m.n) for m in (a, b)]
+    unpaired = judge("c", "T", ("a", bare[0]), ("b", bare[1]))
+    assert unpaired.verdict == INCONCLUSIVE and "(unpaired)" in unpaired.evidence
+    assert "two standard errors 4.47" in unpaired.evidence
+
+
+def test_paired_error_has_the_trials_error_of_the_difference_as_floor() -> None:
+    steady = _pair(trials=5, a_trials=(53.0, 56.0, 50.0, 56.0, 50.0), b_trials=(50.0, 50.0, 50.0, 50.0, 50.0))
+    # differences 3, 6, 0, 6, 0: std 2.68, floor 2.68 / sqrt 5 = 1.20, two SE 2.40 < 3
+    assert judge("c", "T", ("a", steady[0]), ("b", steady[1])).verdict == HOLDS
+    noisy = _pair(trials=5, a_trials=(47.0, 59.0, 47.0, 59.0, 53.0), b_trials=(50.0,) * 5)
+    v = judge("c", "T", ("a", noisy[0]), ("b", noisy[1]))
+    assert v.verdict == INCONCLUSIVE and "two standard errors 4.80" in v.evidence    # 2 x std 5.37 / sqrt 5
+
+
+def test_different_images_fall_back_to_the_unpaired_rule() -> None:
+    a, _ = _pair(images="abc/def/n=1000")
+    _, b = _pair(images="xyz/def/n=1000")
+    v = judge("c", "T", ("a", a), ("b", b))
+    assert paired_stderr(a, b) is None and v.verdict == INCONCLUSIVE and "(unpaired)" in v.evidence
+    honest = Measure(53.0, 0.0, 1, 200, per_image=tuple([53.0] * 200), images="q/r/n=200")
+    assert paired_stderr(honest, b) is None                                          # n=200 vs n=1000
+    assert paired_stderr(a, Measure(50.0, 0.0, 1, 1000)) is None                     # no per-image outcomes
+
+
+def test_measures_from_results_json_are_paired_on_the_same_subset(tmp_path: Path) -> None:
+    data = pni.load_dataset("mnist-sample", "test")
+    torch.manual_seed(0)
+    noisy = pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
+    plain = pni.create_model("lenet5").eval()
+
+    def saved(model: torch.nn.Module, subset_seed: int, name: str) -> dict:
+        result = evaluate(model, data.subset(40, seed=subset_seed), ["clean", "fgsm"], trials=2, eps=0.1)
+        write_evaluation(result, tmp_path / name, name)
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    a, b, other = saved(noisy, 0, "a"), saved(plain, 0, "b"), saved(plain, 1, "c")
+    ma, mb = measure(a, "with_noise", "fgsm"), measure(b, "without_noise", "fgsm")
+    assert ma.images == mb.images and len(ma.per_image) == 40 and len(ma.per_trial) == 2
+    assert sum(ma.per_image) / 40 == pytest.approx(ma.mean) and ma.per_trial == pytest.approx(
+        [100 * v for v in a["accuracy_per_trial"]["with_noise"]["fgsm"]])
+    assert "paired over the same 40 images" in judge("c", "T", ("a", ma), ("b", mb)).evidence
+    mc = measure(other, "without_noise", "fgsm")                     # another subset: unpaired
+    assert mc.images != ma.images and "(unpaired)" in judge("c", "T", ("a", ma), ("c", mc)).evidence
+    del b["per_image"]                                               # an older results.json
+    old = measure(b, "without_noise", "fgsm")
+    assert old.per_image is None and old.images is None
+    v = judge("c", "T", ("a", ma), ("b", old))
+    assert v.verdict in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE) and "(unpaired)" in v.evidence

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed as dist_utils
+from . import per_image
 from .data import Dataset, as_tensors, warn_missing_classes
 from .models.modes import eval_mode, model_device
 from .noise import is_injected, noise_enabled, noise_modules
@@ -109,6 +110,7 @@ class Evaluation:
     vote_accuracies: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
     extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
     subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
+    labels_sha256: str | None = None      # the evaluated labels' digest (pni.per_image.labels_digest)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -154,22 +156,34 @@ class Evaluation:
         metrics = self.attack_metrics()
         if metrics:
             out["attack_metrics"] = metrics
+        if self.fractions:   # each image's share of correct draws per trial (pni.per_image)
+            out["per_image"] = per_image.block(self.fractions, self.n, self.votes, self.labels_sha256,
+                                               self.subset is not None)
         return out
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> Evaluation:
-        """The evaluation ``to_json`` wrote (``results.json``), without per-sample results."""
+        """The evaluation ``to_json`` wrote (``results.json``): with its per-image shares
+        (``fractions``; with one vote ``correct`` too) where recorded (``per_image``), without
+        the attacks' own per-sample figures."""
         try:
+            shares = per_image.read_block(values["per_image"]) if values.get("per_image") else {}
             accuracies = {setting: {name: [float(v) for v in per_trial]
                                     for name, per_trial in per_attack.items()}
                           for setting, per_attack in values["accuracy_per_trial"].items()}
             votes = {setting: {name: [float(v) for v in per_trial]
                                for name, per_trial in per_attack.items()}
                      for setting, per_attack in values.get("majority_vote_accuracy_per_trial", {}).items()}
+            fractions = {setting: {name: torch.from_numpy(v).float() for name, v in per_attack.items()}
+                         for setting, per_attack in shares.items()}
+            one_vote = int(values.get("votes", 1)) == 1
             return cls(attacks=dict(values.get("attacks", {})), trials=int(values["trials"]),
                        seeds=[int(s) for s in values.get("seeds", [])], n=int(values["n"]),
                        accuracies=accuracies, votes=int(values.get("votes", 1)), vote_accuracies=votes,
-                       subset=dict(values["subset"]) if values.get("subset") else None)
+                       subset=dict(values["subset"]) if values.get("subset") else None, fractions=fractions,
+                       correct={setting: {name: v > 0.5 for name, v in per_attack.items()}
+                                for setting, per_attack in fractions.items()} if one_vote else {},
+                       labels_sha256=(values.get("per_image") or {}).get("labels_sha256"))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
                                   f"{type(error).__name__}: {error}") from error
@@ -304,7 +318,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
     seeds = [seed + t for t in range(trials)]
-    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset)
+    result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset,
+                        labels_sha256=per_image.labels_digest(y.cpu()))
     in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
     lo, hi = 0, len(y)

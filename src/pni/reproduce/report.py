@@ -7,7 +7,6 @@ claims (``pni.reproduce.claims``), and their one-line summary in the README betw
 comes from ``paper_numbers`` or from the step folders."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from .claims import judge_claims
 from .claims_alpha import INIT_ALPHA, KEPT, RATIO, RUNAWAY, VANISHED
 from .plans import Plan
 from .report_tables import NOT_RUN, paper_cells, render_plan, transfer_measures
-from .runner import OUTPUTS, state, train_log
+from .runner import OUTPUTS, read_json, state, train_log
 from .scales import tracks
 from .verdicts import NOT_JUDGED, Verdict
 
@@ -25,13 +24,6 @@ __all__ = ["NOT_RUN", "README_END", "README_START", "Results", "paper_cells", "r
            "update_readme", "verdict_summary", "write_readme_summary", "write_results"]
 
 README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _final_alphas(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -61,11 +53,11 @@ class Results:
             whats = ("config", "alphas_final") if step.kind == "train" else (step.settings.get("protocol", step.kind),)
             values: dict[str, Any] = {}
             if step.kind == "train":
-                config = _read(folder / "config.json")
+                config = read_json(folder / "config.json")
                 if config is not None:
                     values = {"config": config, "alphas_final": _final_alphas(folder, config)}
             elif step.kind in OUTPUTS and state(step, self.out)[0] == "done":
-                value = _read(folder / OUTPUTS[step.kind].replace(".png", ".json"))
+                value = read_json(folder / OUTPUTS[step.kind].replace(".png", ".json"))
                 if step.kind == "alphas" and value is not None:
                     value = {"json": value, "png": str(folder / "alphas.png")}
                 values = {whats[0]: value}
@@ -118,8 +110,12 @@ def _command(plans: list[Plan], scale: str, data_dir: str | None = None) -> str:
 VERDICT_RULES = (
     "Each verdict: *holds* (our difference in the claimed direction exceeds two standard errors), *does not "
     "hold at this scale* (it exceeds them the other way), *inconclusive* (within two standard errors). "
-    "Standard error: std/sqrt(trials), or with one trial the binomial error on the n images (a mean C&W L2: "
-    "its standard error over the fooled images; undefined, so inconclusive, when none was fooled). Claims "
+    "Two accuracies measured on the same images (same subset, labels and n, per-image outcomes in both "
+    "results.json) are compared image by image (*paired*): the difference's standard error is "
+    "sd(a_i - b_i)/sqrt(n), a_i image i's accuracy averaged over the trials, and at least the trials' "
+    "std of the difference/sqrt(trials). Otherwise (*unpaired*) each side's standard error is the larger of "
+    "std/sqrt(trials) and the binomial error on its n images (a mean C&W L2: its standard error over the "
+    "fooled images; undefined, so inconclusive, when none was fooled), combined as a root sum of squares. Claims "
     "without a standard error follow a stated rule: Table 1's alphas are judged relative to the initial alpha "
     f"({INIT_ALPHA:g}) and to the other run (`pni.reproduce.claims_alpha`: ~0 means every |alpha| <= "
     f"{VANISHED:g} x init, *does not hold* if some |alpha| >= {KEPT:g} x init; a run-away alpha reaches "

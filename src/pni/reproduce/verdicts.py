@@ -1,13 +1,26 @@
 """Verdicts on the paper's claims from our measurements: a claim *holds*, *does not hold at
-this scale*, or is *inconclusive* (the difference is within two standard errors). The
-standard error of a measurement is std / sqrt(trials) over its trials, or, with one trial,
-the binomial error sqrt(p (1 - p) / n) on its n images; a difference's is the root sum of
-squares of both sides'."""
+this scale*, or is *inconclusive* (the difference is within two standard errors).
+
+Two accuracies measured on the same images (the same subset, labels and n: the
+``pni.per_image.fingerprint`` of both results.json), each with its per-image outcomes, are
+compared image by image: the difference's standard error is sd(a_i - b_i) / sqrt(n), a_i being
+image i's accuracy averaged over the trials (so the noise's randomness across trials is in
+it); most images are right (or wrong) for both models, which an unpaired error ignores. Its
+floor is the trials' standard error of the difference, std over trials of (a_t - b_t) /
+sqrt(trials): the images of a batch share one weight-noise draw, so the per-image spread
+alone can understate the trial-to-trial spread. Otherwise (different images, or an older
+results.json without per-image outcomes) the rule is unpaired: a measurement's standard error
+is std / sqrt(trials) over its trials or the binomial error sqrt(p (1 - p) / n) on its n
+images, whichever is larger, and a difference's is the root sum of squares of both sides'."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+
+from .. import per_image
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold at this scale"
@@ -25,6 +38,11 @@ class Measure:
     n: int | None = None
     percent: bool = True
     se: float | None = None    # a sampling error recorded with the number (a mean L2's, over images)
+    # each image's accuracy (the Measure's unit), mean over trials; per-trial accuracies; and
+    # which images they are over (pni.per_image.fingerprint): for paired comparisons
+    per_image: tuple[float, ...] | None = field(default=None, repr=False)
+    per_trial: tuple[float, ...] | None = field(default=None, repr=False)
+    images: str | None = None
 
     def stderr(self) -> float:
         """The larger of the trials' standard error and the sampling error of the images: the
@@ -54,19 +72,26 @@ class Measure:
 
 
 def measure(results: dict[str, Any] | None, setting: str, attack: str) -> Measure | None:
-    """The accuracy of ``attack`` in noise ``setting`` from a ``results.json`` (None: absent)."""
+    """The accuracy of ``attack`` in noise ``setting`` from a ``results.json`` (None: absent),
+    with its per-image and per-trial accuracies where the file records them (``per_image``)."""
     if not results:
         return None
     stats = results.get("accuracy_percent", {}).get(setting, {}).get(attack)
     if stats is None:
         return None
+    shares = per_image.shares(results, setting, attack)     # (trials, n) or None
+    images = per_image.fingerprint(results) if shares is not None and shares.size else None
     return Measure(float(stats["mean"]), float(stats.get("std", 0.0)), int(results.get("trials", 1)),
-                   results.get("n"))
+                   results.get("n"),
+                   per_image=tuple((100 * shares.mean(0)).tolist()) if images else None,
+                   per_trial=tuple((100 * shares.mean(1)).tolist()) if images else None, images=images)
 
 
 def metric(results: dict[str, Any] | None, attack: str, key: str) -> Measure | None:
     """An attack's own figure (``success_rate`` %, ``mean_l2``) from a ``results.json``, from the
-    first noise setting that has it."""
+    first noise setting that has it. No per-image outcomes: these figures average over images
+    that depend on the model (those it classified right, those the attack fooled), so they are
+    always compared unpaired."""
     if not results:
         return None
     for per_attack in results.get("attack_metrics", {}).values():
@@ -107,12 +132,33 @@ def judge(claim: str, source: str, better: tuple[str, Measure | None], worse: tu
             return m.cite() if math.isfinite(m.mean) else "undefined (nothing to average over)"
         return Verdict(claim, source, INCONCLUSIVE, f"{name_a} {shown(a)} vs {name_b} {shown(b)}")
     diff = (a.mean - b.mean) if higher_is_better else (b.mean - a.mean)
-    two_se = 2 * math.hypot(a.stderr(), b.stderr())
+    paired = paired_stderr(a, b)
+    two_se = 2 * (math.hypot(a.stderr(), b.stderr()) if paired is None else paired)
     verdict = INCONCLUSIVE if abs(diff) <= two_se else HOLDS if diff > 0 else DOES_NOT_HOLD
     d = 2 if a.percent else 3
+    how = "unpaired" if paired is None else f"paired over the same {len(a.per_image or ())} images"
     evidence = (f"{name_a} {a.cite()} vs {name_b} {b.cite()}; difference {a.mean - b.mean:+.{d}f}, "
-                f"two standard errors {two_se:.{d}f}")
+                f"two standard errors {two_se:.{d}f} ({how})")
     return Verdict(claim, source, verdict, evidence)
+
+
+def paired_stderr(a: Measure, b: Measure) -> float | None:
+    """The standard error of ``a - b`` compared image by image, or None when they are not on
+    the same images (fingerprints or lengths differ, or either lacks per-image accuracies):
+    sd(a_i - b_i) / sqrt(n), at least the trials' error of the difference (the std over trials
+    of a_t - b_t over sqrt(trials), or both sides' trial errors combined when the trials do
+    not line up)."""
+    if (a.per_image is None or b.per_image is None or a.images is None or a.images != b.images
+            or len(a.per_image) != len(b.per_image) or len(a.per_image) < 2):
+        return None
+    differences = np.subtract(a.per_image, b.per_image)
+    images = float(differences.std(ddof=1)) / math.sqrt(len(differences))
+    if a.per_trial is not None and b.per_trial is not None and len(a.per_trial) == len(b.per_trial) > 1:
+        trial_diffs = np.subtract(a.per_trial, b.per_trial)
+        trials = float(trial_diffs.std()) / math.sqrt(len(trial_diffs))
+    else:
+        trials = math.hypot(*(m.std / math.sqrt(m.trials) if m.trials > 1 else 0.0 for m in (a, b)))
+    return max(images, trials)
 
 
 def erased(claim: str, source: str, paper_protocol: Verdict, honest: Verdict, attack: str) -> Verdict:
