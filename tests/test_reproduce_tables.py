@@ -76,12 +76,15 @@ def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
     verdicts = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
     for claim in ("Without adversarial training the alphas go to ~0",
                   "Adversarial training (vanilla, PNI-W) needs a larger C&W L2 than no defense "
-                  "(ResNet-18, paper profile)",
-                  "PNI-W needs a larger C&W L2 than vanilla AT (ResNet-18, strong profile)",
+                  "(ResNet-20 (4x), paper profile)",   # LeNet-5 stands in for both Table 4 models: judged once
+                  "PNI-W needs a larger C&W L2 than vanilla AT (ResNet-20 (4x), strong profile)",
                   "PNI-W beats PGD AT under PGD",
                   "FGSM (one step) does not beat PGD (iterative) on PNI-W",
                   "Black-box attacks (transfer, ZOO) do not beat white-box ones on PNI-W"):
         assert any(f"*{v}*" in verdicts[claim] for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)), claim
+    assert not any("ResNet-18" in claim for claim in verdicts if "C&W" in claim)
+    assert "the ResNet-18 rows are the same runs" in verdicts["PNI-W needs a larger C&W L2 than vanilla AT "
+                                                              "(ResNet-20 (4x), strong profile)"]
     audit = verdicts["FGSM (one step) does not beat PGD (iterative) on PNI-W"]
     assert "audit item 1 pass" in audit or "audit item 1 FAIL" in audit      # the audit's own verdict
 

@@ -116,6 +116,10 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
     print(f"{done}/{len(steps)} steps done; estimated time left on this machine ({device}): "
           f"{format_seconds(total)}")
     spent, timed = spent_seconds(steps, out)
-    print(f"time spent here on the done steps: {format_seconds(spent)} ({timed} of {done} with a timing.json)")
+    by_track = {t.name: spent_seconds([s for s in steps if s.track == t.name], out)[0]
+                for t in tracks(scale, data_dir)}
+    print(f"time spent on the done steps: {format_seconds(spent)} ({timed} of {done} steps timed; "
+          + ", ".join(f"{name} {format_seconds(sec)}" for name, sec in by_track.items())
+          + f"); the whole plan: about {format_seconds(spent + total)}")
     print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
     return total
