@@ -4,6 +4,7 @@
 #
 #   OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh
 #
+# DEVICE=cpu rehearses the whole call on a machine without a GPU (the benchmark then fails).
 # Expects the CIFAR-10 JPEG copy packed as .carry/cifar10-jpeg.tar.xz (scripts/pack_cifar.sh)
 # and, for the AutoAttack test, pyautoattack importable (for example from .carry/site).
 # Bring the runs back with: for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done
@@ -31,7 +32,7 @@ echo "[session] benchmark done after $(elapsed) s"
 left=$(( BUDGET_S - $(elapsed) - 20 ))
 if [ "$left" -gt 45 ]; then
     minutes=$(python3 -c "print(round(($left - 25) / 60, 2))")
-    timeout "$left" python3 scripts/gpu_step.py --device cuda --max-minutes "$minutes" 2>&1 | tee "$OUT/step.log"
+    timeout "$left" python3 scripts/gpu_step.py --device "${DEVICE:-cuda}" --max-minutes "$minutes" 2>&1 | tee "$OUT/step.log"
 fi
 for folder in results/paper/*/; do
     name=$(basename "$folder")

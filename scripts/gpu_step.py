@@ -31,6 +31,7 @@ from pni.errors import PNIError  # noqa: E402
 from pni.reproduce import Runner, get_plans, resolve  # noqa: E402
 from pni.reproduce.runner import checkpoint_epochs  # noqa: E402
 from pni.reproduce.steps import Step  # noqa: E402
+from pni.runfolder import TrainingInterrupted  # noqa: E402
 
 DATA = "../shared/data/cifar10-jpeg.zip"
 
@@ -104,11 +105,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{step.key:48s} {epochs_done(args.out / step.key):4d} / {step.config.epochs} epochs")
             return 0
         before = {s.key: _stamp(args.out / s.key) for s in steps}
+        code = 0
         if args.max_minutes > 0:
             runner = Runner(args.out, args.device, max_minutes=args.max_minutes)
-            runner.run(steps)
-            if not runner.stopped_early:
-                print(f"{args.plan} at {args.scale} scale: every training run is done")
+            try:
+                runner.run(steps)
+            except TrainingInterrupted as stop:   # a checkpoint was written: pack what there is
+                print(f"gpu_step: {stop}", file=sys.stderr)
+                code = stop.exit_code
+            else:
+                if not runner.stopped_early:
+                    print(f"{args.plan} at {args.scale} scale: every training run is done")
     except (OSError, tarfile.TarError, zipfile.BadZipFile, PNIError) as error:
         print(f"gpu_step: error: {error}", file=sys.stderr)
         return 2
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{folder.name}: {epochs_done(folder)} epochs")
         if args.export:
             print(f"exported {export(folder, args.export)}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":

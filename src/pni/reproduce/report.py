@@ -122,7 +122,8 @@ VERDICT_RULES = (
     f"{RUNAWAY:g} x init while every alpha of the with-noise run stays below that and its largest is at most "
     f"1/{RATIO:g} of the run-away one; these rules give *holds* on the paper's own Table 1 alphas); a claim that "
     "is an audit item's check (Table 7, Fig. 3) *holds* when `pni audit` passes it, with the audit's own "
-    "tolerance.\n")
+    "tolerance. Every row is one training run (as in the paper): these errors cover the test images and the "
+    "noise draws, not the spread between training runs with other seeds.\n")
 
 
 def render(plans: list[Plan], scale: str, out: str | Path, root: str | Path = ".",
