@@ -405,6 +405,8 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
         raise EvaluationError(f"--n must be a positive number of images, got {s.n}")
     run = open_checkpoint(path, dataset=s.dataset, data_dir=s.data_dir, split=s.split, n=s.n,
                           subset_seed=s.subset_seed, device=s.device)
+    if s.progress:  # an interactive run says up front how long it will take
+        _announce(run, s)
     evaluation = evaluate(run.model, run.data, s.attacks, s.trials, s.noise,
                           eps=run.eps if s.eps is None else s.eps,
                           steps=run.paper_steps if s.steps is None else s.steps,
@@ -413,3 +415,13 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
                           distributed=s.distributed, votes=s.votes, worst_case=s.worst_case,
                           attack_options=s.attack_options)
     return evaluation, run.label
+
+
+def _announce(run: Any, s: EvalSettings) -> None:
+    """Prints the estimated time of evaluating ``run`` with ``s`` (``pni.work_estimate``)."""
+    from .work_estimate import announce, evaluation_passes, measure_pass_rate, sample_images
+
+    steps = run.paper_steps if s.steps is None else s.steps
+    passes = evaluation_passes(dataclasses.asdict(s), steps)
+    rate = measure_pass_rate(run.model, sample_images(run.data, s.device))
+    announce("pni eval", len(run.data) * passes / rate, len(run.data), passes)

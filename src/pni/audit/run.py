@@ -118,6 +118,12 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
         raise AuditError(f"--n must be a positive number of images, got {n!r}")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
     settings = make_settings(run.eps if eps is None else eps, **overrides)
+    if progress:  # say up front how long it will take
+        from ..work_estimate import announce, audit_seconds, measure_pass_rate, sample_images
+
+        rate = measure_pass_rate(run.model, sample_images(run.data, device))
+        announce("pni audit", audit_seconds(settings, len(run.data), rate), len(run.data),
+                 audit_seconds(settings, len(run.data), 1.0) / len(run.data))
     source = None
     train_data = None
     if 2 in settings.items:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
+from ..work_estimate import audit_seconds, evaluation_passes, format_duration
 from .runner import train_log
 from .steps import Step
 
@@ -120,32 +121,6 @@ def logged_rate(folder: Path, config: TrainConfig, device: str) -> float | None:
     return n_train * len(records) / seconds
 
 
-def _passes(attack: str, s: dict[str, Any], steps: int) -> float:
-    """Forward+backward passes per image of one attack (votes add forward passes)."""
-    votes = s.get("votes", 1)
-    options = s.get("attack_options") or {}
-    if attack == "clean":
-        return votes / 3
-    if attack == "fgsm":
-        return 1 + votes / 3
-    if attack == "pgd":
-        return steps + votes / 3
-    if attack == "eot-pgd":
-        return steps * options.get("eot", 20) + votes / 3
-    if attack == "aa-rand":
-        aa = options.get("aa") or {}
-        return 2 * aa.get("n_iter", 100) * aa.get("eot_iter", 20) + votes / 3
-    if attack == "cw":
-        from ..attacks.cw import CW_PROFILES
-
-        cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
-        return cw["steps"] * cw["binary_search_steps"]
-    if attack == "zoo":
-        zoo = options.get("zoo") or {}
-        return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) / 3
-    return steps
-
-
 def signature(step: Step, runs: dict[str, Step], meter: RateMeter) -> tuple[Any, ...] | None:
     """What a non-training step costs depends on: its kind, its settings but the run it reads,
     and the kind of model that run is (None for training steps)."""
@@ -197,7 +172,7 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     s = step.settings
     n = s.get("n") or SPLIT_SIZES.get(cfg.dataset, (50000, 10000))[1]
     if step.kind == "eval":
-        passes = sum(_passes(a, s, steps) for a in s["attacks"]) * s["trials"] * (2 if s.get("noise", True) else 1)
+        passes = evaluation_passes(s, steps)
     elif step.kind == "transfer":
         passes = 4 * s["trials"] * (steps + 1)
     elif step.kind == "substitute":  # substitute training (about 3 passes per image-epoch) + attacks
@@ -209,10 +184,7 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
 
         a = AuditSettings(eps=cfg.eps, **{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()
                                            if k not in ("run", "items", "n") and v is not None})
-        passes = (a.steps * (3 + 6 + sum(a.eot_ks)) + sum(a.steps_values) + a.unbounded_steps) * a.trials
-        passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
-        surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs / (pass_rate / 1)
-        return n * passes / pass_rate + surrogate
+        return audit_seconds(a, n, pass_rate)
     elif step.kind == "certify":  # forward passes (1/3 of a pass) on noisy copies, then the attacks
         check = s.get("check") or {}
         cw = check.get("cw_options") or {}
@@ -226,11 +198,7 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
 
 
 def format_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    return format_duration(seconds)
 
 
 def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:

@@ -1,0 +1,105 @@
+"""How much work an evaluation or an audit is, in forward+backward passes per image, and an
+up-front time estimate from this machine's measured pass rate: ``pni eval`` and ``pni audit``
+say before they start how long they will take (a CIFAR evaluation under the honest protocol,
+EOT-PGD and AutoAttack-rand over votes, takes hours on a CPU) and suggest ``--n``.
+``pni reproduce --dry-run`` counts its steps with the same passes. Estimates, not promises:
+a forward pass is counted as a third of a forward+backward one."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def attack_passes(attack: str, settings: dict[str, Any], steps: int) -> float:
+    """Forward+backward passes per image of one attack; ``settings`` has ``votes`` and
+    ``attack_options`` as ``EvalSettings`` does (votes add forward passes)."""
+    votes = settings.get("votes", 1)
+    options = settings.get("attack_options") or {}
+    if attack == "clean":
+        return votes / 3
+    if attack == "fgsm":
+        return 1 + votes / 3
+    if attack == "pgd":
+        return steps + votes / 3
+    if attack == "eot-pgd":
+        return steps * options.get("eot", 20) + votes / 3
+    if attack == "aa-rand":
+        aa = options.get("aa") or {}
+        return 2 * aa.get("n_iter", 100) * aa.get("eot_iter", 20) + votes / 3
+    if attack == "cw":
+        from .attacks.cw import CW_PROFILES
+
+        cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
+        return cw["steps"] * cw["binary_search_steps"]
+    if attack == "zoo":
+        zoo = options.get("zoo") or {}
+        return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) / 3
+    return steps
+
+
+def evaluation_passes(settings: dict[str, Any], steps: int) -> float:
+    """Passes per image of a whole evaluation: every attack, every trial, both noise settings."""
+    per_trial = sum(attack_passes(a, settings, steps) for a in settings["attacks"])
+    return per_trial * settings.get("trials", 1) * (2 if settings.get("noise", True) else 1)
+
+
+def measure_pass_rate(model: nn.Module, x: Tensor, rounds: int = 3) -> float:
+    """Forward+backward images/s of ``model`` on ``x`` (a few images on the model's device):
+    the best of ``rounds`` timings after a warm-up; the model's mode and gradients are restored."""
+    was_training = model.training
+    model.eval()
+    timings = []
+    try:
+        for _ in range(rounds + 1):
+            batch = x.detach().clone().requires_grad_(True)
+            started = time.perf_counter()
+            model(batch).sum().backward()
+            if batch.is_cuda:
+                torch.cuda.synchronize(batch.device)
+            timings.append(time.perf_counter() - started)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return len(x) / max(min(timings[1:]), 1e-9)
+
+
+def announce(what: str, seconds: float, images: int, passes: float, hint: str = "--n") -> str | None:
+    """The line ``pni eval`` / ``pni audit`` print (to stderr) before a long run (over a
+    minute); None for a short one."""
+    if seconds < 60:
+        return None
+    line = (f"{what}: about {format_duration(seconds)} on this device ({images} images x {passes:,.0f} "
+            f"forward+backward passes each)")
+    if seconds > 600:
+        line += f"; a smaller {hint} shortens it proportionally"
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def audit_seconds(settings: Any, n: int, pass_rate: float) -> float:
+    """Seconds of ``pni audit`` (an ``AuditSettings``) on ``n`` images at ``pass_rate``
+    forward+backward images/s: the PGD-based checks and sweeps, random sampling and the
+    score-based black box, and the transfer surrogate's training."""
+    a = settings
+    passes = (a.steps * (3 + 6 + sum(a.eot_ks)) + sum(a.steps_values) + a.unbounded_steps) * a.trials
+    passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
+    surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs
+    return (n * passes + surrogate) / pass_rate
+
+
+def sample_images(data: Any, device: Any, k: int = 16) -> Tensor:
+    """Up to ``k`` images of a pni Dataset (or an ``(images, labels)`` pair) on ``device``."""
+    images = data.subset(min(k, len(data))).tensors()[0] if hasattr(data, "subset") else data[0][:k]
+    return images.to(device)

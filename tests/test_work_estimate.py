@@ -1,0 +1,57 @@
+"""Up-front estimates: passes per image of each attack, the measured pass rate, and the line
+pni eval / pni audit print before a long run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pni
+from pni import work_estimate
+from pni.evaluate import evaluate_checkpoint
+from pni.work_estimate import announce, attack_passes, evaluation_passes, measure_pass_rate
+
+
+def _checkpoint(tmp_path) -> str:
+    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "W")
+    path = tmp_path / "run" / "checkpoint.pt"
+    atomic_save({"format": FORMAT, "version": VERSION, "model": model.state_dict(),
+                 "model_meta": model_meta(model), "config": {"dataset": "mnist-sample", "eps": 0.3}}, path)
+    return str(path)
+
+
+def test_passes_count_steps_eot_and_votes():
+    honest = {"attacks": ["clean", "eot-pgd", "aa-rand"], "votes": 10, "trials": 1, "noise": False,
+              "attack_options": {"eot": 10, "aa": {"n_iter": 10, "eot_iter": 10}}}
+    assert attack_passes("pgd", {"votes": 1}, 7) == pytest.approx(7 + 1 / 3)
+    assert attack_passes("eot-pgd", honest, 7) == pytest.approx(70 + 10 / 3)
+    assert attack_passes("aa-rand", honest, 7) == pytest.approx(200 + 10 / 3)
+    assert evaluation_passes(honest, 7) == pytest.approx(10 / 3 + 70 + 10 / 3 + 200 + 10 / 3)
+    assert evaluation_passes({**honest, "trials": 5, "noise": True}, 7) == pytest.approx(
+        10 * evaluation_passes(honest, 7))
+
+
+def test_pass_rate_is_measured_and_leaves_the_model_as_it_was():
+    model = pni.inject(pni.create_model("lenet5"), "W").train()
+    rate = measure_pass_rate(model, torch.rand(8, 1, 28, 28))
+    assert rate > 0 and model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_only_long_runs_are_announced_and_the_longest_suggest_n(capsys):
+    assert announce("pni eval", 30, 100, 10) is None
+    line = announce("pni eval", 2 * 3600, 10000, 700)
+    assert "about 2.0 h" in line and "10000 images" in line and "--n" in line
+    assert line in capsys.readouterr().err
+
+
+def test_pni_eval_says_how_long_before_it_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(work_estimate, "measure_pass_rate", lambda model, x: 0.05)  # a very slow machine
+    evaluate_checkpoint(_checkpoint(tmp_path), attacks=("clean", "pgd"), trials=1, n=10, steps=2,
+                            noise=False, progress=True)
+    err = capsys.readouterr().err
+    assert "pni eval: about" in err and "10 images" in err
+    evaluate_checkpoint(_checkpoint(tmp_path), attacks=("clean",), trials=1, n=10, noise=False)
+    assert "pni eval: about" not in capsys.readouterr().err   # no progress: not interactive, no line
