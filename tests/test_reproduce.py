@@ -167,3 +167,13 @@ def test_data_dir_and_max_minutes_flags(tmp_path: Path, capsys: pytest.CaptureFi
                  "--only", "vanilla"]) == 0
     text = capsys.readouterr().out
     assert f"CIFAR-10 image folder {tmp_path}" in text and "-folder-" in text
+
+
+def test_track_flag_runs_one_track_and_rejects_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["reproduce", "table2", "--scale", "cpu", "--track", "nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown track 'nope'" in err and "cifar10-jpeg" in err
+    assert _cli(["reproduce", "table2", "--scale", "cpu", "--track", "mnist", "--dry-run", "--only", "vanilla",
+                 "--out", "/nonexistent-out"]) == 0
+    text = capsys.readouterr().out
+    assert "(mnist)" in text and "(cifar10-jpeg)" not in text

@@ -28,6 +28,9 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
     rep.add_argument("--dry-run", action="store_true",
                      help="print the plan: every step, its settings, whether it is done, estimated time")
     rep.add_argument("--only", metavar="ROW", default=None, help="run only this row of the plan (its id)")
+    rep.add_argument("--track", metavar="NAME", default=None,
+                     help="run only the steps of this track (e.g. mnist, cifar10-jpeg at cpu scale): two "
+                          "tracks can run side by side in two processes")
     rep.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     rep.add_argument("--data-dir", metavar="PATH", default=None,
                      help="CIFAR-10 as an image folder or zip (train/<class>/*, test/<class>/*) for the "
@@ -52,6 +55,7 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .plans import get_plans, resolve
     from .runner import Runner
+    from .scales import tracks
     from .steps import ReproduceError
 
     try:
@@ -61,6 +65,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.data_dir is not None and not Path(args.data_dir).exists():
             raise ReproduceError(f"--data-dir {args.data_dir}: no such folder or zip")
         steps = resolve(plans, args.scale, args.only, data_dir=args.data_dir)
+        if args.track is not None:
+            names = [t.name for t in tracks(args.scale, args.data_dir)]
+            if args.track not in names:
+                raise ReproduceError(f"unknown track {args.track!r} at {args.scale} scale; expected one of: "
+                                     f"{', '.join(names)}")
+            steps = [s for s in steps if s.track == args.track]
         out = Path(args.out) if args.out else Path("results") / args.scale
         if args.report:
             from .report import write_readme_summary, write_results
