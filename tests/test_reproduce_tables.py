@@ -165,3 +165,25 @@ def test_readme_block_is_replaced_between_the_markers_only(smoke_all: tuple[Path
     message = update_readme(plain, "- a line\n")
     assert "left alone" in message and "\n" not in message
     assert plain.read_text() == "# No markers\n" and os.stat(plain).st_mtime_ns == stamp
+
+
+def test_certified_accuracy_is_compared_image_by_image_on_the_same_images() -> None:
+    from pni.reproduce.report_tables import certified
+    from pni.reproduce.verdicts import judge
+
+    labels = [i % 10 for i in range(200)]
+
+    def found(correct: set[int], indices: str = "abc") -> dict:
+        radius = [0.6 if i in correct else 0.0 for i in range(200)]
+        prediction = [y if i in correct else -1 for i, y in enumerate(labels)]
+        share = 100 * len(correct) / 200
+        return {"images": 200, "certified_accuracy_percent": {"0.25": share, "0.5": share},
+                "subset": {"indices_sha256": indices},
+                "per_image": {"label": labels, "prediction": prediction, "radius": radius}}
+
+    a, b = found(set(range(60))), found(set(range(50)))     # b's certified images are a's, minus 10
+    paired = judge("", "", ("a", certified(a, "0.25")), ("b", certified(b, "0.25")))
+    assert certified(a, "0.5").mean == 30.0 and sum(certified(a, "0.5").per_image) / 200 == 30.0
+    assert "paired over the same 200 images" in paired.evidence and paired.verdict == "holds"
+    other = judge("", "", ("a", certified(a, "0.25")), ("b", certified(found(set(range(50)), "xyz"), "0.25")))
+    assert "unpaired" in other.evidence and other.verdict == "inconclusive"

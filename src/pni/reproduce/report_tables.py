@@ -260,10 +260,22 @@ def substitute_table(results: Any, plan: Plan, track: str) -> str:
 
 # --- Table 6: noise-based defenses and certificates -------------------------------------------
 def certified(found: dict[str, Any] | None, radius: str) -> Measure | None:
-    """Certified accuracy (%) at an L2 radius from a ``certify.json``, n = images certified."""
+    """Certified accuracy (%) at an L2 radius from a ``certify.json``, n = images certified;
+    with its per-image outcomes (correct and certified at that radius) and the images'
+    fingerprint, so that two models certified on the same images compare image by image."""
     if not found or radius not in found.get("certified_accuracy_percent", {}):
         return None
-    return Measure(float(found["certified_accuracy_percent"][radius]), 0.0, 1, found.get("images"))
+    per_image, images = None, None
+    rows = found.get("per_image") or {}
+    if all(k in rows for k in ("label", "prediction", "radius")):
+        from ..per_image import labels_digest
+
+        hits = [100.0 * (p == y and r >= float(radius))
+                for y, p, r in zip(rows["label"], rows["prediction"], rows["radius"])]
+        per_image = tuple(hits)
+        images = f"{(found.get('subset') or {}).get('indices_sha256', 'all')}/{labels_digest(rows['label'])}/n={len(hits)}"
+    return Measure(float(found["certified_accuracy_percent"][radius]), 0.0, 1, found.get("images"),
+                   per_image=per_image, images=images)
 
 
 def table6_table(results: Any, plan: Plan, track: str) -> str:
@@ -299,8 +311,8 @@ def _certificate_notes(results: Any, plan: Plan, track: str) -> str:
         return ""
     text = (f"\nCertified: randomized smoothing (Cohen et al. 2019) of each model as it runs, sigma "
             f"{made.get('sigma')}, {made.get('n')} noise samples per image on {made.get('images')} test images, "
-            f"alpha {made.get('alpha')}.\n\nCertified accuracy, PNI-W against each other row (two binomial standard "
-            f"errors on the certified images):\n\n")
+            f"alpha {made.get('alpha')}.\n\nCertified accuracy, PNI-W against each other row (two standard errors, "
+            f"paired over the same certified images):\n\n")
     label, pni = certs["pni-w"]
     lines = []
     for radius in RADII:
