@@ -187,3 +187,15 @@ def test_certified_accuracy_is_compared_image_by_image_on_the_same_images() -> N
     assert "paired over the same 200 images" in paired.evidence and paired.verdict == "holds"
     other = judge("", "", ("a", certified(a, "0.25")), ("b", certified(found(set(range(50)), "xyz"), "0.25")))
     assert "unpaired" in other.evidence and other.verdict == "inconclusive"
+
+
+def test_every_location_is_judged_against_vanilla_and_a_gain_against_the_honest_attacks(report) -> None:
+    _, text = report
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("- **")]
+    for name in ("PNI-I", "PNI-A-a", "PNI-A-b", "PNI-W+A-a", "PNI-W+A-b"):
+        assert f"{name} beats vanilla AT under PGD" in claims
+    for claim in claims:   # an erasure is judged only where the PGD gain holds
+        if claim.startswith("EOT-PGD erases PNI-") and "PNI-W's" not in claim:
+            name = claim.removeprefix("EOT-PGD erases ").split("'s gain")[0]
+            line = next(line for line in text.splitlines() if f"**{name} beats vanilla AT under PGD**" in line)
+            assert "*holds*" in line

@@ -14,7 +14,9 @@ from .verdicts import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED, Measure, 
                        measure, metric)
 
 ON, OFF = "with_noise", "without_noise"
-OTHER_LOCATIONS = ("pni-i", "pni-a-a", "pni-a-b", "pni-w+a-a", "pni-w+a-b")
+LOCATION_NAMES = {"pni-i": "PNI-I", "pni-a-a": "PNI-A-a", "pni-a-b": "PNI-A-b", "pni-w+a-a": "PNI-W+A-a",
+                  "pni-w+a-b": "PNI-W+A-b"}
+OTHER_LOCATIONS = tuple(LOCATION_NAMES)
 
 
 def _acc(results: Any, plan: str, row: str, track: str, setting: str, attack: str,
@@ -66,7 +68,28 @@ def table2_claims(results: Any, track: str) -> list[Verdict]:
     verdicts.append(judge("FGSM (one step) is weaker than PGD (iterative): PNI-W accuracy higher under FGSM",
                           "Table 7 item 1, from Table 2",
                           ("PNI-W FGSM", acc("pni-w", ON, "fgsm")), ("PNI-W PGD", acc("pni-w", ON, "pgd"))))
-    return verdicts
+    return verdicts + _location_gains(acc)
+
+
+def _location_gains(acc: Any) -> list[Verdict]:
+    """Every other location against vanilla AT under PGD (Table 2); where that gain holds,
+    whether EOT-PGD and AutoAttack-rand erase it."""
+    out: list[Verdict] = []
+    for row in OTHER_LOCATIONS:
+        name = LOCATION_NAMES[row]
+        vanilla = acc("vanilla", OFF, "pgd")
+        pgd = judge(f"{name} beats vanilla AT under PGD", "Table 2",
+                    (f"{name} PGD (noise on)", acc(row, ON, "pgd")), ("vanilla AT PGD", vanilla))
+        out.append(pgd)
+        if pgd.verdict != HOLDS:
+            continue
+        for attack, title in (("eot-pgd", "EOT-PGD"), ("aa-rand", "AutoAttack-rand")):
+            honest = judge(f"{name} beats vanilla AT under {title}", "honest counterpart of Table 2",
+                           (f"{name} {title} (noise on)", acc(row, ON, attack, "honest")),
+                           (f"vanilla AT {title}", acc("vanilla", OFF, attack, "honest")))
+            out.append(erased(f"{title} erases {name}'s gain over vanilla AT", "Table 2 vs honest protocol",
+                              pgd, honest, title))
+    return out
 
 
 def table3_claims(results: Any, track: str) -> list[Verdict]:
