@@ -332,6 +332,17 @@ def certify_checkpoint(path: str, sigma: float, n0: int = 100, n: int = 10_000, 
                        progress: bool = False, subset_seed: int = 0) -> tuple[Certification, str]:
     """``certify`` on a ``pni train`` checkpoint and its own dataset (``subset``: a class-stratified
     sample of that many images, ``Dataset.subset``); returns the result and a model label."""
+    result, run = certify_opened(path, sigma, n0, n, alpha, subset, dataset, data_dir, split, batch_size,
+                                 seed, device, progress, subset_seed)
+    return result, run.label
+
+
+def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
+                   subset: int | None = None, dataset: str | None = None, data_dir: str | None = None,
+                   split: str = "test", batch_size: int = 1000, seed: int = 0, device: str = "cpu",
+                   progress: bool = False, subset_seed: int = 0) -> tuple[Certification, Any]:
+    """``certify_checkpoint``, returning the opened run (``pni.runs.OpenedRun``: model, data,
+    label) with the result, for work on the same model and images (``certify_check``)."""
     from .runs import open_checkpoint
 
     _check_settings(sigma, n0, n, alpha, batch_size)
@@ -339,5 +350,5 @@ def certify_checkpoint(path: str, sigma: float, n0: int = 100, n: int = 10_000, 
         _check_int(subset, "subset")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
                           subset_seed=subset_seed, device=device)
-    return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run.label
+    return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run
 

@@ -176,16 +176,12 @@ def certify_and_check(path: str, sigma: float, *, check_images: int = 0,
     sample), then, with ``check_images`` > 0, ``cross_check_certificates`` on the first that
     many certified images (``check_options``: its keyword arguments). Returns the
     certification, the check (None without one) and the model's label."""
-    from .certify import certify_checkpoint
-    from .runs import open_checkpoint
+    from .certify import certify_opened
 
-    certification, label = certify_checkpoint(path, sigma, subset=subset, device=device, progress=progress,
-                                              **certify_options)
+    certification, run = certify_opened(path, sigma, subset=subset, device=device, progress=progress,
+                                        **certify_options)
     if not check_images:
-        return certification, None, label
-    run = open_checkpoint(path, dataset=certify_options.get("dataset"), data_dir=certify_options.get("data_dir"),
-                          split=certify_options.get("split", "test"), n=subset,
-                          subset_seed=certify_options.get("subset_seed", 0), device=device)
+        return certification, None, run.label
     check = cross_check_certificates(run.model, run.data, certification, max_images=check_images,
                                      **(check_options or {}))
-    return certification, check, label
+    return certification, check, run.label
