@@ -10,12 +10,6 @@ from pni.reports import evaluation_table
 
 
 @pytest.fixture(scope="module")
-def noisy_model():
-    torch.manual_seed(0)
-    return pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
-
-
-@pytest.fixture(scope="module")
 def data():
     return pni.load_dataset("mnist-sample", "test").subset(48)
 

@@ -15,12 +15,6 @@ from pni.reports import write_evaluation
 
 
 @pytest.fixture(scope="module")
-def noisy_model():
-    torch.manual_seed(0)
-    return pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
-
-
-@pytest.fixture(scope="module")
 def data():
     return pni.load_dataset("mnist-sample", "test").subset(45)   # not a multiple of 8
 
