@@ -9,6 +9,7 @@ One prepared script, about 4-6 minutes on one H100/H200:
                         channels_last, BatchNorm folded for the attack passes, the whole
                         step recorded once as a CUDA graph and replayed
         pni-graph-bf16  the same with bf16 autocast (not the same function)
+        pni-graph-tf32  the same with TF32 convolutions and matmuls (``tf32``; not the same function)
         pni-eager       pni's step without the CUDA graph (``cuda_graphs = false``)
         pni-graph-autotune  pni-graph recorded with cuDNN autotuning (``cudnn_benchmark``)
         floor-graph     the bare passes of the plain model (no noise), recorded as a graph:
@@ -181,20 +182,24 @@ VARIANTS: dict[str, Callable[[], Step]] = {
 COMPILED = {"pni-compile": lambda: make_pni(compile=True)}
 
 
-def make_pni_autotuned() -> Step:
-    """pni's graphed step recorded with cuDNN autotuning (``cudnn_benchmark = true``); the
-    flag is process-wide, so it is switched off again once the graph holds its kernels."""
-    step = make_pni(cudnn_benchmark=True)
+def make_pni_recorded_with(**flags: Any) -> Step:
+    """pni's graphed step recorded under a process-wide backend flag (``cudnn_benchmark``,
+    ``tf32``); the flags go back to the defaults once the graph holds its kernels, so the
+    other variants keep true float32 with cuDNN's heuristics."""
+    step = make_pni(**flags)
     try:
-        for _ in range(4):  # warm-up and recording with autotuned algorithms
+        for _ in range(4):  # warm-up and recording with the flag's kernels
             step()
         sync()
     finally:
-        torch.backends.cudnn.benchmark = False
+        from pni.cuda_graphs import configure_backends
+        configure_backends(DEVICE)
     return step
 
 
-VARIANTS["pni-graph-autotune"] = make_pni_autotuned  # last: the others keep the default
+# last: the variants above keep the default backend flags
+VARIANTS["pni-graph-autotune"] = lambda: make_pni_recorded_with(cudnn_benchmark=True)
+VARIANTS["pni-graph-tf32"] = lambda: make_pni_recorded_with(tf32=True)
 
 
 def time_steps(rounds: int, steps: int, variants: dict[str, Callable[[], Step]]
@@ -293,6 +298,7 @@ def render(report: dict[str, Any]) -> str:
                             ("pni-eager", "floor-eager", "pni / floor, both eager"),
                             ("pni-eager", "pni-graph", "eager / graph"),
                             ("pni-graph", "pni-graph-bf16", "float32 / bf16"),
+                            ("pni-graph", "pni-graph-tf32", "float32 / TF32"),
                             ("pni-compile", "pni-graph", "torch.compile / graph"),
                             ("pni-graph-autotune", "pni-graph", "cuDNN autotuned / heuristics")):
             if a in step and b in step:

@@ -41,7 +41,7 @@ def paper_runs(root: Path) -> str:
         log = root / name / "train_log.jsonl"
         config_file = root / name / "config.json"
         if not log.exists() or not config_file.exists():
-            rows.append(f"| {name} | 0 | - | - | - | - |")
+            rows.append(f"| {name} | 0 | - | - | - | - | - |")
             continue
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         config = json.loads(config_file.read_text())
@@ -50,12 +50,14 @@ def paper_runs(root: Path) -> str:
         rows.append(f"| {name} | {last['epoch']} / {config['epochs']} | "
                     f"{100 * last.get('test_clean_acc', float('nan')):.1f} | "
                     f"{100 * last.get('test_pgd_acc', float('nan')):.1f} | {seconds:.1f} | "
+                    f"{last['train_seconds']:.1f} | "
                     f"{config['device']} |")
     header = ["## Paper-scale runs (CIFAR-10 JPEG copy, ResNet-20, the paper's schedule)", "",
               "Accuracies are the per-epoch metrics of the last epoch done (a fixed class-stratified "
-              "sample of 1,000 test images, PGD-7 as in training), not the final evaluation.", "",
-              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | device |",
-              "|---|---|---|---|---|---|"]
+              "sample of 1,000 test images, PGD-7 as in training), not the final evaluation. A run "
+              "may have trained on several cards (see the sessions below), so its epoch times differ.", "",
+              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | s / last epoch | device |",
+              "|---|---|---|---|---|---|---|"]
     return "\n".join(header + rows) + "\n"
 
 
