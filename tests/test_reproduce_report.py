@@ -99,6 +99,17 @@ def test_erased_says_so_plainly() -> None:
     assert verdict.verdict == HOLDS and "EOT-PGD erases PNI's gain" in verdict.line()
     assert erased("EOT erases", "T", gain, kept, "EOT-PGD").verdict == DOES_NOT_HOLD
     assert erased("EOT erases", "T", gain, judge("c", "T", ("a", None), ("b", None)), "EOT-PGD").verdict == NOT_JUDGED
+    assert "a change of -6.50" in verdict.evidence
+
+
+def test_erased_is_inconclusive_when_too_few_images_tell_a_lost_gain_from_a_kept_one() -> None:
+    """+7 under PGD; +4 under EOT on 100 images (two standard errors about 13.9): no
+    significant gain left, but +7 is as consistent with it as 0 is."""
+    gain = judge("c", "T", ("pni", Measure(46.0, 0.1, 5)), ("vanilla", Measure(39.0, 0.1, 5)))
+    vague = judge("c", "T", ("pni", Measure(43.0, 0.0, 1, 100)), ("vanilla", Measure(39.0, 0.0, 1, 100)))
+    assert vague.verdict == INCONCLUSIVE
+    verdict = erased("EOT erases", "T", gain, vague, "EOT-PGD")
+    assert verdict.verdict == INCONCLUSIVE and "too few to tell" in verdict.line()
 
 
 def _pair(n: int = 1000, trials: int = 1, images: str | None = "abc/def/n=1000",

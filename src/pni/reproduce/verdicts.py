@@ -111,6 +111,10 @@ class Verdict:
     verdict: str
     evidence: str = ""
     note: str = ""
+    # the judged difference (claimed direction positive) and its two standard errors, where
+    # ``judge`` measured them: what ``erased`` compares across protocols
+    difference: float | None = None
+    two_se: float | None = None
 
     def line(self) -> str:
         evidence = f": {self.evidence}" if self.evidence else ""
@@ -139,7 +143,7 @@ def judge(claim: str, source: str, better: tuple[str, Measure | None], worse: tu
     how = "unpaired" if paired is None else f"paired over the same {len(a.per_image or ())} images"
     evidence = (f"{name_a} {a.cite()} vs {name_b} {b.cite()}; difference {a.mean - b.mean:+.{d}f}, "
                 f"two standard errors {two_se:.{d}f} ({how})")
-    return Verdict(claim, source, verdict, evidence)
+    return Verdict(claim, source, verdict, evidence, difference=diff, two_se=two_se)
 
 
 def paired_stderr(a: Measure, b: Measure) -> float | None:
@@ -162,7 +166,12 @@ def paired_stderr(a: Measure, b: Measure) -> float | None:
 
 
 def erased(claim: str, source: str, paper_protocol: Verdict, honest: Verdict, attack: str) -> Verdict:
-    """Whether ``attack`` (EOT-PGD, AA-rand) erases a gain the paper-protocol PGD shows."""
+    """Whether ``attack`` (EOT-PGD, AA-rand) erases a gain the paper-protocol PGD shows. It
+    *holds* when the gain is gone under ``attack`` (no significant gain there) and has shrunk
+    by more than two standard errors of the change (both sides' errors combined, unpaired: the
+    protocols use different images); it *does not hold* when the gain survives ``attack``
+    significantly; otherwise it is *inconclusive*: the honest difference is consistent both
+    with no gain and with the paper-protocol gain."""
     if NOT_JUDGED in (paper_protocol.verdict, honest.verdict):
         return Verdict(claim, source, NOT_JUDGED, honest.evidence if honest.verdict == NOT_JUDGED
                        else paper_protocol.evidence)
@@ -173,6 +182,19 @@ def erased(claim: str, source: str, paper_protocol: Verdict, honest: Verdict, at
     if honest.verdict == HOLDS:
         return Verdict(claim, source, DOES_NOT_HOLD, honest.evidence,
                        note=f"PNI's gain survives {attack}.")
-    return Verdict(claim, source, HOLDS, honest.evidence,
-                   note=f"**{attack} erases PNI's gain**: the advantage under the paper's PGD "
-                        f"is not there under {attack}.")
+    shrink = change_two_se = None
+    if None not in (paper_protocol.difference, paper_protocol.two_se, honest.difference, honest.two_se):
+        shrink = paper_protocol.difference - honest.difference
+        change_two_se = math.hypot(paper_protocol.two_se, honest.two_se)
+    if shrink is None or change_two_se is None:
+        return Verdict(claim, source, INCONCLUSIVE, honest.evidence)
+    evidence = (f"the gain is {paper_protocol.difference:+.2f} under PGD and {honest.difference:+.2f} under "
+                f"{attack}, a change of {-shrink:+.2f} against two standard errors {change_two_se:.2f} "
+                f"(unpaired across the protocols); {honest.evidence}")
+    if shrink > change_two_se:
+        return Verdict(claim, source, HOLDS, evidence,
+                       note=f"**{attack} erases PNI's gain**: the advantage under the paper's PGD "
+                            f"is not there under {attack}.", difference=shrink, two_se=change_two_se)
+    return Verdict(claim, source, INCONCLUSIVE, evidence,
+                   note=f"No significant gain is left under {attack}, but its images are too few to "
+                        f"tell a lost gain from a kept one.", difference=shrink, two_se=change_two_se)
