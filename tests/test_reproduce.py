@@ -177,3 +177,12 @@ def test_track_flag_runs_one_track_and_rejects_an_unknown_one(capsys: pytest.Cap
                  "--out", "/nonexistent-out"]) == 0
     text = capsys.readouterr().out
     assert "(mnist)" in text and "(cifar10-jpeg)" not in text
+
+
+def test_cpu_tracks_judge_the_honest_protocol_on_their_own_number_of_images() -> None:
+    """The honest protocol's n is the track's (MNIST 1,000, CIFAR 500), the paper protocol's
+    stays the scale's: each eval step's settings, and so its key, carry it."""
+    steps = [s for s in resolve(get_plans("table2"), "cpu", "vanilla") if s.kind == "eval"]
+    n = {(s.track, s.settings["protocol"]): s.settings["n"] for s in steps}
+    assert n == {("mnist", "honest"): 1000, ("cifar10-jpeg", "honest"): 500,
+                 ("mnist", "paper"): 1000, ("cifar10-jpeg", "paper"): 1000}

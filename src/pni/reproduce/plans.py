@@ -174,7 +174,7 @@ def _downstream(spec: Spec, plan: str, scale: str, device: str | None,
     run = spec.run
     for track, train in _runs_by_track(run, plan, scale, device, data_dir).items():
         if isinstance(spec, Eval):
-            settings = {"run": train.key, "protocol": spec.protocol, **eval_settings(scale, spec.protocol)}
+            settings = {"run": train.key, "protocol": spec.protocol, **eval_settings(scale, spec.protocol, track)}
             kind, summary = "eval", (f"{spec.protocol}: {','.join(settings['attacks'])}, "
                                      f"{settings['trials']} trials, n={settings['n']}, votes {settings['votes']}")
         elif isinstance(spec, Certify):

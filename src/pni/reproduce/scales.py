@@ -38,6 +38,8 @@ class Track:
     plans: frozenset[str] | None = None      # plans it serves (None: every plan)
     model: str | None = None                 # every model replaced by this one (LeNet-5 tracks)
     note: str = ""
+    # evaluation protocols changed on this track (EVAL_PROTOCOLS keys -> settings replaced)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def adapt(self, spec: Train, plan: str) -> Train | None:
         """The spec this track trains for ``spec`` in ``plan`` (None: not on this track)."""
@@ -69,12 +71,14 @@ TRACKS: dict[str, tuple[Track, ...]] = {
               overrides={"train_subset": 20000, "epochs": 8, "milestones": [5, 7], "warmup_epochs": 1,
                          "eval_subset": 500},
               note="MNIST, 20,000 training images, LeNet-5 (standing in for every model of the plans), "
-                   "8 epochs of PGD-40 at eps 0.3"),
+                   "8 epochs of PGD-40 at eps 0.3; honest protocol on 1,000 test images",
+              protocols={"honest": {"n": 1000}}),
         Track("cifar10-jpeg", "cifar-resnet20", "cpu", plans=CIFAR_CPU_PLANS,
               overrides={"dataset": "imagefolder", "data_dir": CIFAR_JPEG, "train_subset": 8000,
                          "eval_subset": 200, "epochs": 12, "milestones": [6, 9]},
               note="CIFAR-10 JPEG copy, 8,000 training images, 12 epochs of PGD-7 "
-                   "(ResNet-20 stands in for ResNet-20 x4 / ResNet-18)"),
+                   "(ResNet-20 stands in for ResNet-20 x4 / ResNet-18); honest protocol on 500 test images",
+              protocols={"honest": {"n": 500}}),
     ),
 }
 
@@ -168,12 +172,16 @@ def tracks(scale: str, data_dir: str | None = None) -> tuple[Track, ...]:
         if t.preset.startswith("cifar") else t for t in chosen)
 
 
-def eval_settings(scale: str, protocol: str) -> dict[str, Any]:
+def eval_settings(scale: str, protocol: str, track: str | None = None) -> dict[str, Any]:
+    """The settings of ``protocol`` at ``scale``, with ``track``'s own changes to it (the cpu
+    tracks judge the honest protocol on more images than its 200: a LeNet-5 evaluation costs
+    seconds, and two standard errors on 200 images, about 4 points, decide little)."""
     table = EVAL_PROTOCOLS[check_scale(scale)]
     if protocol not in table:
         raise ReproduceError(f"unknown evaluation protocol {protocol!r}; expected one of: "
                              f"{', '.join(table)}")
-    return dict(table[protocol])
+    changes = next((t.protocols.get(protocol, {}) for t in TRACKS[scale] if t.name == track), {})
+    return {**table[protocol], **changes}
 
 # Table 6 certificates: pni.certify.certify_checkpoint settings per scale (Cohen et al. use
 # n = 100,000 samples on 500 test images; the cpu scale draws fewer, so its radii are smaller).
