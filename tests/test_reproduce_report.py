@@ -184,3 +184,25 @@ def test_measures_from_results_json_are_paired_on_the_same_subset(tmp_path: Path
     assert old.per_image is None and old.images is None
     v = judge("c", "T", ("a", ma), ("b", old))
     assert v.verdict in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE) and "(unpaired)" in v.evidence
+
+
+class _ZooResults:
+    """A report.Results stand-in holding only Table 5's ZOO success rates."""
+
+    def __init__(self, rates: dict[str, float]) -> None:
+        self.rates = rates
+
+    def get(self, plan: str, row: str, track: str, protocol: str) -> dict | None:
+        if plan != "table5" or protocol != "zoo" or row not in self.rates:
+            return None
+        return {"trials": 1, "n": 100,
+                "attack_metrics": {"with_noise": {"zoo": {"success_rate": {"mean": self.rates[row], "std": 0.0}}}}}
+
+
+def test_zoo_claims_say_when_zoo_is_too_weak_to_rank_the_defenses() -> None:
+    from pni.reproduce.claims import table5_claims
+
+    weak = table5_claims(_ZooResults({"a-vanilla": 1.0, "b-w": 2.0, "b-a-a": 3.0, "b-w+a-a": 3.0}), "t")
+    assert len(weak) == 3 and all("ZOO fools only 1.0% of vanilla AT's images" in v.line() for v in weak)
+    strong = table5_claims(_ZooResults({"a-vanilla": 60.0, "b-w": 20.0, "b-a-a": 55.0, "b-w+a-a": 58.0}), "t")
+    assert strong[0].verdict == HOLDS and not any("too weak" in v.line() for v in strong)
