@@ -6,26 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .normalize import Normalize
-
-
-class ProjectionBlock(nn.Module):
-    """Two 3x3 convolutions with BatchNorm; a 1x1 conv + BN shortcut when the shape changes."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+from .resnet_cifar import BasicBlock
 
 
 class ResNet18(nn.Module):
@@ -43,8 +24,8 @@ class ResNet18(nn.Module):
         stages = []
         for index, stage_planes in enumerate(planes):
             stride = 1 if index == 0 else 2
-            stages.append(nn.Sequential(ProjectionBlock(in_planes, stage_planes, stride),
-                                        ProjectionBlock(stage_planes, stage_planes, 1)))
+            stages.append(nn.Sequential(BasicBlock(in_planes, stage_planes, stride, shortcut="projection"),
+                                        BasicBlock(stage_planes, stage_planes, 1, shortcut="projection")))
             in_planes = stage_planes
         self.stage1, self.stage2, self.stage3, self.stage4 = stages
         self.fc = nn.Linear(planes[3], num_classes)

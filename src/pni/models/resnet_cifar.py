@@ -24,16 +24,21 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BatchNorm and an identity / zero-pad shortcut."""
+    """Two 3x3 convolutions with BatchNorm; where the shape changes, the shortcut is option A
+    (``"zero-pad"``: subsample and zero-pad the channels, the CIFAR ResNets) or option B
+    (``"projection"``: a 1x1 conv + BN, ResNet-18)."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "zero-pad") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        needs_projection = stride != 1 or in_planes != planes
-        self.shortcut = ZeroPadShortcut(in_planes, planes, stride) if needs_projection else nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = (ZeroPadShortcut(in_planes, planes, stride) if shortcut == "zero-pad" else
+                             nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                           nn.BatchNorm2d(planes)))
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
