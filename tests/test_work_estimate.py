@@ -1,5 +1,5 @@
 """Up-front estimates: passes per image of each attack, the measured pass rate, and the line
-pni eval / pni audit print before a long run."""
+pni eval / pni audit / pni certify print before a long run."""
 from __future__ import annotations
 
 import pytest
@@ -55,3 +55,15 @@ def test_pni_eval_says_how_long_before_it_starts(tmp_path, capsys, monkeypatch):
     assert "pni eval: about" in err and "10 images" in err
     evaluate_checkpoint(_checkpoint(tmp_path), attacks=("clean",), trials=1, n=10, noise=False)
     assert "pni eval: about" not in capsys.readouterr().err   # no progress: not interactive, no line
+
+
+def test_pni_certify_says_how_long_before_it_starts(tmp_path, capsys, monkeypatch):
+    from pni.certify import certify_checkpoint
+
+    assert work_estimate.certify_seconds(100, 100, 2000, 700.0) == pytest.approx(100 * 2100 / 2100)
+    monkeypatch.setattr(work_estimate, "measure_pass_rate", lambda model, x: 0.05)  # a very slow machine
+    certify_checkpoint(_checkpoint(tmp_path), sigma=0.25, n0=10, n=20, subset=4, batch_size=20, progress=True)
+    err = capsys.readouterr().err
+    assert "pni certify: about" in err and "4 images" in err
+    certify_checkpoint(_checkpoint(tmp_path), sigma=0.25, n0=10, n=20, subset=4, batch_size=20)
+    assert "pni certify: about" not in capsys.readouterr().err

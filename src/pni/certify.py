@@ -350,5 +350,11 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
         _check_int(subset, "subset")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
                           subset_seed=subset_seed, device=device)
+    if progress:  # say up front how long it will take
+        from .work_estimate import announce, certify_seconds, measure_pass_rate, sample_images
+
+        rate = measure_pass_rate(run.model, sample_images(run.data, device))
+        announce("pni certify", certify_seconds(len(run.data), n0, n, rate), len(run.data), (n0 + n) / 3,
+                 hint="--subset or --n")
     return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run
 

@@ -1,7 +1,8 @@
-"""How much work an evaluation or an audit is, in forward+backward passes per image, and an
-up-front time estimate from this machine's measured pass rate: ``pni eval`` and ``pni audit``
-say before they start how long they will take (a CIFAR evaluation under the honest protocol,
-EOT-PGD and AutoAttack-rand over votes, takes hours on a CPU) and suggest ``--n``.
+"""How much work an evaluation, an audit or a certification is, in forward+backward passes
+per image, and an up-front time estimate from this machine's measured pass rate: ``pni
+eval``, ``pni audit`` and ``pni certify`` say before they start how long they will take (a
+CIFAR evaluation under the honest protocol, EOT-PGD and AutoAttack-rand over votes, takes
+hours on a CPU) and suggest ``--n`` (``--subset``).
 ``pni reproduce --dry-run`` counts its steps with the same passes. Estimates, not promises:
 a forward pass is counted as a third of a forward+backward one."""
 from __future__ import annotations
@@ -97,6 +98,13 @@ def audit_seconds(settings: Any, n: int, pass_rate: float) -> float:
     passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
     surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs
     return (n * passes + surrogate) / pass_rate
+
+
+def certify_seconds(images: int, n0: int, n: int, pass_rate: float) -> float:
+    """Seconds of ``pni certify`` on ``images`` images at ``pass_rate`` forward+backward
+    images/s: ``n0 + n`` noisy forward passes per image (Cohen et al.'s CERTIFY), each a
+    third of a forward+backward one."""
+    return images * (n0 + n) / (3 * pass_rate)
 
 
 def sample_images(data: Any, device: Any, k: int = 16) -> Tensor:
