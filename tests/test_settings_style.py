@@ -11,7 +11,7 @@ from pni.audit.settings import AuditSettings, make_settings
 from pni.cli import build_parser
 from pni.cli_args import add_dataclass_flags, flag_values
 from pni.config import FIELD_HELP, TrainConfig
-from pni.evaluate_settings import EvalSettings
+from pni.evaluate_settings import EvalSettings, TransferSettings
 from pni.helpfield import option
 
 
@@ -21,7 +21,7 @@ def _flags(command: str) -> set[str]:
 
 
 def test_every_settings_field_has_help():
-    for cls in (TrainConfig, AuditSettings, EvalSettings):
+    for cls in (TrainConfig, AuditSettings, EvalSettings, TransferSettings):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), (cls.__name__, f.name)
     assert FIELD_HELP["model"].startswith("architecture")
@@ -53,6 +53,12 @@ def test_audit_and_eval_keep_their_flags():
     assert {"--attacks", "--protocol", "--votes", "--n", "--num-images", "--trials", "--eps", "--steps",
             "--step-size", "--noise", "--dataset", "--data-dir", "--split", "--batch-size", "--seed",
             "--device", "--out"} <= _flags("eval")
+    assert _flags("transfer") == {"--attack", "--trials", "--n", "--eps", "--steps", "--step-size", "--votes",
+                                  "--dataset", "--data-dir", "--split", "--batch-size", "--seed", "--device",
+                                  "--out", "-h", "--help", "--debug"}
+    parsed = build_parser().parse_args(["transfer", "a.pt", "b.pt", "--eps", "8/255", "--trials", "2"])
+    assert flag_values(parsed, [f.name for f in dataclasses.fields(TransferSettings)]) == {
+        "eps": 8 / 255, "trials": 2}
 
 
 def test_old_draw_names_still_work_with_a_warning():

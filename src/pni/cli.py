@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import traceback
@@ -20,17 +21,18 @@ from .cli_args import (
     Parser,
     UsageError,
     _add_config_flags,
-    _parse_device,
-    _parse_eps,
-    _positive_int,
     _positive_minutes,
     _writable_folder,
     add_audit_arguments,
+    add_dataclass_flags,
     add_eval_arguments,
     attack_options_from_args,
     audit_overrides,
     eval_settings_from_args,
+    flag_fields,
+    flag_values,
 )
+from .evaluate_settings import TransferSettings
 from .reproduce.cli import add_reproduce_parser
 
 USER_ERRORS: tuple[type[BaseException], ...] = ()
@@ -123,11 +125,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .reports.evaluation import write_transfer
 
     out = _writable_folder(Path(args.out) if args.out else Path(args.source).resolve().parent / "transfer")
-    matrix = transfer_checkpoints(
-        [args.source, args.target, *args.more], attack=args.attack, trials=args.trials, n=args.n,
-        eps=args.eps, steps=args.steps, step_size=args.step_size, votes=args.votes,
-        dataset=args.dataset, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
-        seed=args.seed, device=args.device)
+    settings = dataclasses.asdict(TransferSettings(**flag_values(args, [f.name for f in flag_fields(TransferSettings)])))
+    matrix = transfer_checkpoints([args.source, args.target, *args.more], settings.pop("attack"), **settings)
     paths = write_transfer(matrix, out)
     print(paths["markdown"].read_text())
     print(f"written: {paths['json']}, {paths['markdown']}")
@@ -240,19 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("source", help="checkpoint A (its dataset and training eps are used)")
     tr.add_argument("target", help="checkpoint B")
     tr.add_argument("more", nargs="*", help="further checkpoints C, D, ...")
-    tr.add_argument("--attack", default="pgd", help="attack run on the source (default pgd; any `pni eval` name)")
-    tr.add_argument("--trials", type=int, default=5, help="trials with distinct seeds (paper: 5)")
-    tr.add_argument("--n", type=int, default=None, help="a class-stratified sample of N test images (default: all)")
-    tr.add_argument("--eps", type=_parse_eps, default=None, help="L-inf radius (default: A's training eps)")
-    tr.add_argument("--steps", type=int, default=None, help="PGD steps (default 7, or 40 for MNIST-like data)")
-    tr.add_argument("--step-size", type=_parse_eps, default=None, help="PGD step size (default: A's)")
-    tr.add_argument("--votes", type=int, default=1, help="noise draws each target prediction is judged over")
-    tr.add_argument("--dataset", default=None, help="dataset (default: A's)")
-    tr.add_argument("--data-dir", default=None, help="dataset folder (default: A's)")
-    tr.add_argument("--split", default="test", help="dataset split (default test)")
-    tr.add_argument("--batch-size", type=_positive_int, default=256, help="batch size")
-    tr.add_argument("--seed", type=int, default=0, help="seed of the first trial")
-    tr.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    add_dataclass_flags(tr, TransferSettings)
     tr.add_argument("--out", default=None,
                     help="folder for transfer.json and transfer.md (default: <A's folder>/transfer)")
     tr.set_defaults(func=cmd_transfer)

@@ -38,3 +38,24 @@ class EvalSettings:
     worst_case: bool = option(True, "add the per-sample worst case over the attacks", flag=False)
     attack_options: dict[str, Any] | None = option(None, "options of the attack builders", flag=False)
     subset_seed: int = option(0, "seed of the class-stratified sample of n images", flag=False)
+
+
+@dataclass
+class TransferSettings:
+    """How ``pni transfer`` attacks (Table 5, left): adversarial examples made on each
+    checkpoint, judged on each other; None means "checkpoint A's own" (eps, step size,
+    dataset) or "the paper's" (PGD steps). Every field is a flag of ``pni transfer``."""
+
+    attack: str = option("pgd", "attack run on the source (any `pni eval` attack name)")
+    trials: int = option(5, "trials with distinct seeds (the paper: 5)", parse="positive")
+    n: int | None = option(None, "a class-stratified sample of N test images", default_text="all")
+    eps: float | None = option(None, "L-inf radius, e.g. 8/255", default_text="A's training eps")
+    steps: int | None = option(None, "PGD steps", default_text="7, or 40 for MNIST-like data, as the paper")
+    step_size: float | None = option(None, "PGD step size", default_text="A's training step size")
+    votes: int = option(1, "noise draws each target prediction is judged over", parse="positive")
+    dataset: str | None = option(None, "dataset", default_text="A's")
+    data_dir: str | None = option(None, "dataset folder", default_text="A's")
+    split: str = option("test", "dataset split")
+    batch_size: int = option(256, "batch size", parse="positive")
+    seed: int = option(0, "seed of the first trial")
+    device: str = option("cpu", "cpu, cuda, cuda:N or mps", parse="device")
