@@ -103,6 +103,7 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
     from .estimate import RateMeter, finished_times, format_seconds, spent_seconds, step_seconds
     from .runner import state
     from .scales import tracks
+    from .step_lock import held_elsewhere
 
     print(f"pni reproduce {', '.join(p.name for p in plans)} --scale {scale} (out: {out})")
     for track in tracks(scale, data_dir):
@@ -121,6 +122,8 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
         total += seconds
         done += status == "done"
         tag = f"{status}{' ' + detail if detail else ''}"
+        if status != "done" and held_elsewhere(out / step.key):
+            tag += ", running in another process"
         print(f"- [{tag}] {step.kind} {step.key} ({step.track})\n    {step.summary}\n"
               f"    rows: {', '.join(step.rows)}; estimated {format_seconds(seconds)}")
     print(f"{done}/{len(steps)} steps done; estimated time left on this machine ({device}): "

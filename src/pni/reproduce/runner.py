@@ -1,7 +1,8 @@
 """Runs the steps of a plan into ``out/<run key>/``: a finished step whose recorded settings
 equal the plan's is reused untouched, an interrupted training run resumes from its
 checkpoint (``pni.train.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
-moment and re-run to continue."""
+moment and re-run to continue. Each step runs under its folder's lock (``step_lock``), so
+several processes can work through one plan side by side."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .step_lock import StepLock, held_elsewhere
 from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
@@ -101,8 +103,9 @@ class Runner:
 
     def __init__(self, out: str | Path, device: str = "cpu", echo: Printer = print,
                  on_step_done: Callable[[Step], None] | None = None,
-                 max_minutes: float | None = None) -> None:
+                 max_minutes: float | None = None, poll_seconds: float = 10.0) -> None:
         self.out = Path(out)
+        self.poll_seconds = poll_seconds   # how often a process waiting for another looks again
         self.device = device
         self.echo = echo
         self.on_step_done = on_step_done
@@ -114,25 +117,69 @@ class Runner:
         return None if self._deadline is None else (self._deadline - time.perf_counter()) / 60
 
     def run(self, steps: list[Step]) -> dict[str, str]:
-        """Runs every step not done; returns ``{key: "reused" | "ran"}``."""
+        """Runs every step not done; returns ``{key: "reused" | "ran"}``. A step another
+        ``pni reproduce`` process is running (``step_lock``), or one that needs such a step,
+        is deferred: the other steps go first, then this process waits for it."""
         outcome: dict[str, str] = {}
-        for i, step in enumerate(steps, 1):
-            status, detail = state(step, self.out)
-            head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
+        waiting = list(enumerate(steps, 1))
+        self._told: set[str] = set()
+        while waiting:
+            deferred: list[tuple[int, Step]] = []
+            for i, step in waiting:
+                result = self._attempt(i, step, steps, {s.key for _, s in deferred})
+                if result == "stop":
+                    return outcome
+                if result == "deferred":
+                    deferred.append((i, step))
+                else:
+                    outcome[step.key] = result
+            if deferred and len(deferred) == len(waiting):  # all held elsewhere: wait for them
+                left = self._minutes_left()
+                if left is not None and left < 0.5:
+                    self.echo("--max-minutes used up while waiting for another process; run again to continue")
+                    self.stopped_early = True
+                    return outcome
+                time.sleep(self.poll_seconds)
+            waiting = deferred
+        return outcome
+
+    def _tell_once(self, key: str, line: str) -> None:
+        if key not in self._told:
+            self._told.add(key)
+            self.echo(line)
+
+    def _attempt(self, i: int, step: Step, steps: list[Step], deferred: set[str]) -> str:
+        """Runs one step unless it is done or held elsewhere: ``"reused"``, ``"ran"``,
+        ``"deferred"``, or ``"stop"`` (``--max-minutes`` used up)."""
+        status, detail = state(step, self.out)
+        head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
+        if status == "done" and not held_elsewhere(self.out / step.key):
+            if step.kind == "train":
+                slim_checkpoint(self.out / step.key)
+            self.echo(f"{head}: done, reused")
+            return "reused"
+        left = self._minutes_left()
+        if left is not None and left < 0.5:
+            self.echo(f"{head}: not started, --max-minutes used up; run again to continue")
+            self.stopped_early = True
+            return "stop"
+        missing = [k for k in step.needs if state(_train_of(steps, k), self.out)[0] != "done"]
+        busy = [k for k in missing if k in deferred or held_elsewhere(self.out / k)]
+        if missing and len(busy) == len(missing):
+            self._tell_once(step.key, f"{head}: waits for {', '.join(busy)} (running in another process)")
+            return "deferred"
+        if missing:
+            raise ReproduceError(f"{step.key} needs the unfinished run(s) {', '.join(missing)}")
+        lock = StepLock(self.out / step.key)
+        if not lock.acquire():
+            self._tell_once(step.key, f"{head}: running in another process (pid {lock.holder()}); "
+                                      f"going on with the next step")
+            return "deferred"
+        try:
+            status, detail = state(step, self.out)  # the other process may have just finished it
             if status == "done":
-                if step.kind == "train":
-                    slim_checkpoint(self.out / step.key)
                 self.echo(f"{head}: done, reused")
-                outcome[step.key] = "reused"
-                continue
-            left = self._minutes_left()
-            if left is not None and left < 0.5:
-                self.echo(f"{head}: not started, --max-minutes used up; run again to continue")
-                self.stopped_early = True
-                break
-            missing = [k for k in step.needs if state(_train_of(steps, k), self.out)[0] != "done"]
-            if missing:
-                raise ReproduceError(f"{step.key} needs the unfinished run(s) {', '.join(missing)}")
+                return "reused"
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
             started = time.perf_counter()
             getattr(self, f"_{step.kind}")(step, self.out / step.key)
@@ -140,13 +187,14 @@ class Runner:
             if step.kind == "train" and state(step, self.out)[0] != "done":
                 self.echo(f"{head}: stopped after {seconds:.1f} s, --max-minutes used up; run again to continue")
                 self.stopped_early = True
-                break
+                return "stop"
             self.echo(f"{head}: finished in {seconds:.1f} s")
             self._timing(step, seconds)
-            outcome[step.key] = "ran"
-            if self.on_step_done is not None:
-                self.on_step_done(step)
-        return outcome
+        finally:
+            lock.release()
+        if self.on_step_done is not None:
+            self.on_step_done(step)
+        return "ran"
 
     # --- data ------------------------------------------------------------------------
     def _dataset(self, name: str, split: str, data_dir: str | None, download: bool = False) -> Any:
