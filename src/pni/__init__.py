@@ -9,6 +9,7 @@ and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defen
 paper's tables.
 """
 from . import attacks
+from .allocator import keep_freed_memory
 from .errors import PNIError
 from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
 from .certify import (
@@ -66,6 +67,6 @@ __all__ = [
     "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit",
     "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseError", "NoiseInjection", "PNIError",
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
-    "freeze_alphas", "inject", "injection_spec", "is_injected", "layer_labels",
+    "freeze_alphas", "inject", "injection_spec", "is_injected", "keep_freed_memory", "layer_labels",
     "noise_enabled", "noise_modules", "param_groups", "remove", "set_noise",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .certify_cli import add_certify_parser
 from .cli_args import (
     Parser,
@@ -303,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # large attack batches reuse freed memory instead of faulting in fresh pages
     prefix = f"pni {args.command}"
     try:
         with _torchrun_process():
