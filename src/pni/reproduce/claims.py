@@ -15,6 +15,15 @@ from .verdicts import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED, Measure, 
                        measure, metric)
 
 ON, OFF = "with_noise", "without_noise"
+# the honest protocol's attacks, and its per-image worst case over them (the robust accuracy
+# a reader should take: an image counts only if it withstands every attack)
+# (attack, the claims' words for it, its label next to a number)
+HONEST_ATTACKS = (("eot-pgd", "EOT-PGD", "EOT-PGD"), ("aa-rand", "AutoAttack-rand", "AutoAttack-rand"),
+                  ("worst-case", "the honest worst case (per image, EOT-PGD or AA-rand)", "worst case"))
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 LOCATION_NAMES = {"pni-i": "PNI-I", "pni-a-a": "PNI-A-a", "pni-a-b": "PNI-A-b", "pni-w+a-a": "PNI-W+A-a",
                   "pni-w+a-b": "PNI-W+A-b"}
 OTHER_LOCATIONS = tuple(LOCATION_NAMES)
@@ -47,12 +56,12 @@ def table2_claims(results: Any, track: str) -> list[Verdict]:
         judge("Noise on beats noise off under PGD (PNI-W)", "Table 2",
               ("PNI-W PGD noise on", acc("pni-w", ON, "pgd")), ("noise off", acc("pni-w", OFF, "pgd"))),
     ]
-    for attack, title in (("eot-pgd", "EOT-PGD"), ("aa-rand", "AutoAttack-rand")):
+    for attack, title, label in HONEST_ATTACKS:
         honest = judge(f"PNI-W beats vanilla AT under {title}", "honest counterpart of Table 2",
-                       (f"PNI-W {title} (noise on)", acc("pni-w", ON, attack, "honest")),
-                       (f"vanilla AT {title}", acc("vanilla", OFF, attack, "honest")))
-        verdicts += [honest, erased(f"{title} erases PNI-W's gain over vanilla AT", "Table 2 vs honest protocol",
-                                    pgd, honest, title)]
+                       (f"PNI-W {label} (noise on)", acc("pni-w", ON, attack, "honest")),
+                       (f"vanilla AT {label}", acc("vanilla", OFF, attack, "honest")))
+        verdicts += [honest, erased(f"{_capital(title)} erases PNI-W's gain over vanilla AT",
+                                    "Table 2 vs honest protocol", pgd, honest, title)]
     others = [(row, acc(row, ON, "pgd")) for row in OTHER_LOCATIONS]
     measured = [(row, m) for row, m in others if m is not None]
     if measured:
@@ -84,12 +93,12 @@ def _location_gains(acc: Any) -> list[Verdict]:
         out.append(pgd)
         if pgd.verdict != HOLDS:
             continue
-        for attack, title in (("eot-pgd", "EOT-PGD"), ("aa-rand", "AutoAttack-rand")):
+        for attack, title, label in HONEST_ATTACKS:
             honest = judge(f"{name} beats vanilla AT under {title}", "honest counterpart of Table 2",
-                           (f"{name} {title} (noise on)", acc(row, ON, attack, "honest")),
-                           (f"vanilla AT {title}", acc("vanilla", OFF, attack, "honest")))
-            out.append(erased(f"{title} erases {name}'s gain over vanilla AT", "Table 2 vs honest protocol",
-                              pgd, honest, title))
+                           (f"{name} {label} (noise on)", acc(row, ON, attack, "honest")),
+                           (f"vanilla AT {label}", acc("vanilla", OFF, attack, "honest")))
+            out.append(erased(f"{_capital(title)} erases {name}'s gain over vanilla AT",
+                              "Table 2 vs honest protocol", pgd, honest, title))
     return out
 
 

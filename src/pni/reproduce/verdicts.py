@@ -193,7 +193,7 @@ def erased(claim: str, source: str, paper_protocol: Verdict, honest: Verdict, at
                 f"(unpaired across the protocols); {honest.evidence}")
     if shrink > change_two_se:
         return Verdict(claim, source, HOLDS, evidence,
-                       note=f"**{attack} erases PNI's gain**: the advantage under the paper's PGD "
+                       note=f"**{attack[:1].upper() + attack[1:]} erases PNI's gain**: the advantage under the paper's PGD "
                             f"is not there under {attack}.", difference=shrink, two_se=change_two_se)
     return Verdict(claim, source, INCONCLUSIVE, evidence,
                    note=f"No significant gain is left under {attack}, but its images are too few to "
