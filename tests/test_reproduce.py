@@ -186,3 +186,17 @@ def test_cpu_tracks_judge_the_honest_protocol_on_their_own_number_of_images() ->
     n = {(s.track, s.settings["protocol"]): s.settings["n"] for s in steps}
     assert n == {("mnist", "honest"): 1000, ("cifar10-jpeg", "honest"): 500,
                  ("mnist", "paper"): 1000, ("cifar10-jpeg", "paper"): 1000}
+
+
+def test_dry_run_of_all_lists_folders_no_step_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pni.reproduce.cli import unplanned_folders
+
+    steps = resolve(get_plans("all"), "smoke")
+    run = next(s for s in steps if s.kind == "train").key
+    (tmp_path / run / "eval-honest-00000000").mkdir(parents=True)
+    (tmp_path / "lenet5-W-at-old-12345678").mkdir()
+    (tmp_path / ".overwritten.x").mkdir()
+    assert {p.relative_to(tmp_path).as_posix() for p in unplanned_folders(steps, tmp_path)} == {
+        f"{run}/eval-honest-00000000", "lenet5-W-at-old-12345678"}
+    assert _cli(["reproduce", "all", "--scale", "smoke", "--out", str(tmp_path), "--dry-run"]) == 0
+    assert "2 folder(s) under" in capsys.readouterr().out

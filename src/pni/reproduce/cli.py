@@ -84,6 +84,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             return 0
         if args.dry_run:
             print_plan(plans, steps, args.scale, out, args.device, args.data_dir)
+            if args.name == "all" and args.only is None and args.track is None:
+                print_unplanned(steps, out)
             return 0
         runner = Runner(out, args.device, max_minutes=args.max_minutes)
         outcome = runner.run(steps)
@@ -95,6 +97,29 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{args.name} at {args.scale} scale: {ran} step(s) run, {len(outcome) - ran} reused{stopped}; "
           f"results in {out}")
     return 0
+
+
+def unplanned_folders(steps: list[Any], out: Path) -> list[Path]:
+    """Step folders under ``out`` (run folders and the step folders inside them) that no step
+    of ``steps`` names: left by earlier settings of the plan; the report ignores them."""
+    keys = {s.key for s in steps}
+    runs = {key.split("/")[0] for key in keys}
+    found = []
+    for run in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")) if out.is_dir() else []:
+        if run.name not in runs:
+            found.append(run)
+            continue
+        found += [p for p in sorted(run.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                  and f"{run.name}/{p.name}" not in keys]
+    return found
+
+
+def print_unplanned(steps: list[Any], out: Path) -> None:
+    found = unplanned_folders(steps, out)
+    if found:
+        print(f"{len(found)} folder(s) under {out} belong to no step of the plan (run with earlier settings; the "
+              f"report ignores them; delete them or keep them for reference): "
+              + ", ".join(str(p.relative_to(out)) for p in found))
 
 
 def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str,
