@@ -112,6 +112,7 @@ class Runner:
         self._data: dict[tuple[str, str, str | None], Any] = {}
         self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
         self.stopped_early = False   # max_minutes ran out before every step was done
+        self._told: set[str] = set()  # steps whose "held by another process" line was printed
 
     def _minutes_left(self) -> float | None:
         return None if self._deadline is None else (self._deadline - time.perf_counter()) / 60
@@ -122,7 +123,6 @@ class Runner:
         is deferred: the other steps go first, then this process waits for it."""
         outcome: dict[str, str] = {}
         waiting = list(enumerate(steps, 1))
-        self._told: set[str] = set()
         while waiting:
             deferred: list[tuple[int, Step]] = []
             for i, step in waiting:
