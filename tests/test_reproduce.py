@@ -131,14 +131,15 @@ def test_cli_errors_are_one_line_and_dry_run_reports_status(
 
 
 def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path, dict[str, str]]) -> None:
-    from pni.reproduce.estimate import RateMeter, finished_times, logged_rate, spent_seconds, step_seconds
+    from pni.reproduce.estimate import (RateMeter, cpu_spent, finished_times, logged_rate, spent_seconds,
+                                        step_seconds)
 
     out, _ = smoke_all
     steps = resolve(get_plans("table2"), "smoke")
     runs = {s.key: s for s in steps if s.kind == "train"}
     evals = [s for s in steps if s.kind == "eval"]
     timing = json.loads((out / evals[0].key / "timing.json").read_text())
-    assert timing["seconds"] > 0 and timing["device"] == "cpu"
+    assert timing["seconds"] > 0 and timing["device"] == "cpu" and 0 < timing["cpu_seconds"]
     train = json.loads((out / steps[0].key / "timing.json").read_text())
     assert train["train_seconds_logged"] > 0
     meter = RateMeter("cpu")
@@ -151,6 +152,8 @@ def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path
     assert step_seconds(evals[0], runs, meter, out, times) == pytest.approx(timing["seconds"])
     spent, timed = spent_seconds(steps, out)
     assert spent > 0 and timed == len(steps)
+    cpu, wall, counted = cpu_spent(steps, out)
+    assert counted == len(steps) and 0 < cpu and 0 < wall
 
 
 def test_data_dir_and_max_minutes_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,7 +125,7 @@ def print_unplanned(steps: list[Any], out: Path) -> None:
 def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str,
                data_dir: str | None = None) -> float:
     """Prints every step (status, settings, rows, estimated time); returns the seconds left."""
-    from .estimate import RateMeter, finished_times, format_seconds, spent_seconds, step_seconds
+    from .estimate import RateMeter, cpu_spent, finished_times, format_seconds, spent_seconds, step_seconds
     from .runner import state
     from .scales import tracks
     from .step_lock import held_elsewhere
@@ -159,5 +159,9 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
     print(f"time spent on the done steps: {format_seconds(spent)} ({timed} of {done} steps timed; "
           + ", ".join(f"{name} {format_seconds(sec)}" for name, sec in by_track.items())
           + f"); the whole plan: about {format_seconds(spent + total)}")
+    cpu, wall, counted = cpu_spent(steps, out)
+    if counted:
+        print(f"CPU time recorded by {counted} of the done steps: {format_seconds(cpu)} (their wall time "
+              f"{format_seconds(wall)}; more wall than CPU time: other processes shared the cores)")
     print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
     return total

@@ -221,3 +221,22 @@ def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
         total += seconds
         timed += seconds > 0
     return total, timed
+
+
+def cpu_spent(steps: list[Step], out: Path) -> tuple[float, float, int]:
+    """(CPU seconds, wall seconds, how many steps) of the done steps whose ``timing.json``
+    records CPU time: what the work cost, apart from other processes sharing the cores."""
+    from .runner import TIMING, state
+
+    cpu = wall = 0.0
+    count = 0
+    for step in steps:
+        if state(step, out)[0] != "done":
+            continue
+        try:
+            record = json.loads((out / step.key / TIMING).read_text())
+            step_cpu, step_wall = float(record["cpu_seconds"]), float(record["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        cpu, wall, count = cpu + step_cpu, wall + step_wall, count + 1
+    return cpu, wall, count

@@ -181,15 +181,15 @@ class Runner:
                 self.echo(f"{head}: done, reused")
                 return "reused"
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             getattr(self, f"_{step.kind}")(step, self.out / step.key)
-            seconds = time.perf_counter() - started
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
             if step.kind == "train" and state(step, self.out)[0] != "done":
                 self.echo(f"{head}: stopped after {seconds:.1f} s, --max-minutes used up; run again to continue")
                 self.stopped_early = True
                 return "stop"
             self.echo(f"{head}: finished in {seconds:.1f} s")
-            self._timing(step, seconds)
+            self._timing(step, seconds, cpu_seconds)
         finally:
             lock.release()
         if self.on_step_done is not None:
@@ -327,14 +327,17 @@ class Runner:
         plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
         self._record(step, folder)
 
-    def _timing(self, step: Step, seconds: float) -> None:
-        """``timing.json``: this invocation's wall seconds (a resumed run: since the resume) and,
-        for a training run, the epoch seconds its log records; read by ``--dry-run``."""
+    def _timing(self, step: Step, seconds: float, cpu_seconds: float | None = None) -> None:
+        """``timing.json``: this invocation's wall seconds (a resumed run: since the resume), its
+        CPU seconds (user + system, all threads: unlike the wall time, not stretched by other
+        processes sharing the cores) and, for a training run, the epoch seconds its log
+        records; read by ``--dry-run``."""
         from datetime import datetime, timezone
 
         from ..reports.json_io import write_json
 
         record: dict[str, Any] = {"seconds": round(seconds, 3), "device": self.device,
+                                  "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
                                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if step.kind == "train":
             record["train_seconds_logged"] = round(sum(float(r.get("train_seconds") or 0)
