@@ -161,7 +161,8 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
           + f"); the whole plan: about {format_seconds(spent + total)}")
     cpu, wall, counted = cpu_spent(steps, out)
     if counted:
+        shared = "; more wall than CPU time: other processes shared the cores" if wall > 1.1 * cpu else ""
         print(f"CPU time recorded by {counted} of the done steps: {format_seconds(cpu)} (their wall time "
-              f"{format_seconds(wall)}; more wall than CPU time: other processes shared the cores)")
+              f"{format_seconds(wall)}{shared})")
     print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
     return total
