@@ -107,7 +107,8 @@ def test_unregistered_the_toy_is_an_unknown_attack_and_a_name_is_taken_once(toy)
 
 
 def test_every_attack_file_registers_its_attacks_on_import():
-    assert attack_names() == ["clean", "fgsm", "pgd", "eot-pgd", "cw", "zoo", "aa-rand", "aa-standard"]
+    assert attack_names() == ["clean", "fgsm", "pgd", "eot-pgd", "cw", "zoo", "eot-zoo", "aa-rand",
+                              "aa-standard"]
     assert attack_options() == ("eot", "eot_batch", "cw_profile", "cw", "zoo", "aa")
     assert {get_attack(n).__class__ for n in attack_names()} == {AttackSpec}
     assert [n for n in attack_names() if not get_attack(n).in_worst_case] == ["cw"]

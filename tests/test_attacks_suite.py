@@ -179,7 +179,9 @@ def _check_cw(result, x):
     l2 = (result.x_adv - x).flatten(1).norm(dim=1)
     assert torch.allclose(result.l2, l2, atol=1e-6)
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
-    assert torch.equal(result.x_adv[~result.success], x[~result.success])
+    # x itself where the search found nothing; a success is always something the search found
+    assert torch.equal(result.x_adv[~result.found], x[~result.found])
+    assert not (result.success & ~result.found).any()
 
 
 def test_cw_strong_profile_fools_an_undefended_model_with_smaller_l2_than_a_robust_one(

@@ -70,12 +70,13 @@ def test_cli_report_writes_and_runs_nothing(smoke_table2: Path, tmp_path: Path) 
 
 
 def test_verdict_boundaries_with_trials() -> None:
-    # std 0.2 over 4 trials: SE 0.1 each, difference's SE sqrt(0.02) = 0.1414, two SE = 0.283
+    # population std 0.2 over 4 trials: sample std 0.2309, SE 0.1155 each, difference's SE
+    # 0.1633, two SE = 0.327
     a = Measure(45.0, 0.2, 4)
-    assert judge("c", "T", ("a", Measure(45.29, 0.2, 4)), ("b", a)).verdict == HOLDS
-    assert judge("c", "T", ("a", Measure(45.27, 0.2, 4)), ("b", a)).verdict == INCONCLUSIVE
-    assert judge("c", "T", ("a", Measure(44.71, 0.2, 4)), ("b", a)).verdict == DOES_NOT_HOLD
-    assert judge("c", "T", ("a", Measure(44.73, 0.2, 4)), ("b", a)).verdict == INCONCLUSIVE
+    assert judge("c", "T", ("a", Measure(45.33, 0.2, 4)), ("b", a)).verdict == HOLDS
+    assert judge("c", "T", ("a", Measure(45.32, 0.2, 4)), ("b", a)).verdict == INCONCLUSIVE
+    assert judge("c", "T", ("a", Measure(44.67, 0.2, 4)), ("b", a)).verdict == DOES_NOT_HOLD
+    assert judge("c", "T", ("a", Measure(44.68, 0.2, 4)), ("b", a)).verdict == INCONCLUSIVE
     # lower is better (ZOO success rate)
     assert judge("c", "T", ("a", Measure(44.0, 0.2, 4)), ("b", a), higher_is_better=False).verdict == HOLDS
     assert judge("c", "T", ("a", None), ("b", a)).verdict == NOT_JUDGED
@@ -143,11 +144,11 @@ def test_paired_verdict_holds_where_unpaired_is_inconclusive() -> None:
 
 def test_paired_error_has_the_trials_error_of_the_difference_as_floor() -> None:
     steady = _pair(trials=5, a_trials=(53.0, 56.0, 50.0, 56.0, 50.0), b_trials=(50.0, 50.0, 50.0, 50.0, 50.0))
-    # differences 3, 6, 0, 6, 0: std 2.68, floor 2.68 / sqrt 5 = 1.20, two SE 2.40 < 3
+    # differences 3, 6, 0, 6, 0: std (ddof 1) 3.0, floor 3.0 / sqrt 5 = 1.34, two SE 2.68 < 3
     assert judge("c", "T", ("a", steady[0]), ("b", steady[1])).verdict == HOLDS
     noisy = _pair(trials=5, a_trials=(47.0, 59.0, 47.0, 59.0, 53.0), b_trials=(50.0,) * 5)
     v = judge("c", "T", ("a", noisy[0]), ("b", noisy[1]))
-    assert v.verdict == INCONCLUSIVE and "two standard errors 4.80" in v.evidence    # 2 x std 5.37 / sqrt 5
+    assert v.verdict == INCONCLUSIVE and "two standard errors 5.37" in v.evidence    # 2 x std 6.0 / sqrt 5
 
 
 def test_different_images_fall_back_to_the_unpaired_rule() -> None:

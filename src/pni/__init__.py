@@ -55,7 +55,7 @@ from .noise import (
 from .reproduce import ReproduceError, Runner as ReproduceRunner
 from .train import fit
 
-__version__ = "0.1.0"
+from .provenance import __version__
 
 __all__ = [
     "AuditReport", "audit", "sweep_eot", "sweep_eps", "sweep_steps",

@@ -214,6 +214,7 @@ class TrainConfig:
             raise _located(ConfigError(f"expected a table of config fields, got "
                                        f"{type(values).__name__}"), source)
         values = dict(values)
+        values.pop("code", None)   # the code that wrote a config.json (pni.provenance): not a field
         if values.get("location") in ("none", "None", ""):
             values["location"] = None
         check_types(values, source)

@@ -111,6 +111,7 @@ class Evaluation:
     extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
     subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
     labels_sha256: str | None = None      # the evaluated labels' digest (pni.per_image.labels_digest)
+    cascade: list[str] = field(default_factory=list)  # chained attacks (cumulative accuracies), in order
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -150,6 +151,8 @@ class Evaluation:
                "accuracy_per_trial": self.accuracies}
         if self.subset is not None:
             out["subset"] = self.subset
+        if self.cascade:
+            out["cascade"] = self.cascade
         if self.votes > 1:
             out["majority_vote_accuracy_percent"] = self.vote_summary()
             out["majority_vote_accuracy_per_trial"] = self.vote_accuracies
@@ -183,7 +186,8 @@ class Evaluation:
                        subset=dict(values["subset"]) if values.get("subset") else None, fractions=fractions,
                        correct={setting: {name: v > 0.5 for name, v in per_attack.items()}
                                 for setting, per_attack in fractions.items()} if one_vote else {},
-                       labels_sha256=(values.get("per_image") or {}).get("labels_sha256"))
+                       labels_sha256=(values.get("per_image") or {}).get("labels_sha256"),
+                       cascade=[str(n) for n in values.get("cascade", [])])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
                                   f"{type(error).__name__}: {error}") from error
@@ -247,7 +251,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              steps: int | None = None, step_size: float | None = None, seed: int = 0,
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
-             worst_case: bool = True, attack_options: dict[str, Any] | None = None) -> Evaluation:
+             worst_case: bool = True, attack_options: dict[str, Any] | None = None,
+             cascade: Sequence[str] = ()) -> Evaluation:
     """Accuracy under each attack, mean ± std over ``trials`` seeds (the paper's Tables 1-3).
 
     ``noise=True`` evaluates with the noise on and again with it off (Table 2's "Test with
@@ -279,6 +284,12 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             at eps (C&W-L2, minimum-norm, excepted): the robust accuracy to quote (default True).
         attack_options: options of the named attacks for ``build_attacks`` (``eot``,
             ``eot_batch``, ``cw_profile``, ``cw``, ``zoo``, ``aa``; default None).
+        cascade: attacks run as AutoAttack runs its own (default (): every attack on every
+            image): after "clean", each named attack, in evaluation order, attacks only the
+            images some draw still classifies correctly under all the earlier ones, and its
+            accuracy is cumulative (robust to it and to every earlier chained attack). The
+            per-image worst case is exactly that of running every attack on every image
+            (``("eot-pgd", "aa-rand")``: the honest protocol).
 
     Returns:
         Evaluation: per noise setting and attack, the accuracy of every trial
@@ -322,6 +333,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                         labels_sha256=per_image.labels_digest(y.cpu()))
     in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
+    chain = _cascade_chain(list(table), tuple(cascade), in_worst_case)
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
@@ -331,12 +343,19 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                                      result.vote_accuracies):
                 table_of_setting[setting] = {}
             with noise_enabled(model, NOISE_SETTINGS[setting]):
+                # the cascade's worst case so far per trial: (share of correct draws, majority correct)
+                running: list[tuple[Tensor, Tensor] | None] = [None] * trials
                 for name, attack in table.items():
-                    per_trial = [sample_outcomes(model, x[lo:hi], y[lo:hi],
-                                                 None if name == "clean" else attack, batch_size,
-                                                 seed=t_seed, start_index=lo, votes=votes)
-                                 for t_seed in seeds]
-                    stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]}
+                    chained = name in chain
+                    per_trial = []
+                    for t, t_seed in enumerate(seeds):
+                        outcome = _cascade_step(model, x[lo:hi], y[lo:hi], None if name == "clean" else attack,
+                                                batch_size, t_seed, lo, votes, running[t] if chained else None)
+                        if chained:
+                            running[t] = (outcome["fraction"], outcome["correct"])
+                        per_trial.append(outcome)
+                    stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]
+                               if all(key in o for o in per_trial)}  # (an empty cascade step has no extras)
                     if distributed:
                         shards = dist_utils.all_gather_object(stacked)
                         keys = {key for shard in shards for key in shard}  # an empty shard has no extras
@@ -353,7 +372,47 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                     _add_worst_case(result, setting, in_worst_case)
         if worst_case:
             result.attacks[WORST_CASE] = {"over": ", ".join(in_worst_case)}
+        for name in chain:
+            result.attacks[name] = {**result.attacks.get(name, {}), "cascade": " -> ".join(chain)}
+    result.cascade = list(chain)
     return result
+
+
+def _cascade_chain(names: Sequence[str], cascade: Sequence[str], in_worst_case: list[str]) -> list[str]:
+    """The attacks of the cascade in evaluation order: "clean" (when run) then those named in
+    ``cascade``; only attacks counted in the worst case may be chained."""
+    unknown = [n for n in cascade if n not in names or n not in in_worst_case or n == "clean"]
+    if unknown:
+        raise EvaluationError(f"cascade: {', '.join(map(repr, unknown))} is not an attack of this evaluation "
+                              f"bounded at eps; expected some of: {', '.join(n for n in in_worst_case if n != 'clean')}")
+    if not cascade:
+        return []
+    return [n for n in names if n == "clean" or n in cascade]
+
+
+def _cascade_step(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, batch_size: int, seed: int,
+                  start_index: int, votes: int, running: tuple[Tensor, Tensor] | None) -> dict[str, Tensor]:
+    """One attack of one trial: on every image (``running`` None), or, in the cascade, on the
+    images still robust on some draw under the earlier chained attacks (``running``: their
+    worst share of correct draws and majority vote so far). A chained attack's outcome is
+    cumulative (per image the worst of it and ``running``), so an image left out counts as
+    fooled by every draw, as it already was; its other per-sample figures are NaN / False."""
+    if running is None:
+        return sample_outcomes(model, x, y, attack, batch_size, seed=seed, start_index=start_index, votes=votes)
+    so_far, so_far_correct = running
+    todo = (so_far > 0).nonzero().flatten()
+    part = sample_outcomes(model, x[todo], y[todo], attack, batch_size, seed=seed, start_index=start_index,
+                           votes=votes)
+    full: dict[str, Tensor] = {}
+    for key, value in part.items():
+        filled = torch.zeros((len(y), *value.shape[1:]), dtype=value.dtype, device=value.device)
+        if value.dtype.is_floating_point and key != "fraction":
+            filled.fill_(math.nan)
+        filled[todo.to(value.device)] = value
+        full[key] = filled
+    full["fraction"] = torch.minimum(full["fraction"], so_far.to(full["fraction"].device))
+    full["correct"] = full["correct"] & so_far_correct.to(full["correct"].device)
+    return full
 
 
 def check_fit(model: nn.Module, x: Tensor, y: Tensor) -> None:
@@ -413,7 +472,7 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
                           step_size=run.step_size if s.step_size is None else s.step_size, seed=s.seed,
                           batch_size=s.batch_size, device=s.device, progress=s.progress,
                           distributed=s.distributed, votes=s.votes, worst_case=s.worst_case,
-                          attack_options=s.attack_options)
+                          attack_options=s.attack_options, cascade=tuple(s.cascade))
     return evaluation, run.label
 
 

@@ -38,6 +38,8 @@ class EvalSettings:
     worst_case: bool = option(True, "add the per-sample worst case over the attacks", flag=False)
     attack_options: dict[str, Any] | None = option(None, "options of the attack builders", flag=False)
     subset_seed: int = option(0, "seed of the class-stratified sample of n images", flag=False)
+    cascade: tuple[str, ...] = option((), "attacks chained as AutoAttack chains its own: each runs only on "
+                                      "the images still robust on some draw (cumulative accuracies)", flag=False)
 
 
 @dataclass

@@ -185,7 +185,9 @@ def write_log(folder: Path, history: list[dict[str, Any]]) -> None:
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
-    atomic_write((json.dumps(config, indent=2) + "\n").encode(), folder / CONFIG, "config")
+    from .provenance import with_code
+
+    atomic_write((json.dumps(with_code(config), indent=2) + "\n").encode(), folder / CONFIG, "config")
 
 
 # --- checkpoints ---------------------------------------------------------------------------

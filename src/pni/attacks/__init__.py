@@ -5,7 +5,7 @@ attacks (``registry.AttackSpec``) at its bottom, in this order: the order of
 ``registry.attack_names()``. A new attack file is imported here too.
 """
 # isort: off
-# the attack files, in registration order: fgsm, pgd, eot-pgd, cw, zoo, aa-rand, aa-standard
+# the attack files, in registration order: fgsm, pgd, eot-pgd, cw, zoo, eot-zoo, aa-rand, aa-standard
 from .gradient import fgsm, pgd
 from .cw import CW_PROFILES, CWResult, cw_l2, cw_l2_profile
 from .zoo import ZooResult, zoo

@@ -136,13 +136,16 @@ def class_margin(scores: Tensor, y: Tensor) -> Tensor:
 @dataclass
 class PerturbationResult:
     """Per-sample outcome of an attack that searches for a small perturbation (C&W, ZOO):
-    ``success`` by the attack's own check (one noise draw), the perturbation's L2 norm, and
-    which samples the model classified correctly before the attack."""
+    ``success`` (the returned example is misclassified by the majority vote over fresh noise
+    draws: ``votes.judge_examples``), the perturbation's L2 norm, which samples the model
+    classified correctly before the attack (same vote), and ``found``: the attack's own check
+    during the search (on a randomized model, possibly one lucky draw)."""
 
     x_adv: Tensor
     success: Tensor
     initially_correct: Tensor
     l2: Tensor
+    found: Tensor | None = None
 
     @property
     def success_rate(self) -> float:
@@ -151,7 +154,10 @@ class PerturbationResult:
         return float(self.success[attacked].float().mean()) if attacked.any() else math.nan
 
     def per_sample(self) -> dict[str, Tensor]:
-        return {"l2": self.l2, "success": self.success, "initially_correct": self.initially_correct}
+        out = {"l2": self.l2, "success": self.success, "initially_correct": self.initially_correct}
+        if self.found is not None:
+            out["found"] = self.found
+        return out
 
 
 def cross_entropy_sum(logits: Tensor, y: Tensor) -> Tensor:
@@ -176,7 +182,8 @@ def input_gradient(model: nn.Module, x: Tensor, y: Tensor, eot: int = 1,
                    loss_fn: LossFn = cross_entropy_sum,
                    eot_batch: int | None = None) -> tuple[Tensor, Tensor]:
     """The gradient of ``loss_fn(model(x), y)`` w.r.t. ``x``, averaged over ``eot`` forward
-    passes (independent noise draws: Expectation over Transformation), and the last logits.
+    passes (independent noise draws: Expectation over Transformation), and the logits averaged
+    over the same draws (the expected logits C&W-EOT judges its iterates by).
 
     ``eot_batch`` draws go through one vectorized pass (``torch.func.vmap`` with
     ``randomness="different"``): every draw is independent, weight noise included (one
@@ -190,7 +197,7 @@ def input_gradient(model: nn.Module, x: Tensor, y: Tensor, eot: int = 1,
     per_pass = min(eot, eot_batch or 1)
     x = x.detach()
     grad = torch.zeros_like(x)
-    logits = None
+    logits_sum: Tensor | None = None
     done = 0
     while done < eot:
         draws = min(per_pass, eot - done)
@@ -200,17 +207,20 @@ def input_gradient(model: nn.Module, x: Tensor, y: Tensor, eot: int = 1,
             draws = 1
             logits = model(x_in)
             loss = loss_fn(logits, y)
+            summed = logits.detach()
         else:
-            loss, logits = out
+            loss, summed = out
         (g,) = torch.autograd.grad(loss, x_in)
         grad += g
+        logits_sum = summed if logits_sum is None else logits_sum + summed
         done += draws
-    return grad / eot, logits.detach()
+    assert logits_sum is not None
+    return grad / eot, logits_sum / eot
 
 
 def _vmapped_draws(model: nn.Module, x_in: Tensor, y: Tensor, loss_fn: LossFn,
                    draws: int) -> tuple[Tensor, Tensor] | None:
-    """The summed loss of ``draws`` independent forward passes and the last one's logits, in
+    """The summed loss of ``draws`` independent forward passes and their summed logits, in
     one vectorized pass; None when the model cannot run under vmap (then: the plain loop)."""
     if model in _NO_VMAP:
         return None
@@ -227,7 +237,7 @@ def _vmapped_draws(model: nn.Module, x_in: Tensor, y: Tensor, loss_fn: LossFn,
     except (RuntimeError, NotImplementedError):
         _NO_VMAP.add(model)
         return None
-    return losses.sum(), logits[-1]
+    return losses.sum(), logits.detach().sum(0)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,19 @@ def _quiet(verbose: bool) -> Iterator[None]:
     finally:
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+@lru_cache(maxsize=None)
+def published_budget(version: str = "rand") -> dict[str, Any]:
+    """The budget pyautoattack's ``AutoAttack(version=...)`` sets (read from the package, not
+    copied): the attacks run, APGD's iterations, restarts and EOT draws ('rand': APGD-CE +
+    APGD-DLR, 100 iterations, 1 restart, EOT 20)."""
+    from pyautoattack import AutoAttack
+
+    with _quiet(False):
+        adversary = AutoAttack(nn.Identity(), eps=8 / 255, version=version, device="cpu")
+    return {"attacks": ",".join(adversary.attacks_to_run), "n_iter": int(adversary.apgd.n_iter),
+            "n_restarts": int(adversary.apgd.n_restarts), "eot_iter": int(adversary.apgd.eot_iter)}
 
 
 def _set_iterations(apgd: Any, n_iter: int) -> None:
@@ -175,15 +189,16 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
 
 def _highest_loss_apgd(adversary: Any, model: nn.Module, x: Tensor, y: Tensor, votes: int,
                        batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """APGD-CE on every image, then APGD-DLR on those still robust (majority vote), each in
-    highest-loss mode; every image keeps the point whose draws are least often correct."""
+    """APGD-CE on every image, then APGD-DLR on those still robust on some draw (the cascade:
+    an image no draw classifies correctly has nothing left to lose), each in highest-loss
+    mode; every image keeps the point whose draws are least often correct."""
     x_adv = x.clone()
     fraction = torch.full((len(y),), math.inf, device=x.device)
     correct = torch.ones(len(y), dtype=torch.bool, device=x.device)
     apgd = adversary.apgd
     for attack in adversary.attacks_to_run:
         loss = {"apgd-ce": "ce", "apgd-dlr": "dlr"}[attack]
-        todo = correct.nonzero().flatten()
+        todo = (fraction > 0).nonzero().flatten()
         for start in range(0, len(todo), batch_size):
             idx = todo[start:start + batch_size]
             apgd.loss = loss
@@ -201,9 +216,7 @@ def _highest_loss_apgd(adversary: Any, model: nn.Module, x: Tensor, y: Tensor, v
 def _build_autoattack(version: str) -> Callable[..., tuple[Attack, dict[str, Any]]]:
     def build(eps: float, aa: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
         settings = dict(aa or {})
-        params = {"eps": eps, "version": version, "package": "pyautoattack",
-                  "attacks": "apgd-ce,apgd-dlr" if version == "rand" else "apgd-ce,apgd-t,fab-t,square",
-                  "n_iter": 100, "n_restarts": 1, "eot_iter": 20 if version == "rand" else 1}
+        params = {"eps": eps, "version": version, "package": "pyautoattack", **published_budget(version)}
         params |= {k: v for k, v in settings.items() if k in ("n_iter", "n_restarts", "eot_iter")}
         # votes here only pick each image's strongest point; the evaluation judges it anew
         return (lambda m, x, y: autoattack(m, x, y, eps, version, **({"votes": 10} | settings))), params

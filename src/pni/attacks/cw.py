@@ -29,6 +29,7 @@ from ._common import (
     is_randomized,
 )
 from .registry import MIN_NORM_THREAT, Attack, AttackFlag, AttackSpec, register_attack
+from .votes import judge_examples
 
 CW_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"c": 0.01, "lr": 5e-4, "steps": 10, "binary_search_steps": 9, "confidence": 0.0},
@@ -54,13 +55,17 @@ class CWResult(PerturbationResult):
 
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5e-4, steps: int = 10,
           binary_search_steps: int = 9, confidence: float = 0.0, eot: int = 1, *,
-          abort_early: bool = True, eot_batch: int | None = None, keep_mode: bool = False) -> CWResult:
+          abort_early: bool = True, eot_batch: int | None = None, keep_mode: bool = False,
+          votes: int = 10) -> CWResult:
     """C&W-L2 (Carlini & Wagner 2017; the paper's Eq. 4 and Table 4) with its defaults.
 
     Distance: L2, minimum-norm (no bound): minimizes ``||delta||_2^2 + c * f(x + delta)`` in
-    tanh space with Adam and a per-sample binary search over ``c``. Success is judged on the
-    logits of the pass that computed the step's gradient (the noise as it is). The model runs
-    in eval mode and is left in its own mode; only input gradients are computed.
+    tanh space with Adam and a per-sample binary search over ``c``. With ``eot`` > 1 the loss and
+    the search's "is it adversarial" check use the expected logits over ``eot`` noise draws
+    (C&W-EOT). The returned example counts as a success only if the majority vote over
+    ``votes`` fresh draws misclassifies it (``votes.judge_examples``; the mean L2 is over those
+    successes): one lucky draw during the search is not one. The model runs in eval mode and
+    is left in its own mode; only input gradients are computed.
 
     Args:
         model: the classifier (images in [0, 1]), randomized or not.
@@ -76,10 +81,13 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             ``steps // 10`` iterations as Carlini's code (default True).
         eot_batch: EOT draws per vectorized pass (default None: one per pass).
         keep_mode: attack the model in its current mode instead of eval mode (default False).
+        votes: fresh noise draws the returned examples (and the clean images) are judged over
+            (default 10; a deterministic model is run once).
 
     Returns:
-        CWResult: ``x_adv`` (``x`` where the attack failed), per-sample ``success``, ``l2`` and
-        ``initially_correct``; ``mean_l2`` (Table 4) and ``success_rate`` summarize them.
+        CWResult: ``x_adv`` (``x`` where the search found nothing), per-sample ``success`` and
+        ``initially_correct`` (judged over ``votes`` fresh draws), ``found`` (the search's own
+        check), ``l2``; ``mean_l2`` (Table 4) and ``success_rate`` summarize them.
 
     Raises:
         AttackError: a bad ``c``, ``lr``, ``confidence``, ``steps``, ``binary_search_steps`` or
@@ -103,15 +111,14 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
     check_positive_int(steps, "steps")
     check_positive_int(binary_search_steps, "binary_search_steps")
     check_positive_int(eot, "eot")
+    check_positive_int(votes, "votes")
     check_images(x, y, model)
     params = {"c": float(c), "lr": float(lr), "steps": steps, "binary_search_steps": binary_search_steps,
-              "confidence": float(confidence), "eot": eot, "abort_early": abort_early}
+              "confidence": float(confidence), "eot": eot, "abort_early": abort_early, "votes": votes}
     x = x.detach()
     n = len(x)
     flat = (n, -1)
     with frozen_parameters(model), attack_mode(model, keep_mode):
-        with torch.no_grad():
-            initially_correct = model(x).argmax(1) == y
         if eot > 1 and not model.training and not is_randomized(model, x):
             eot = 1
         lower = torch.zeros(n, device=x.device)
@@ -156,10 +163,11 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))
             const = torch.where(torch.isinf(upper), const * 10, (lower + upper) / 2)
-    success = torch.isfinite(best_l2)
+        found = torch.isfinite(best_l2)
+        initially_correct, fooled = judge_examples(model, x, best_adv, y, votes)
     l2 = (best_adv - x).reshape(flat).norm(dim=1)
-    return CWResult(x_adv=best_adv.detach(), success=success, initially_correct=initially_correct,
-                    l2=l2, params=params)
+    return CWResult(x_adv=best_adv.detach(), success=found & fooled, initially_correct=initially_correct,
+                    l2=l2, found=found, params=params)
 
 
 def cw_l2_profile(model: nn.Module, x: Tensor, y: Tensor, profile: str = "paper", **overrides: Any) -> CWResult:

@@ -42,6 +42,18 @@ def predict_votes(model: nn.Module, x: Tensor, votes: int = 1, batch_size: int =
     return torch.cat(out, dim=1)
 
 
+@torch.no_grad()
+def judge_examples(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, votes: int,
+                   batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """How a success-rate attack's outcome is judged on a randomized model: per sample, whether
+    the majority vote over ``votes`` fresh draws classifies the clean image correctly
+    (``initially_correct``) and misclassifies the returned example (``fooled``). A single draw
+    that happened to misclassify an iterate during the attack is not a success."""
+    initially_correct = vote_correctness(predict_votes(model, x, votes, batch_size), y)[1]
+    fooled = ~vote_correctness(predict_votes(model, x_adv, votes, batch_size), y)[1]
+    return initially_correct, fooled
+
+
 def majority_vote(preds: Tensor, num_classes: int | None = None) -> Tensor:
     """The most frequent class of each column of ``preds`` (``(votes, N)``); ties go to the
     lowest class index."""

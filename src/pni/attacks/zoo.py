@@ -9,6 +9,11 @@ It works in [0, 1] pixel space, clipping to it (and to an optional L-inf ball of
 ``eps``). The ``2 * coords + 1`` queries of an iteration (and of ``batch_size`` images) go
 through one forward pass: with weight noise they share one noise draw, as a batched query
 would. Everything runs under ``torch.no_grad()``: no backward pass, ever.
+
+EOT-ZOO (``eot`` > 1, registered as "eot-zoo") averages every query's scores over ``eot``
+noise draws: on per-query noise (PNI-A-a, A-b) a single draw's finite differences are mostly
+noise, so ZOO alone says little about such a model. Either way the returned example is a
+success only if the majority vote over ``votes`` fresh draws misclassifies it.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from ._common import (
     class_margin,
 )
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
+from .votes import judge_examples
 
 
 @dataclass
@@ -53,7 +59,7 @@ def _objective(logits: Tensor, y: Tensor, queries: Tensor, x: Tensor, c: float,
 def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int = 128, lr: float = 0.01,
         h: float = 1e-4, c: float = 10.0, confidence: float = 0.0, eps: float | None = None,
         beta1: float = 0.9, beta2: float = 0.999, batch_size: int = 8,
-        early_stop: bool = True, keep_mode: bool = False) -> ZooResult:
+        early_stop: bool = True, keep_mode: bool = False, eot: int = 1, votes: int = 10) -> ZooResult:
     """ZOO-ADAM (Chen et al. 2017; the paper's Table 5), untargeted, from output scores only.
 
     Distance: L2 (minimizes ``||delta||_2^2 + c * f(x + delta)``), optionally also bounded in
@@ -78,10 +84,16 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
         early_stop: stop attacking an image once it is misclassified and return that point;
             False runs every step and returns the smallest-L2 adversarial point met (default True).
         keep_mode: query the model in its current mode instead of eval mode (default False).
+        eot: noise draws every query's scores are averaged over (default 1: ZOO as published;
+            EOT-ZOO, the honest counterpart on per-query noise, uses more): the finite
+            differences and the "is it fooled" check then use the expected scores.
+        votes: fresh noise draws the returned examples (and the clean images) are judged over
+            (default 10; a deterministic model is run once).
 
     Returns:
-        ZooResult: ``x_adv``, per-sample ``success``, ``l2``, ``initially_correct`` and
-        ``queries`` (images scored); ``success_rate`` is Table 5's metric.
+        ZooResult: ``x_adv``, per-sample ``success`` and ``initially_correct`` (judged over
+        ``votes`` fresh draws), ``found`` (the search's own check), ``l2`` and ``queries``
+        (images scored, each draw counted); ``success_rate`` is Table 5's metric.
 
     Raises:
         AttackError: a bad ``steps``, ``coords``, ``batch_size``, ``lr``, ``h``, ``c``,
@@ -100,6 +112,8 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
     check_positive_int(steps, "steps")
     check_positive_int(coords, "coords")
     check_positive_int(batch_size, "batch_size")
+    check_positive_int(eot, "eot")
+    check_positive_int(votes, "votes")
     for name, value in (("lr", lr), ("h", h), ("c", c)):
         if not isinstance(value, (int, float)) or not value > 0:
             raise AttackError(f"{name} must be a positive number, got {value!r}")
@@ -109,18 +123,21 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
         eps = check_eps(eps)
     params = {"steps": steps, "coords": coords, "lr": float(lr), "h": float(h), "c": float(c),
               "confidence": float(confidence), "eps": eps, "beta1": beta1, "beta2": beta2,
-              "early_stop": early_stop}
+              "early_stop": early_stop, "eot": eot, "votes": votes}
     with attack_mode(model, keep_mode):
         parts = [_zoo_batch(model, x[s:s + batch_size].detach(), y[s:s + batch_size], params)
                  for s in range(0, len(x), batch_size)]
+        if parts:
+            best = torch.cat([p[0] for p in parts])
+            initially_correct, fooled = judge_examples(model, x.detach(), best, y, votes)
     if not parts:
         empty = torch.zeros(0, dtype=torch.bool, device=x.device)
         return ZooResult(x_adv=x.detach().clone(), success=empty, initially_correct=empty,
                          l2=torch.zeros(0, device=x.device),
                          queries=torch.zeros(0, dtype=torch.long, device=x.device), params=params)
-    x_adv, success, initially_correct, l2, queries = (torch.cat([p[i] for p in parts]) for i in range(5))
-    return ZooResult(x_adv=x_adv, success=success, initially_correct=initially_correct, l2=l2,
-                     queries=queries, params=params)
+    x_adv, found, _, l2, queries = (torch.cat([p[i] for p in parts]) for i in range(5))
+    return ZooResult(x_adv=x_adv, success=found & fooled, initially_correct=initially_correct, l2=l2,
+                     queries=queries, found=found, params=params)
 
 
 def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tuple[Tensor, ...]:
@@ -132,12 +149,18 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
     low = x0.sub(eps).clamp(min=0.0) if eps is not None else torch.zeros_like(x0)
     high = x0.add(eps).clamp(max=1.0) if eps is not None else torch.ones_like(x0)
 
-    initially_correct = model(x).argmax(1) == y
+    def scores(images: Tensor) -> Tensor:   # the expected logits over p["eot"] draws
+        total = model(images)
+        for _ in range(p["eot"] - 1):
+            total = total + model(images)
+        return total / p["eot"]
+
+    initially_correct = scores(x).argmax(1) == y
     adv = x0.clone()
     best = x0.clone()
     best_l2 = torch.where(initially_correct, math.inf, 0.0)
     success = ~initially_correct
-    queries = torch.ones(n, dtype=torch.long, device=x.device)
+    queries = torch.full((n,), p["eot"], dtype=torch.long, device=x.device)
     m = torch.zeros_like(x0)
     v = torch.zeros_like(x0)
     t = torch.zeros_like(x0)
@@ -155,8 +178,8 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
         plus = base.unsqueeze(1).repeat(1, k, 1).scatter_add_(2, chosen[:, :, None], step)
         minus = base.unsqueeze(1).repeat(1, k, 1).scatter_add_(2, chosen[:, :, None], -step)
         q = torch.cat([base.unsqueeze(1), plus, minus], dim=1)               # (b, 2k+1, dim)
-        logits = model(q.reshape(-1, *shape)).reshape(b, 2 * k + 1, -1)
-        queries[idx_act] += 2 * k + 1
+        logits = scores(q.reshape(-1, *shape)).reshape(b, 2 * k + 1, -1)
+        queries[idx_act] += (2 * k + 1) * p["eot"]
         labels = y[idx_act].repeat_interleave(2 * k + 1)
         loss = _objective(logits.reshape(b * (2 * k + 1), -1), labels, q.reshape(b * (2 * k + 1), -1),
                           x0[idx_act].repeat_interleave(2 * k + 1, dim=0), c, kappa).reshape(b, -1)
@@ -182,8 +205,8 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
     # the final iterate of the images still running
     idx_act = rows[active]
     if len(idx_act):
-        fooled = model(adv[idx_act].reshape(-1, *shape)).argmax(1) != y[idx_act]
-        queries[idx_act] += 1
+        fooled = scores(adv[idx_act].reshape(-1, *shape)).argmax(1) != y[idx_act]
+        queries[idx_act] += p["eot"]
         l2 = (adv[idx_act] - x0[idx_act]).norm(dim=1)
         better = fooled & (l2 < best_l2[idx_act])
         best[idx_act[better]] = adv[idx_act[better]]
@@ -208,15 +231,23 @@ def _adam_coordinates(adv: Tensor, m: Tensor, v: Tensor, t: Tensor, rows: Tensor
 
 # --- `pni eval` attack: zoo (L-inf bounded at eps there) -------------------------------
 
-def _build_zoo(eps: float, **options: Any) -> tuple[Attack, dict[str, Any]]:
-    settings = {"eps": eps} | dict(options.get("zoo") or {})  # option "zoo": overrides of zoo()
+EOT_ZOO_DRAWS = 10   # EOT-ZOO's draws per query (its scores averaged over them)
+
+
+def _build_zoo(eps: float, eot_draws: int = 1, **options: Any) -> tuple[Attack, dict[str, Any]]:
+    settings = {"eps": eps, "eot": eot_draws} | dict(options.get("zoo") or {})  # "zoo": overrides of zoo()
     defaults = {k: v.default for k, v in inspect.signature(zoo).parameters.items()
                 if v.default is not inspect.Parameter.empty}
     params = defaults | settings
     return (lambda m, x, y: zoo(m, x, y, **settings)), params
 
 
-register_attack(AttackSpec(
-    "zoo", "ZOO", LINF_THREAT, _build_zoo, options=("zoo",),
-    flags=(AttackFlag("--zoo-steps", "zoo", "ZOO iterations of 128 coordinates (default 1000; slow: 257 "
-                      "queries each)", key="steps"),)))
+def _build_eot_zoo(eps: float, **options: Any) -> tuple[Attack, dict[str, Any]]:
+    return _build_zoo(eps, EOT_ZOO_DRAWS, **options)
+
+
+_ZOO_STEPS = AttackFlag("--zoo-steps", "zoo", "ZOO iterations of 128 coordinates (default 1000; slow: 257 "
+                        "queries each)", key="steps")
+register_attack(AttackSpec("zoo", "ZOO", LINF_THREAT, _build_zoo, options=("zoo",), flags=(_ZOO_STEPS,)))
+register_attack(AttackSpec("eot-zoo", "EOT-ZOO", LINF_THREAT, _build_eot_zoo, options=("zoo",),
+                           flags=(_ZOO_STEPS,)))

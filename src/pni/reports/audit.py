@@ -11,6 +11,7 @@ from typing import Any
 from ..audit.result import TOLERANCE_RULE, AuditReport, Sweep
 from ..audit.settings import AuditError
 from .figures import plot_eot_curve, plot_fig3
+from ..provenance import with_code
 from .json_io import write_json, write_text
 from .markdown import format_settings, format_value, md_table
 
@@ -81,7 +82,7 @@ def write_audit(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
                        title=f"EOT-PGD accuracy: {report.label}")
         paths["eot"] = out / "eot.png"
         figures["Accuracy vs EOT samples"] = "eot.png"
-    paths["json"] = write_json(report.to_json(), out / "audit.json", what="audit file")
+    paths["json"] = write_json(with_code(report.to_json()), out / "audit.json", what="audit file")
     paths["markdown"] = write_text(audit_markdown(report, figures), out / "audit.md", what="audit report")
     return paths
 

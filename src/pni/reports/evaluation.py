@@ -10,6 +10,7 @@ from typing import Any
 
 from ..attacks.registry import attack_names, get_attack
 from ..evaluate import NOISE_TITLES, WORST_CASE, Evaluation
+from ..provenance import with_code
 from .json_io import write_json, write_text
 from .markdown import format_cell, format_settings, md_table
 
@@ -117,7 +118,7 @@ def evaluation_markdown(evaluation: Evaluation, label: str) -> str:
 def write_evaluation(evaluation: Evaluation, out_dir: str | os.PathLike, label: str) -> dict[str, Path]:
     """``results.json`` and ``results.md`` (``evaluation_markdown``) in ``out_dir``."""
     out_dir = Path(out_dir)
-    json_path = write_json({"model": label, **evaluation.to_json()}, out_dir / "results.json")
+    json_path = write_json(with_code({"model": label, **evaluation.to_json()}), out_dir / "results.json")
     md_path = write_text(evaluation_markdown(evaluation, label), out_dir / "results.md")
     return {"json": json_path, "markdown": md_path}
 
@@ -151,6 +152,6 @@ def transfer_markdown(matrix: Any) -> str:
 def write_transfer(matrix: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     """``transfer.json`` and ``transfer.md`` for a transfer matrix (``pni transfer``)."""
     out_dir = Path(out_dir)
-    json_path = write_json(matrix.to_json(), out_dir / "transfer.json")
+    json_path = write_json(with_code(matrix.to_json()), out_dir / "transfer.json")
     md_path = write_text(transfer_markdown(matrix), out_dir / "transfer.md")
     return {"json": json_path, "markdown": md_path}

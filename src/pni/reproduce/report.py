@@ -71,6 +71,19 @@ class Results:
     def get(self, plan: str, row: str, track: str, what: str) -> Any:
         return self.found.get((plan, row, track, what))
 
+    def seeds(self, plan: str, row: str, track: str, what: str) -> list[Any]:
+        """The step JSON of every training seed of a row (seed 0 first) that is done."""
+        from .plans import seeded_id
+
+        found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
+        count = found.seed_count(track) if found is not None else 1
+        values = [self.get(plan, seeded_id(row, k), track, what) for k in range(count)]
+        return [v for v in values if v is not None]
+
+    def seed_count(self, plan: str, row: str, track: str) -> int:
+        found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
+        return found.seed_count(track) if found is not None else 1
+
     def key(self, plan: str, row: str, track: str, what: str) -> str | None:
         return self.keys.get((plan, row, track, what))
 
@@ -89,8 +102,15 @@ def track_header(results: Results, plan: Plan, track: Any) -> str:
         c = configs[0]
         subset = f"{c.get('train_subset')} training images" if c.get("train_subset") else "full training set"
         budget = (f" Run config: {c.get('dataset')}, {subset}, {c.get('epochs')} epochs, PGD-{c.get('steps')} "
-                  f"eps {c.get('eps', 0):.4g} step {c.get('step_size', 0):g}, eval subset "
-                  f"{c.get('eval_subset') or 'all'}.")
+                  f"eps {c.get('eps', 0):.4g} step {c.get('step_size', 0):g}.")
+    evaluated = {}
+    for (p, _, t, what), value in results.found.items():
+        if p == plan.name and t == track.name and isinstance(value, dict) and "accuracy_percent" in value:
+            evaluated.setdefault(what, set()).add(value.get("n"))
+    if evaluated:
+        budget += " Evaluated on: " + "; ".join(
+            f"{what} protocol {', '.join(f'n={n}' for n in sorted(ns, key=lambda v: (v is None, v)))} test images"
+            for what, ns in sorted(evaluated.items())) + "."
     caveat = (" The paper's numbers are CIFAR-10 ResNet numbers: on this track compare directions, "
               "not values.") if track.model else ""
     return f"**Track {track.name}** ({track.note}).{budget}{caveat}\n"
@@ -122,8 +142,12 @@ VERDICT_RULES = (
     f"{RUNAWAY:g} x init while every alpha of the with-noise run stays below that and its largest is at most "
     f"1/{RATIO:g} of the run-away one; these rules give *holds* on the paper's own Table 1 alphas); a claim that "
     "is an audit item's check (Table 7, Fig. 3) *holds* when `pni audit` passes it, with the audit's own "
-    "tolerance. Every row is one training run (as in the paper): these errors cover the test images and the "
-    "noise draws, not the spread between training runs with other seeds.\n")
+    "tolerance. Every row is one training run (as in the paper), except the rows trained with several seeds "
+    "(their table shows each seed and the mean ± std over seeds): those errors cover the test images and the "
+    "noise draws, not the spread between training runs. Claims between two rows that have several seeds are "
+    "also judged over the seeds (*over training seeds*: Welch's t-test on the per-seed accuracies, one-sided at "
+    "5 %, which includes the seed-to-seed spread). Table 2 tests six locations against one baseline: each "
+    "location's PGD verdict also states its Holm-adjusted p-value over the locations judged.\n")
 
 
 def render(plans: list[Plan], scale: str, out: str | Path, root: str | Path = ".",

@@ -77,12 +77,36 @@ def link(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
 
 
+HONEST_TITLES = {"eot-pgd": "EOT-PGD", "aa-rand": "AA-rand"}
+
+
+def honest_columns(found: list[dict[str, Any] | None]) -> dict[str, str]:
+    """The honest columns' titles from what the honest results ``found`` record: an attack below
+    its published budget names it ("AA-rand, 10 it x 10 draws (reduced)", ``pni.attacks.budget``),
+    and in a cascade (``evaluate(cascade=...)``) every attack after the first is cumulative."""
+    from ..attacks.budget import label
+
+    titles = {}
+    for name, title in HONEST_TITLES.items():
+        budgets = {label(name, title, (r.get("attacks") or {}).get(name)) for r in found if r}
+        text = " / ".join(sorted(budgets)) if budgets else title
+        chains = [r.get("cascade") or [] for r in found if r]
+        for chain in chains:
+            if name in chain and chain.index(name) > 1:   # chained after clean and another attack
+                upto = chain[1:chain.index(name) + 1]
+                text += f" (cumulative: robust to {' and '.join(HONEST_TITLES.get(n, n) for n in upto)})"
+                break
+        titles[name] = text
+    return titles
+
+
 # --- Tables 1, 2, 3: accuracy -----------------------------------------------------------------
 def accuracy_table(results: Any, plan: Plan, track: str) -> str:
     """Tables 1, 2, 3: per row and noise setting, the paper's clean / PGD / FGSM next to
     ours, and our EOT-PGD and AutoAttack-rand (the 'honest' protocol) next to the PGD."""
+    titles = honest_columns([results.get(plan.name, row.id, track, "honest") for row in plan.rows])
     header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", "FGSM: paper",
-              "FGSM: ours", "EOT-PGD: ours", "AA-rand: ours"]
+              "FGSM: ours", f"{titles['eot-pgd']}: ours", f"{titles['aa-rand']}: ours"]
     lines = []
     for row in plan.rows:
         ours = results.get(plan.name, row.id, track, "paper")
@@ -97,6 +121,42 @@ def accuracy_table(results: Any, plan: Plan, track: str) -> str:
                             if _wants(row, "Eval", "honest") else "-")
             lines.append(line)
     return md_table(header, lines)
+
+
+SEED_COLUMNS = (("paper", "clean", "Clean"), ("paper", "pgd", "PGD"), ("honest", "eot-pgd", "EOT-PGD"),
+                ("honest", "aa-rand", "AA-rand"), ("honest", "worst-case", "worst case"))
+
+
+def seed_table(results: Any, plan: Plan, track: str) -> str:
+    """The rows trained with several seeds: each seed's accuracies (the row's noise setting as
+    the verdicts take it: noise on for PNI, off for vanilla AT) and mean ± std (ddof 1) over the
+    seeds done. Empty when no row of ``plan`` has several seeds on ``track``."""
+    seeded = [r for r in plan.rows if getattr(results, "seed_count", lambda *a: 1)(plan.name, r.id, track) > 1]
+    if not seeded:
+        return ""
+    honest = [h for r in seeded for h in results.seeds(plan.name, r.id, track, "honest")]
+    titles = honest_columns(honest)
+    header = ["Row", "Seeds", *(titles.get(a, t) if proto == "honest" and a in titles else t
+                                for proto, a, t in SEED_COLUMNS)]
+    lines = []
+    for row in seeded:
+        setting = "with_noise" if getattr(row.specs[0], "location", None) else "without_noise"
+        count = results.seed_count(plan.name, row.id, track)
+        per_column = []
+        for protocol, attack, _ in SEED_COLUMNS:
+            values = [m.mean for m in (measure(r, setting, attack)
+                                       for r in results.seeds(plan.name, row.id, track, protocol)) if m is not None]
+            if not values:
+                per_column.append(NOT_RUN)
+            elif len(values) == 1:
+                per_column.append(f"{values[0]:.2f} (1 seed)")
+            else:
+                mean = sum(values) / len(values)
+                std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                per_column.append(f"{mean:.2f}±{std:.2f} ({len(values)} seeds: {', '.join(f'{v:.2f}' for v in values)})")
+        lines.append([f"{row.label} ({SETTING_TITLES[setting]})", str(count), *per_column])
+    return ("Training seeds (each seed one training run, evaluated on the same images; mean ± std over the seeds "
+            "done, std with ddof 1):\n\n" + md_table(header, lines))
 
 
 def alpha_table(results: Any, plan: Plan, track: Any) -> str:
@@ -279,8 +339,9 @@ def certified(found: dict[str, Any] | None, radius: str) -> Measure | None:
 
 
 def table6_table(results: Any, plan: Plan, track: str) -> str:
-    header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", "EOT-PGD: ours",
-              "AA-rand: ours", *(f"Certified r={r}: ours" for r in RADII)]
+    titles = honest_columns([results.get(plan.name, row.id, track, "honest") for row in plan.rows])
+    header = ["Row", "Test", "Clean: paper", "Clean: ours", "PGD: paper", "PGD: ours", f"{titles['eot-pgd']}: ours",
+              f"{titles['aa-rand']}: ours", *(f"Certified r={r}: ours" for r in RADII)]
     lines = []
     for row in plan.rows:
         ours = results.get(plan.name, row.id, track, "paper")
@@ -398,7 +459,7 @@ def render_plan(results: Any, full: Plan, track: Any, root: Path) -> str:
     absent = [r.label for r in full.rows if r not in plan.rows]
     blocks = {
         "table1": lambda: [accuracy_table(results, plan, name), alpha_table(results, plan, track)],
-        "table2": lambda: [accuracy_table(results, plan, name)],
+        "table2": lambda: [accuracy_table(results, plan, name), seed_table(results, plan, name)],
         "table3": lambda: [accuracy_table(results, plan, name), capacity_table(results, full, track)],
         "table4": lambda: [cw_table(results, plan, name)],
         "table5": lambda: [blackbox_table(results, plan, name), substitute_table(results, plan, name)],

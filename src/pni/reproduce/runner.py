@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..provenance import with_code, without_code
 from .step_lock import StepLock, held_elsewhere
 from .steps import ReproduceError, Step, config_key_values
 
@@ -89,7 +90,8 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         if epoch >= step.config.epochs:
             return "done", f"{epoch} epochs"
         return ("partial", f"{epoch}/{step.config.epochs} epochs") if epoch else ("todo", "")
-    if (folder / OUTPUTS[step.kind]).exists() and read_json(folder / STEP_RECORD) == _jsonable(step.settings):
+    # the code version recorded in step.json is not part of the settings compared
+    if (folder / OUTPUTS[step.kind]).exists() and without_code(read_json(folder / STEP_RECORD)) == _jsonable(step.settings):
         return "done", ""
     return "todo", ""
 
@@ -248,7 +250,7 @@ class Runner:
 
         s = step.settings
         matrix = transfer_checkpoints([self._checkpoint(k) for k in step.needs], attack=s["attack"],
-                                      trials=s["trials"], n=s["n"], device=self.device)
+                                      trials=s["trials"], n=s["n"], device=self.device, votes=s.get("votes", 1))
         write_transfer(matrix, folder)
         self._record(step, folder)
 
@@ -308,8 +310,8 @@ class Runner:
                    for a in s["attacks"]}
         for result in results.values():
             result.pop("substitute", None)
-        write_json({"run": step.needs[0], "n": len(held_y), "eps": eps, "substitute": record.to_json(),
-                    "attacks": results}, folder / "substitute.json")
+        write_json(with_code({"run": step.needs[0], "n": len(held_y), "eps": eps, "substitute": record.to_json(),
+                              "attacks": results}), folder / "substitute.json")
         self._record(step, folder)
 
     def _alphas(self, step: Step, folder: Path) -> None:
@@ -349,7 +351,7 @@ class Runner:
         """``step.json``, written last (atomically): its presence with equal settings marks the step done."""
         from ..reports.json_io import write_json
 
-        write_json(_jsonable(step.settings), folder / STEP_RECORD, what="step record")
+        write_json(with_code(_jsonable(step.settings)), folder / STEP_RECORD, what="step record")
 
 
 def _train_of(steps: list[Step], key: str) -> Step:

@@ -39,6 +39,7 @@ class Train:
     preset: str = "cifar-resnet20"
     fixed_alpha: float | None = None    # Table 6 RSE-style row: noise scale frozen, not learned
     input_noise: float = 0.0            # Table 6 smoothing row: Gaussian input augmentation (Cohen)
+    seed: int | None = None             # training seed (None: the preset's, 0); a row's extra seeds set it
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {"location": self.location, "model": self.model,
@@ -48,6 +49,8 @@ class Train:
             values["fixed_alpha"] = float(self.fixed_alpha)
         if self.input_noise:
             values["input_noise"] = float(self.input_noise)
+        if self.seed is not None:
+            values["seed"] = int(self.seed)
         return values
 
     def describe(self) -> str:
@@ -60,7 +63,8 @@ class Train:
         scheme = "AT" if self.adversarial else "plain"
         if self.adversarial and self.location and not self.adv_noise:
             scheme += " (noise off in x-hat)"
-        return f"{self.model}{width} {noise} {scheme}"
+        seed = f", seed {self.seed}" if self.seed is not None else ""
+        return f"{self.model}{width} {noise} {scheme}{seed}"
 
 
 @dataclass(frozen=True)

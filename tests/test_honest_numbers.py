@@ -1,0 +1,167 @@
+"""Honest numbers at full strength: AutoAttack-rand at pyautoattack's published budget and a
+label on any reduced one, the cascade equal to running every attack on every image, C&W's
+successes judged over fresh noise draws, training seeds, and the code version in results."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import pni
+from pni.attacks import cw_l2, zoo
+from pni.attacks.budget import is_reduced, label
+from pni.attacks.gradient import pgd
+from pni.attacks.registry import build_attacks
+from pni.attacks.votes import predict_votes, vote_correctness
+from pni.evaluate import EvaluationError, evaluate
+
+
+def test_aa_rand_defaults_are_pyautoattacks_rand_version() -> None:
+    from pyautoattack import AutoAttack
+
+    reference = AutoAttack(nn.Identity(), eps=8 / 255, version="rand", device="cpu")
+    _, params = build_attacks(["aa-rand"], eps=8 / 255)
+    assert params["aa-rand"]["n_iter"] == reference.apgd.n_iter
+    assert params["aa-rand"]["eot_iter"] == reference.apgd.eot_iter
+    assert params["aa-rand"]["n_restarts"] == reference.apgd.n_restarts
+    assert params["aa-rand"]["attacks"] == ",".join(reference.attacks_to_run)
+    assert not is_reduced("aa-rand", params["aa-rand"])
+    _, eot = build_attacks(["eot-pgd"], eps=8 / 255)
+    assert not is_reduced("eot-pgd", eot["eot-pgd"])
+
+
+def test_every_scale_but_smoke_runs_the_published_budget() -> None:
+    from pni.reproduce.scales import EVAL_PROTOCOLS
+
+    for scale in ("cpu", "paper"):
+        honest = EVAL_PROTOCOLS[scale]["honest"]
+        _, params = build_attacks(honest["attacks"][1:], eps=8 / 255, **honest.get("attack_options", {}))
+        assert not any(is_reduced(name, p) for name, p in params.items()), scale
+        assert honest["cascade"] == ["eot-pgd", "aa-rand"]
+
+
+def test_a_reduced_budget_is_named_in_the_table_header_and_the_verdicts() -> None:
+    from pni.reproduce.claims import honest_attacks
+    from pni.reproduce.report_tables import honest_columns
+
+    reduced = {"attacks": {"aa-rand": {"n_iter": 10, "eot_iter": 10}, "eot-pgd": {"eot": 10}},
+               "cascade": ["clean", "eot-pgd", "aa-rand"]}
+    titles = honest_columns([reduced])
+    assert titles["aa-rand"].startswith("AA-rand, 10 it x 10 draws (reduced)")
+    assert titles["eot-pgd"] == "EOT-PGD, EOT 10 (reduced)"
+    assert "cumulative" in titles["aa-rand"]
+    names = dict((a, t) for a, t, _ in honest_attacks(reduced))
+    assert names["aa-rand"] == "AutoAttack-rand, 10 it x 10 draws (reduced)"
+    assert "honest worst case" not in names["worst-case"] and "reduced" in names["worst-case"]
+    published = {"attacks": {"aa-rand": {"n_iter": 100, "eot_iter": 20}, "eot-pgd": {"eot": 20}}}
+    assert honest_columns([published]) == {"eot-pgd": "EOT-PGD", "aa-rand": "AA-rand"}
+    assert label("aa-rand", "AA-rand", {"n_iter": 100, "eot_iter": 20}) == "AA-rand"
+
+
+def _mean_classifier() -> nn.Module:
+    """A deterministic nearest-class-mean classifier of the MNIST sample (clean accuracy ~80 %)."""
+    x, y = pni.load_dataset("mnist-sample", "train").subset(600).tensors()
+    means = torch.stack([x[y == c].flatten(1).mean(0) for c in range(10)])
+    model = nn.Linear(784, 10)
+    with torch.no_grad():
+        model.weight.copy_(2 * means)
+        model.bias.copy_(-(means ** 2).sum(1))
+    return nn.Sequential(nn.Flatten(), model).eval()
+
+
+class _Flippy(nn.Module):
+    """The nearest-class-mean classifier with logit noise large enough to flip many predictions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = _mean_classifier()
+        self.num_classes = 10
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.base(x)
+        return logits + 3.0 * torch.randn_like(logits)
+
+
+def test_cw_success_is_judged_over_fresh_draws() -> None:
+    model = _Flippy().eval()
+    x, y = pni.load_dataset("mnist-sample", "test").subset(200).tensors()
+    torch.manual_seed(1)
+    result = cw_l2(model, x, y, lr=0.01, steps=10, binary_search_steps=2, votes=25)
+    torch.manual_seed(2)
+    fooled = ~vote_correctness(predict_votes(model, result.x_adv, 25), y)[1]
+    # a lucky single draw during the search is not a success: the vote over fresh draws decides
+    attacked = result.initially_correct
+    assert attacked.float().mean() > 0.5
+    assert float(result.found[attacked].float().mean()) - result.success_rate > 0.1
+    expected = float((result.found & fooled)[attacked].float().mean())
+    assert abs(result.success_rate - expected) <= 0.1          # independent fresh draws, same rule
+    assert result.params["votes"] == 25
+
+
+def test_zoo_success_is_judged_over_fresh_draws_and_eot_zoo_averages_queries() -> None:
+    model = _Flippy().eval()
+    x, y = pni.load_dataset("mnist-sample", "test").subset(8).tensors()
+    torch.manual_seed(0)
+    single = zoo(model, x, y, steps=3, coords=8, eps=0.1, votes=5)
+    assert (single.success <= single.found).all()
+    torch.manual_seed(0)
+    averaged = zoo(model, x, y, steps=3, coords=8, eps=0.1, eot=4, votes=5)
+    assert averaged.params["eot"] == 4
+    assert int(averaged.queries.min()) >= 4 * int(single.queries.min())
+    _, params = build_attacks(["zoo", "eot-zoo"], eps=0.1)
+    assert params["zoo"]["eot"] == 1 and params["eot-zoo"]["eot"] > 1
+
+
+def test_the_cascade_gives_the_per_image_worst_case_of_running_everything() -> None:
+    model = _mean_classifier()
+    x, y = pni.load_dataset("mnist-sample", "test").subset(60).tensors()
+    attacks = {"clean": lambda m, a, b: a,
+               "weak": lambda m, a, b: pgd(m, a, b, 0.05, 0.02, 3, random_start=False),
+               "strong": lambda m, a, b: pgd(m, a, b, 0.15, 0.04, 6, random_start=False)}
+    full = evaluate(model, (x, y), attacks, trials=2, votes=3)
+    chained = evaluate(model, (x, y), attacks, trials=2, votes=3, cascade=("weak", "strong"))
+    for key in ("fractions", "correct"):
+        assert torch.equal(getattr(full, key)["without_noise"]["worst-case"],
+                           getattr(chained, key)["without_noise"]["worst-case"])
+    assert 0 < full.summary()["without_noise"]["worst-case"]["mean"] < full.summary()["without_noise"]["clean"]["mean"]
+    # cumulative: the last chained attack's accuracy is the worst case
+    assert chained.summary()["without_noise"]["strong"] == chained.summary()["without_noise"]["worst-case"]
+    assert chained.to_json()["cascade"] == ["clean", "weak", "strong"]
+    with pytest.raises(EvaluationError, match="cascade"):
+        evaluate(model, (x, y), attacks, trials=1, cascade=("nope",))
+
+
+def test_a_seeds_plan_trains_each_seed_once_and_judges_over_the_seeds(
+        smoke_all: tuple[Path, dict[str, str]]) -> None:
+    from pni.reproduce.claims import judge_claims
+    from pni.reproduce.plans import get_plans, resolve
+    from pni.reproduce.report import Results
+    from pni.reproduce.verdicts import SEED_TEST
+
+    steps = resolve(get_plans("table2"), "smoke")
+    trains = [s for s in steps if s.kind == "train"]
+    assert len({s.key for s in trains}) == len(trains)
+    vanilla = [s for s in trains if any(r.startswith("table2:vanilla") for r in s.rows)]
+    assert sorted(s.config.seed for s in vanilla) == [0, 1]
+    out, outcome = smoke_all
+    assert all(outcome[s.key] == "ran" for s in vanilla)
+    results = Results(get_plans("table2"), "smoke", out)
+    verdicts = [v for v in judge_claims(results, "mnist-sample", {"table2"}) if "over training seeds" in v.claim]
+    assert verdicts and all(SEED_TEST in v.evidence for v in verdicts)
+
+
+def test_results_record_the_code_and_steps_stay_reused(smoke_all: tuple[Path, dict[str, str]]) -> None:
+    from pni.reproduce.plans import get_plans, resolve
+    from pni.reproduce.runner import state
+
+    out, _ = smoke_all
+    step = next(s for s in resolve(get_plans("table2"), "smoke") if s.kind == "eval")
+    for name in ("results.json", "step.json"):
+        code = json.loads((out / step.key / name).read_text())["code"]
+        assert code["pni"] == pni.__version__ and "commit" in code
+    run = json.loads((out / step.needs[0] / "config.json").read_text())
+    assert run["code"]["pni"] == pni.__version__
+    assert state(step, out)[0] == "done"
