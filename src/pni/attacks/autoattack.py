@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._common import AttackError, attack_mode, check_eps, check_images, check_positive_int, frozen_parameters
+from ._common import (AttackError, attack_mode, check_eps, check_images, check_positive_int, frozen_parameters,
+                      is_randomized)
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 from .votes import VotedResult, predict_votes, vote_correctness
 
@@ -172,6 +173,11 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
                   "n_iter": adversary.apgd.n_iter, "n_restarts": adversary.apgd.n_restarts,
                   "eot_iter": adversary.apgd.eot_iter, "votes": votes}
         with frozen_parameters(model), attack_mode(model, keep_mode):
+            # a deterministic model (vanilla AT, a PNI model with its noise off) gives the same
+            # gradient at every draw: one draw per step computes the same average
+            if adversary.apgd.eot_iter > 1 and len(y) and not model.training and not is_randomized(model, x):
+                adversary.apgd.eot_iter = 1
+                params["eot_iter_run"] = 1
             if not len(y):
                 x_adv, reported = x.clone(), torch.ones(0, dtype=torch.bool, device=y.device)
                 fraction, correct = reported.float(), reported
