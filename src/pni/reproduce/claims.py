@@ -223,6 +223,13 @@ def table5_claims(results: Any, track: str) -> list[Verdict]:
                                                           "success_rate")),
                       ("vanilla AT ZOO success %", vanilla), higher_is_better=False)
                 for row, loc in (("b-w", "W"), ("b-a-a", "A-a"), ("b-w+a-a", "W+A-a"))]
+    eot_vanilla = metric(results.get("table5", "a-vanilla", track, "zoo"), "eot-zoo", "success_rate")
+    verdicts += [judge(f"PNI-{loc} resists EOT-ZOO better than vanilla AT (lower success rate)",
+                       "honest counterpart of Table 5",
+                       (f"PNI-{loc} EOT-ZOO success %", metric(results.get("table5", row, track, "zoo"), "eot-zoo",
+                                                               "success_rate")),
+                       ("vanilla AT EOT-ZOO success %", eot_vanilla), higher_is_better=False)
+                 for row, loc in (("b-w", "W"), ("b-a-a", "A-a"), ("b-w+a-a", "W+A-a"))]
     if vanilla is None or not math.isfinite(vanilla.mean) or vanilla.mean >= ZOO_TOO_WEAK:
         return verdicts
     note = (f"At this budget ZOO fools only {vanilla.mean:.1f}% of vanilla AT's images (the paper: close "

@@ -256,8 +256,12 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             found = results.get(plan.name, row.id, track, protocol)
             cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
         lines.append(cells)
+    votes = " / ".join(sorted({_judged_over(results, plan, track, p) for p in ("cw-paper", "cw-strong")}))
     return ("Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
-            "attack's success rate on the initially correct images.\n\n"
+            "attack's success rate on the initially correct images. C&W's loss uses the expected logits over "
+            f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
+            "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
+            "success); the mean L2 is over those images only.\n\n"
             + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
                         "Mean L2: ours, strong profile", "Success %: strong profile"], lines))
 
@@ -286,10 +290,23 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
         line = [row.label]
         for key, ours in (("a=>b", ab), ("b=>a", ba)):
             line += [_paper(nums.get(key)), _ours(ours, found is not None) if _wants(row, "Transfer") else "-"]
-        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None)]
+        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None),
+                 _ours(metric(zoo, "eot-zoo", "success_rate"), zoo is not None)]
         lines.append(line)
-    return md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
-                     "ZOO success %: ours"], lines)
+    votes = _judged_over(results, plan, track, "zoo")
+    return (f"ZOO and EOT-ZOO (every query's scores averaged over the noise draws) succeed on an image only if "
+            f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
+            f"accuracies are judged over the same number of draws.\n\n"
+            + md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
+                        "ZOO success %: ours", "EOT-ZOO success %: ours"], lines))
+
+
+def _judged_over(results: Any, plan: Plan, track: str, protocol: str) -> str:
+    """The fresh draws a success-rate protocol's results were judged over (e.g. "10")."""
+    votes = {str((found.get("attacks") or {}).get(name, {}).get("votes", found.get("votes")))
+             for row in plan.rows for found in [results.get(plan.name, row.id, track, protocol)] if found
+             for name in (found.get("attacks") or {}) if name != "clean"}
+    return " / ".join(sorted(votes)) if votes else "the protocol's"
 
 
 def substitute_table(results: Any, plan: Plan, track: str) -> str:
@@ -470,4 +487,33 @@ def render_plan(results: Any, full: Plan, track: Any, root: Path) -> str:
     }[plan.name]()
     if absent:
         blocks.append(f"Not on this track (its budget leaves them out): {', '.join(absent)}.\n")
-    return "\n".join(blocks)
+    blocks.append(code_note(results, plan, name))
+    return "\n".join(b for b in blocks if b)
+
+
+MEASURED = ("paper", "honest", "cw-paper", "cw-strong", "zoo", "transfer", "substitute", "audit", "certify")
+
+
+def code_note(results: Any, plan: Plan, track: str) -> str:
+    """Which code produced the measurements shown (``pni.provenance``: pni's version and git
+    commit in every result file): one line when they share a commit, else the rows per commit."""
+    rows_by_code: dict[str, list[str]] = {}
+    for row in plan.rows:
+        for what in MEASURED:
+            found = results.get(plan.name, row.id, track, what)
+            if not isinstance(found, dict):
+                continue
+            code = found.get("code") if isinstance(found.get("code"), dict) else None
+            commit = code.get("commit") if code else None
+            text = (f"pni {code.get('pni')}, commit {str(commit)[:10]}{' (modified)' if code.get('dirty') else ''}"
+                    if code and commit else f"pni {code.get('pni')}" if code else "not recorded (made before pni "
+                    "recorded its code version)")
+            entries = rows_by_code.setdefault(text, [])
+            if row.label not in entries:
+                entries.append(row.label)
+    if not rows_by_code:
+        return ""
+    if len(rows_by_code) == 1:
+        return f"Code: {next(iter(rows_by_code))}.\n"
+    return "Code that produced these rows (they come from different versions):\n\n" + "\n".join(
+        f"- {text}: {', '.join(rows)}" for text, rows in rows_by_code.items()) + "\n"
