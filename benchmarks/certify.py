@@ -6,7 +6,7 @@ inference mode, BatchNorm folded, the model's noise drawn independently for ever
 an image, class counting) and (b) a bare loop of plain forward passes of ``BATCH`` rows under
 ``torch.inference_mode``. Timed side by side in one process, interleaved rounds, medians.
 
-How the sampler keeps an image's samples independent (``pni.certify_sampling``): activation
+How the sampler keeps an image's samples independent (``pni.certification.sampling``): activation
 and input noise (A-a, A-b, I) is drawn per row and, inside certify, scaled by each row's std,
 so plain batches serve; weight noise (W) is one draw per pass, so a pass holds one sample of
 each of up to ``BATCH`` images, i.e. passes of ``min(BATCH, images)`` rows. Where that is not
@@ -53,7 +53,7 @@ from collections.abc import Callable
 import torch
 
 import pni
-from pni.certify import sample_counts
+from pni.certification.smoothing import sample_counts
 
 SIGMA, BATCH, IMAGES = 0.25, 500, 100  # pni reproduce's cpu scale: 100 images, 500 samples a pass
 # (model, noise location, samples per run): 20,000 LeNet-5 and 2,000 ResNet-20 samples

@@ -35,7 +35,7 @@ def _worker(args: argparse.Namespace) -> None:
     from pni import distributed
     from pni.config import TrainConfig
     from pni.data import Dataset
-    from pni.train import Trainer, build_model
+    from pni.training.trainer import Trainer, build_model
 
     torch.set_num_threads(args.threads)
     device = distributed.init(args.device)

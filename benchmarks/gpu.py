@@ -49,7 +49,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import pni  # noqa: E402
 from pni.config import TrainConfig  # noqa: E402
-from pni.train import Trainer  # noqa: E402
+from pni.training.trainer import Trainer
 from train_step import original_way_step  # noqa: E402  (benchmarks/: the same original way on CPU)
 
 EPS, STEP, STEPS, BATCH = 8 / 255, 0.01, 7, 128
@@ -192,7 +192,7 @@ def make_pni_recorded_with(**flags: Any) -> Step:
             step()
         sync()
     finally:
-        from pni.cuda_graphs import configure_backends
+        from pni.training.cuda_graphs import configure_backends
         configure_backends(DEVICE)
     return step
 
@@ -251,7 +251,7 @@ def real_epoch(n_images: int = TRAIN_IMAGES, **changes: Any) -> dict[str, float]
 
 def bf16_accuracy(data_dir: str, train_n: int, epochs: int) -> dict[str, Any]:
     """ResNet-20 PNI-W, PGD-7 AT, float32 vs bf16, same seed and data: clean / PGD-7 accuracy."""
-    from pni.train import build_model, fit
+    from pni.training.trainer import build_model, fit
 
     train = pni.load_dataset("imagefolder", "train", data_dir)
     test = pni.load_dataset("imagefolder", "test", data_dir)

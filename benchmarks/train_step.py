@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 import pni
 from pni.config import TrainConfig
-from pni.train import Trainer
+from pni.training.trainer import Trainer
 
 EPS, STEP, STEPS = 8 / 255, 0.01, 7
 VARIANTS = ("a", "a-nofold", "b", "c")

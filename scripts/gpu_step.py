@@ -31,7 +31,7 @@ from pni.errors import PNIError  # noqa: E402
 from pni.reproduce import Runner, get_plans, resolve  # noqa: E402
 from pni.reproduce.runner import checkpoint_epochs  # noqa: E402
 from pni.reproduce.steps import Step  # noqa: E402
-from pni.runfolder import TrainingInterrupted  # noqa: E402
+from pni.training.run_folder import TrainingInterrupted
 
 DATA = "../shared/data/cifar10-jpeg.zip"
 

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 import pni
 from pni import distributed
 from pni.config import TrainConfig, replace
-from pni.evaluate import evaluate
+from pni.evaluation.evaluator import evaluate
 from pni.noise import noise_enabled
-from pni.train import Trainer, build_model
+from pni.training.trainer import Trainer, build_model
 
 
 PLAIN_IMAGES = 1024

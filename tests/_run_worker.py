@@ -12,8 +12,9 @@ import sys
 
 import torch
 
-import pni.train
-from pni import cli, runfolder
+import pni.training.trainer
+from pni.cli import commands as cli
+from pni.training import run_folder as runfolder
 
 
 def crash_at(target: str) -> None:
@@ -32,7 +33,7 @@ def crash_at(target: str) -> None:
 def signal_at(signum: int, target: str) -> None:
     """The process sends itself ``signum`` just before batch ``batch`` of epoch ``epoch``."""
     epoch, batch = map(int, target.split(","))
-    real = pni.train.fit
+    real = pni.training.trainer.fit
 
     def fit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         def callback(net, e, b):  # noqa: ANN001, ANN202
@@ -40,7 +41,7 @@ def signal_at(signum: int, target: str) -> None:
                 os.kill(os.getpid(), signum)
         return real(*args, step_callback=callback, **kwargs)
 
-    pni.train.fit = fit
+    pni.training.trainer.fit = fit
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pni
-from pni import cli
+from pni.cli import commands as cli
 from pni.attacks import AttackError, AttackSpec, register_attack
 from pni.attacks.registry import (
     LINF_THREAT,
@@ -21,8 +21,8 @@ from pni.attacks.registry import (
     get_attack,
     unregister_attack,
 )
-from pni.cli_args import attack_options_from_args
-from pni.reports.evaluation import ATTACK_TITLES, evaluation_markdown
+from pni.cli.args import attack_options_from_args
+from pni.reports.evaluation import attack_title, evaluation_markdown
 
 EPS = 0.25
 
@@ -84,7 +84,7 @@ def test_a_registered_toy_attack_runs_through_evaluate_and_the_report(toy, model
     text = evaluation_markdown(ev, "toy model")
     assert "| Toy L-inf |" in text and "| Toy unbounded |" in text
     assert "- **Toy L-inf**: eps=0.25, scale=0.5" in text
-    assert ATTACK_TITLES["toy"] == "Toy L-inf"
+    assert attack_title("toy") == "Toy L-inf"
 
 
 def test_the_toy_attack_brings_its_pni_eval_flag(toy):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pni
-from pni import cli
+from pni.cli import commands as cli
 from pni.attacks import (
     AttackError,
     CW_PROFILES,
@@ -32,7 +32,7 @@ from pni.attacks import (
 )
 from pni.attacks.registry import build_attacks
 from pni.attacks.transfer import transfer_matrix
-from pni.evaluate import evaluate
+from pni.evaluation.evaluator import evaluate
 from pni.reports import write_evaluation
 
 EPS = 0.2

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import pni
-from pni import cli
-from pni.audit import (
+from pni.cli import commands as cli
+from pni.auditing import (
     AuditError,
     AuditReport,
     audit,
@@ -25,12 +25,12 @@ from pni.audit import (
     tolerance,
 )
 from pni.config import TrainConfig
-from pni.audit.bench import Bench
-from pni.audit.checks import CHECKS
-from pni.audit.settings import ITEM_NAMES
-from pni.evaluate import accuracy, evaluate
+from pni.auditing.bench import Bench
+from pni.auditing.checks import CHECKS
+from pni.auditing.settings import ITEM_NAMES
+from pni.evaluation.evaluator import accuracy, evaluate
 from pni.reports import write_audit
-from pni.train import build_model, fit
+from pni.training.trainer import build_model, fit
 
 EPS = 0.2
 # Small but real: 200 test images, short sweeps; every accuracy has a binomial tolerance.
@@ -284,7 +284,7 @@ def test_tolerance_and_randomness_detection(plain_lenet):
 
 
 def test_audit_and_eval_agree_number_for_number(plain_lenet, mnist):
-    """`pni audit` and `pni eval` measure with one outcome function (pni.evaluate.sample_outcomes)
+    """`pni audit` and `pni eval` measure with one outcome function (pni.evaluation.evaluator.sample_outcomes)
     seeded alike: the same model, eps, steps, seed, batch size, draws and images give the
     same accuracies, per trial, exactly. Three batches of a randomized model: the seeding of
     every batch, not only the first, has to agree."""

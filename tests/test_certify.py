@@ -17,7 +17,7 @@ pytest.importorskip("scipy")
 from scipy.stats import beta, binom, binomtest, chi2, norm  # noqa: E402
 
 import pni  # noqa: E402
-from pni.certify import (  # noqa: E402
+from pni.certification.smoothing import (
     ABSTAIN,
     CertifyError,
     certified_radius,
@@ -28,7 +28,7 @@ from pni.certify import (  # noqa: E402
     rse_inject,
     sample_counts,
 )
-from pni.certify_check import cross_check_certificates  # noqa: E402
+from pni.certification.check import cross_check_certificates
 from pni.models import Normalize  # noqa: E402
 from pni.reports.certify import certificate_check_markdown, write_certification  # noqa: E402
 
@@ -302,7 +302,7 @@ class SharedCoin(nn.Module):
     ("W", "passes"), ("W+A-a", "passes"), ("W+A-b", "passes"), ("coin", "sample"),
 ])
 def test_each_model_gets_its_sampling_scheme(location, scheme):
-    from pni.certify_sampling import sampling
+    from pni.certification.sampling import sampling
 
     model = SharedCoin() if location == "coin" else pni.create_model("lenet5")
     if location not in (None, "coin"):
@@ -373,7 +373,7 @@ def _checkpoint(tmp_path) -> str:
 
 
 def _certify_command(*argv: str) -> int:
-    from pni.certify_cli import add_certify_parser
+    from pni.cli.certify import add_certify_parser
 
     parser = argparse.ArgumentParser(prog="pni")
     add_certify_parser(parser.add_subparsers(dest="command"))
@@ -394,7 +394,7 @@ def test_certify_command_writes_results_next_to_the_checkpoint(tmp_path, capsys)
 
 
 def test_certify_command_check_attacks_the_certified_images(tmp_path, capsys, monkeypatch):
-    import pni.certify_check as certify_check
+    import pni.certification.check as certify_check
 
     path = _checkpoint(tmp_path)
     seen = {}
@@ -425,7 +425,7 @@ def test_certify_command_rejects_bad_values_in_one_line(tmp_path, argv, match):
 
 
 def test_pni_certify_rejects_a_bad_flag_value_in_one_line(tmp_path, capsys):
-    from pni import cli
+    from pni.cli import commands as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["certify", str(_checkpoint(tmp_path)), "--sigma", "0.25", "--subset", "0"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pni
-from pni import cli
+from pni.cli import commands as cli
 from pni.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -24,7 +24,7 @@ from pni.checkpoint import (
     temp_files,
 )
 from pni.config import TrainConfig
-from pni.train import _rng_state, _set_rng_state, build_model, fit
+from pni.training.trainer import _rng_state, _set_rng_state, build_model, fit
 
 
 class _Payload:

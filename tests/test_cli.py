@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from pni import cli
+from pni.cli import commands as cli
 from pni.config import TrainConfig
 
 

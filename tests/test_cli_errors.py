@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pni
-from pni import cli
+from pni.cli import commands as cli
 from pni.checkpoint import FORMAT, VERSION, model_meta
 
 SMOKE = ["--preset", "mnist-lenet", "--scale", "smoke", "--train-subset", "64", "--eval-subset", "0",

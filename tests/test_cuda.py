@@ -27,7 +27,7 @@ from pni.checkpoint import read_checkpoint
 from pni.config import TrainConfig
 from pni.data import BatchLoader
 from pni.models import fold
-from pni.train import Trainer, build_model, fit
+from pni.training.trainer import Trainer, build_model, fit
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -269,7 +269,7 @@ def test_replayed_step_does_not_synchronize_and_catches_non_finite_state(mnist):
     with torch.no_grad():
         pni.alpha_parameters(trainer.net)[0].fill_(float("nan"))
     _, finite = trainer._step(x, y, True)
-    with pytest.raises(pni.train.TrainingError, match="non-finite"):
+    with pytest.raises(pni.training.TrainingError, match="non-finite"):
         trainer._check_finite(finite)
 
 

@@ -309,7 +309,7 @@ def test_cifar_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     members, arrays = cifar_members()
     payload = cifar_archive_bytes(members)
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(payload)
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5(payload))
+    monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", md5(payload))
     for split in ("train", "test"):
         ds = load_dataset("cifar10", split, data_dir=tmp_path)
         images, labels = expected_cifar(arrays, split)
@@ -325,7 +325,7 @@ def test_cifar_archive_md5_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_dataset("cifar10", "train", data_dir=tmp_path)
     message = str(info.value)
-    assert data.CIFAR10_MD5 in message and md5(payload) in message and str(archive) in message
+    assert data.cifar10.CIFAR10_MD5 in message and md5(payload) in message and str(archive) in message
 
 
 def test_cifar_archive_missing_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,7 +333,7 @@ def test_cifar_archive_missing_member(tmp_path: Path, monkeypatch: pytest.Monkey
     del members["data_batch_3"]
     payload = cifar_archive_bytes(members)
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(payload)
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5(payload))
+    monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", md5(payload))
     assert len(load_dataset("cifar10", "test", data_dir=tmp_path)) == 3
     with pytest.raises(DataError, match="data_batch_3"):
         load_dataset("cifar10", "train", data_dir=tmp_path)
@@ -423,8 +423,8 @@ def test_download_cifar10(tmp_path: Path, http_site: tuple[Path, str],
     payload = cifar_archive_bytes(members)
     www, base = http_site
     (www / "cifar.tar.gz").write_bytes(payload)
-    monkeypatch.setattr(data, "CIFAR10_URL", f"{base}/cifar.tar.gz")
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5(payload))
+    monkeypatch.setattr(data.cifar10, "CIFAR10_URL", f"{base}/cifar.tar.gz")
+    monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", md5(payload))
     root = tmp_path / "data"
     ds = load_dataset("cifar10", "train", data_dir=root, download=True)
     images, labels = expected_cifar(arrays, "train")
@@ -441,8 +441,8 @@ def test_download_corrupted_is_rejected(tmp_path: Path, http_site: tuple[Path, s
     www, base = http_site
     (www / "cifar.tar.gz").write_bytes(payload[:-10] + b"0123456789")
     url = f"{base}/cifar.tar.gz"
-    monkeypatch.setattr(data, "CIFAR10_URL", url)
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5(payload))
+    monkeypatch.setattr(data.cifar10, "CIFAR10_URL", url)
+    monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", md5(payload))
     root = tmp_path / "data"
     with pytest.raises(DataError, match="md5") as info:
         load_dataset("cifar10", "train", data_dir=root, download=True)

@@ -110,7 +110,7 @@ def test_pixel_limit_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(DataError, match="PNI_MAX_IMAGE_PIXELS='many': expected a positive integer"):
         data.max_image_pixels()
     monkeypatch.delenv(data.ENV_MAX_IMAGE_PIXELS)
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 10)
+    monkeypatch.setattr(data.limits, "MAX_IMAGE_PIXELS", 10)
     assert data.max_image_pixels() == 10
 
 
@@ -185,7 +185,7 @@ def test_cifar_member_above_its_expected_size_is_refused(tmp_path: Path, monkeyp
     folder.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
         (folder / name).write_bytes(pickle.dumps({b"data": bytes(500)}))
-    monkeypatch.setattr(data, "CIFAR_MEMBER_BYTES", 100)
+    monkeypatch.setattr(data.cifar10, "CIFAR_MEMBER_BYTES", 100)
     with pytest.raises(DataError, match=r"test_batch: \d+ bytes, above the limit of 100 bytes"):
         load_dataset("cifar10", "test", data_dir=tmp_path)
 

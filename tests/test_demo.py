@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pni.demo import run_demo
+from pni.cli.demo import run_demo
 
 
 @pytest.mark.slow

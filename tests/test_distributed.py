@@ -19,11 +19,12 @@ import pytest
 import torch
 
 import pni
-from pni import cli, distributed
+from pni.cli import commands as cli
+from pni import distributed
 from pni.checkpoint import load_model, read_checkpoint
 from pni.config import ConfigError
-from pni.evaluate import evaluate
-from pni.train import build_model
+from pni.evaluation.evaluator import evaluate
+from pni.training.trainer import build_model
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 

@@ -16,11 +16,11 @@ from pni.attacks.autoattack import autoattack
 from pni.attacks.cw import cw_l2
 from pni.attacks.gradient import fgsm, pgd
 from pni.attacks.zoo import zoo
-from pni.audit.run import audit
-from pni.certify import certify
-from pni.evaluate import evaluate
+from pni.auditing.run import audit
+from pni.certification.smoothing import certify
+from pni.evaluation.evaluator import evaluate
 from pni.noise import inject
-from pni.train import fit
+from pni.training.trainer import fit
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import pni
-from pni.evaluate import EvaluationError, evaluate
+from pni.evaluation.evaluator import EvaluationError, evaluate
 from pni.reports import evaluation_table
 
 

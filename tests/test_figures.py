@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import pni
-from pni.audit import AuditItem, AuditReport, Sweep
+from pni.auditing import AuditItem, AuditReport, Sweep
 from pni.checkpoint import FORMAT, atomic_save, model_meta
-from pni.evaluate import Evaluation
+from pni.evaluation.evaluator import Evaluation
 from pni.reports import (
     ReportError,
     alpha_table,

@@ -16,7 +16,7 @@ from pni.attacks.budget import is_reduced, label
 from pni.attacks.gradient import pgd
 from pni.attacks.registry import build_attacks
 from pni.attacks.votes import predict_votes, vote_correctness
-from pni.evaluate import EvaluationError, evaluate
+from pni.evaluation.evaluator import EvaluationError, evaluate
 
 
 def test_aa_rand_defaults_are_pyautoattacks_rand_version() -> None:

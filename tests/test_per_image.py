@@ -1,4 +1,4 @@
-"""Per-image outcomes in results.json (``pni.per_image``): they round-trip through the file,
+"""Per-image outcomes in results.json (``pni.evaluation.per_image``): they round-trip through the file,
 agree with the stored accuracies, stay small, and older files without them still load."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pni
-from pni import per_image
-from pni.evaluate import Evaluation, EvaluationError, evaluate
+from pni.evaluation import per_image
+from pni.evaluation.evaluator import Evaluation, EvaluationError, evaluate
 from pni.reports import write_evaluation
 
 

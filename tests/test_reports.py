@@ -1,5 +1,5 @@
-"""pni.reports: the one Markdown table helper, the one atomic JSON writer, and the old
-module names (pni.report, pni.figures, pni.audit's writers) kept as re-exports."""
+"""pni.reports: the one Markdown table helper and the one atomic JSON writer; the old module
+names (pni.report, pni.figures, pni.audit) are gone."""
 from __future__ import annotations
 
 import importlib
@@ -8,8 +8,6 @@ import os
 
 import pytest
 
-import pni.figures
-import pni.report
 import pni.reports
 from pni.checkpoint import CheckpointError
 from pni.reports import md_table, write_json
@@ -56,12 +54,15 @@ def test_write_json_refuses_what_json_cannot_hold(tmp_path):
         write_json({"x": object()}, tmp_path / "x.json")
 
 
-def test_the_old_module_names_re_export_pni_reports():
-    assert pni.report.write_evaluation is pni.reports.write_evaluation
-    assert pni.report.ReportError is pni.reports.ReportError
-    assert pni.figures.plot_fig3 is pni.reports.plot_fig3
-    audit_package = importlib.import_module("pni.audit")  # pni.audit the attribute is the function
-    for name in ("write_audit", "load_audit", "audit_markdown", "sweep_table"):
-        assert getattr(audit_package, name) is getattr(pni.reports, name)
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        audit_package.nothing  # noqa: B018
+def test_the_old_module_names_are_gone_and_no_public_name_is_also_a_module():
+    old_names = ["pni.report", "pni.figures", "pni.audit", "pni.evaluate", "pni.certify", "pni.train",
+                 "pni.cli_args", "pni.certify_cli", "pni.runfolder", "pni.helpfield"]
+    for old in old_names:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    import pni
+    import pni.auditing
+    import pni.certification
+    import pni.evaluation
+    assert callable(pni.audit) and callable(pni.evaluate) and callable(pni.certify)
+    assert pni.auditing.AuditSettings and pni.evaluation.EvalSettings and pni.certification.Certification

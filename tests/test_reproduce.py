@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pni.reproduce import NAMES, PLANS, ReproduceError, Runner, get_plans, reproduce, resolve, state
-from pni.reproduce.cli import add_reproduce_parser
+from pni.cli.reproduce import add_reproduce_parser
 
 
 def _cli(argv: list[str]) -> int:
@@ -192,7 +192,7 @@ def test_cpu_tracks_judge_the_honest_protocol_on_their_own_number_of_images() ->
 
 
 def test_dry_run_of_all_lists_folders_no_step_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pni.reproduce.cli import unplanned_folders
+    from pni.cli.reproduce import unplanned_folders
 
     steps = resolve(get_plans("all"), "smoke")
     run = next(s for s in steps if s.kind == "train").key

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import pni
-from pni.evaluate import evaluate
+from pni.evaluation.evaluator import evaluate
 from pni.reports import write_evaluation
 from pni.reproduce import get_plans, reproduce
-from pni.reproduce.cli import add_reproduce_parser
+from pni.cli.reproduce import add_reproduce_parser
 from pni.reproduce.report import NOT_RUN, write_results
 from pni.reproduce.verdicts import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED, Measure, erased,
                                     judge, measure, paired_stderr)
@@ -204,6 +204,8 @@ def test_zoo_claims_say_when_zoo_is_too_weak_to_rank_the_defenses() -> None:
     from pni.reproduce.claims import table5_claims
 
     weak = table5_claims(_ZooResults({"a-vanilla": 1.0, "b-w": 2.0, "b-a-a": 3.0, "b-w+a-a": 3.0}), "t")
-    assert len(weak) == 3 and all("ZOO fools only 1.0% of vanilla AT's images" in v.line() for v in weak)
+    # ZOO and its honest counterpart EOT-ZOO (not run here: not judged), each for three locations
+    assert len(weak) == 6 and all("ZOO fools only 1.0% of vanilla AT's images" in v.line() for v in weak)
+    assert sum("EOT-ZOO" in v.claim for v in weak) == 3
     strong = table5_claims(_ZooResults({"a-vanilla": 60.0, "b-w": 20.0, "b-a-a": 55.0, "b-w+a-a": 58.0}), "t")
     assert strong[0].verdict == HOLDS and not any("too weak" in v.line() for v in strong)

@@ -15,7 +15,7 @@ import torch
 from pni.reproduce import get_plans, resolve
 from pni.reproduce.claims import judge_claims
 from pni.reproduce.claims_alpha import INIT_ALPHA, runaway_verdict, vanishing_verdict
-from pni.reproduce.cli import add_reproduce_parser
+from pni.cli.reproduce import add_reproduce_parser
 from pni.reproduce import paper_numbers as paper
 from pni.reproduce.report import README_END, README_START, NOT_RUN, Results, update_readme, write_results
 from pni.reproduce.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED
@@ -139,7 +139,7 @@ def test_alpha_rules_on_hand_made_training_logs(tmp_path: Path) -> None:
 
 
 def test_mean_l2_standard_error_is_recorded() -> None:
-    from pni.evaluate import _trial_metrics
+    from pni.evaluation.evaluator import _trial_metrics
 
     l2 = torch.tensor([[1.0, 2.0, 3.0, 9.0]])
     success = torch.tensor([[True, True, True, False]])

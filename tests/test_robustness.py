@@ -15,15 +15,16 @@ import pytest
 import torch
 
 import pni
-import pni.train
-from pni import cli, runfolder
+import pni.training.trainer
+from pni.cli import commands as cli
+from pni.training import run_folder as runfolder
 from pni.attacks import AttackError, cw_l2, fgsm, pgd, zoo
 from pni.checkpoint import read_checkpoint, temp_files
 from pni.config import TrainConfig
 from pni.data import DataError
-from pni.evaluate import EvaluationError, evaluate
-from pni.runfolder import RunFolderError
-from pni.train import Trainer, TrainingError, build_model, fit
+from pni.evaluation.evaluator import EvaluationError, evaluate
+from pni.training.run_folder import RunFolderError
+from pni.training.trainer import Trainer, TrainingError, build_model, fit
 
 WORKER = Path(__file__).with_name("_run_worker.py")
 FILES = ("checkpoint.pt", "checkpoint.prev.pt", "train_log.jsonl", "config.json")
@@ -150,7 +151,7 @@ def test_sigterm_mid_epoch_writes_a_checkpoint_and_resume_is_exact(runs):
 
 
 def _signal_before(monkeypatch, signum: int, epoch: int, batch: int) -> None:
-    real = pni.train.fit
+    real = pni.training.trainer.fit
 
     def fit(*args, **kwargs):
         def callback(net, e, b):
@@ -158,7 +159,7 @@ def _signal_before(monkeypatch, signum: int, epoch: int, batch: int) -> None:
                 os.kill(os.getpid(), signum)
         return real(*args, step_callback=callback, **kwargs)
 
-    monkeypatch.setattr(pni.train, "fit", fit)
+    monkeypatch.setattr(pni.training.trainer, "fit", fit)
 
 
 def test_sigint_stops_after_the_batch_with_130_and_resume_is_exact(runs, tmp_path, monkeypatch, capsys):

@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 import torch
 
-from pni.audit import Bench
-from pni.audit.settings import AuditSettings, make_settings
-from pni.cli import build_parser
-from pni.cli_args import add_dataclass_flags, flag_values
+from pni.auditing import Bench
+from pni.auditing.settings import AuditSettings, make_settings
+from pni.cli.commands import build_parser
+from pni.cli.args import add_dataclass_flags, flag_values
 from pni.config import FIELD_HELP, TrainConfig
-from pni.evaluate_settings import EvalSettings, TransferSettings
-from pni.helpfield import option
+from pni.evaluation.settings import EvalSettings, TransferSettings
+from pni.settings import option
 
 
 def _flags(command: str) -> set[str]:
@@ -61,14 +61,9 @@ def test_audit_and_eval_keep_their_flags():
         "eps": 8 / 255, "trials": 2}
 
 
-def test_old_draw_names_still_work_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="votes"):
-        settings = make_settings(0.1, prediction_draws=4)
-    assert settings.votes == 4 and "votes" in settings.to_json()
-    with pytest.warns(DeprecationWarning):
-        assert settings.prediction_draws == 4
+def test_the_old_draw_names_are_gone():
+    with pytest.raises(Exception, match="prediction_draws"):
+        make_settings(0.1, prediction_draws=4)
     x, y = torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
-    with pytest.warns(DeprecationWarning, match="votes"):
-        assert Bench(torch.nn.Flatten(), x, y, draws=3).votes == 3
-    with pytest.raises(TypeError, match="votes"):
-        make_settings(0.1, prediction_draws=4, votes=5)
+    with pytest.raises(TypeError):
+        Bench(torch.nn.Flatten(), x, y, draws=3)

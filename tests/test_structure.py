@@ -1,5 +1,7 @@
-"""The house rules: no import circle between pni's modules (imports inside functions
-count)."""
+"""The house rules: no import circle between pni's modules (imports inside functions count,
+and so does the package ``__init__`` Python runs first: importing ``pni.a.b`` imports ``pni.a``);
+the top level is the leaves and one folder per job, listed here (a new file goes into a folder
+or changes this list)."""
 from __future__ import annotations
 
 import ast
@@ -34,7 +36,12 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 found.add(full if full in modules else target)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {m for m in found if m in modules and m != name}
+    found = {m for m in found if m in modules and m != name}
+    # importing pni.a.b runs pni.a's __init__ first (the root package excepted: it only re-exports,
+    # and the module's own packages are already being imported)
+    own = {".".join(name.split(".")[:i]) for i in range(1, len(name.split(".")) + 1)}
+    parents = {".".join(m.split(".")[:i]) for m in found for i in range(2, len(m.split(".")))}
+    return found | {p for p in parents if p in modules and p not in own}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -100,6 +107,28 @@ def test_every_pni_error_is_a_pni_error():
                 errors[f"{name}.{attr}"] = value
     assert len(errors) >= 15  # the detector sees them: DataError, CheckpointError, NoiseError, ...
     # a stop by SIGTERM/SIGINT is an exit, not an error
-    outside = [n for n, cls in errors.items() if not issubclass(cls, pni.PNIError) and n != "pni.runfolder.TrainingInterrupted"]
+    outside = [n for n, cls in errors.items() if not issubclass(cls, pni.PNIError) and n != "pni.training.run_folder.TrainingInterrupted"]
     assert outside == []
     assert issubclass(pni.NoiseError, pni.PNIError) and issubclass(pni.DataError, ValueError)
+
+
+LEAVES = {"__init__.py", "__main__.py", "allocator.py", "checkpoint.py", "config.py", "distributed.py",
+          "errors.py", "noise.py", "provenance.py", "runs.py", "seeding.py", "settings.py"}
+JOB_FOLDERS = {"attacks", "auditing", "certification", "cli", "data", "evaluation", "models", "presets", "reports",
+               "reproduce", "training", "_sample"}
+
+
+def test_the_top_level_is_leaves_and_job_folders():
+    top = {p.name for p in (SRC / "pni").iterdir() if p.name != "__pycache__"}
+    assert {p for p in top if p.endswith(".py")} == LEAVES
+    assert {p for p in top if (SRC / "pni" / p).is_dir()} == JOB_FOLDERS
+
+
+def test_package_inits_count_as_imports():
+    modules = {"pni.a": Path("a/__init__.py"), "pni.a.b": Path("a/b.py"), "pni.c": Path("c.py")}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.py"
+        path.write_text("from .a import b\n")
+        assert _imports("pni.c", path, modules) == {"pni.a", "pni.a.b"}

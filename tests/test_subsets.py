@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import pni
-from pni import cli
+from pni.cli import commands as cli
 from pni.data import (
     DataError,
     at_most,
@@ -23,7 +23,7 @@ from pni.data import (
     subset_tensors,
     warn_missing_classes,
 )
-from pni.evaluate import evaluate
+from pni.evaluation.evaluator import evaluate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSES = [f"c{k}" for k in range(10)]
@@ -203,7 +203,8 @@ def test_cli_eval_n_20_on_a_10_class_folder_takes_two_of_each(folder_run, capsys
 
 def test_audit_and_transfer_record_their_subset(folder_run) -> None:
     from pni.attacks.transfer import transfer_checkpoints
-    from pni.audit import audit_checkpoint, audit_markdown
+    from pni.auditing import audit_checkpoint
+    from pni.reports.audit import audit_markdown
 
     _, checkpoint = folder_run
     report = audit_checkpoint(checkpoint, n=30, items=[1], steps=2, train_surrogate_model=False)
@@ -217,9 +218,9 @@ def test_audit_and_transfer_record_their_subset(folder_run) -> None:
 
 def test_top_level_api() -> None:
     from pni.config import TrainConfig
-    from pni.evaluate import EvaluationError
-    from pni.evaluate import evaluate as evaluate_function
-    from pni.train import fit
+    from pni.evaluation.evaluator import EvaluationError
+    from pni.evaluation.evaluator import evaluate as evaluate_function
+    from pni.training.trainer import fit
 
     assert pni.fit is fit and pni.TrainConfig is TrainConfig and pni.evaluate is evaluate_function
     assert callable(pni.attacks.pgd) and pni.EvaluationError is EvaluationError

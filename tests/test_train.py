@@ -9,8 +9,8 @@ import torch
 import pni
 from pni.checkpoint import read_checkpoint
 from pni.config import TrainConfig
-from pni.evaluate import accuracy
-from pni.train import RunExistsError, Trainer, TrainingError, build_model, fit
+from pni.evaluation.evaluator import accuracy
+from pni.training.trainer import RunExistsError, Trainer, TrainingError, build_model, fit
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +80,14 @@ def test_fixed_alpha_baseline_keeps_alpha(mnist):
 
 def test_adv_noise_off_generates_examples_without_noise(mnist, monkeypatch):
     seen = []
-    original = pni.train.pgd_unchecked
+    original = pni.training.trainer.pgd_unchecked
 
     def spy(model, *args, **kwargs):
         seen.append(all(m.enabled for m in pni.noise_modules(model).values()))
         seen.append(model.training)
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(pni.train, "pgd_unchecked", spy)
+    monkeypatch.setattr(pni.training.trainer, "pgd_unchecked", spy)
     config = _config(adv_noise=False, eval_subset=0, epochs=1)
     model = build_model(config, mnist[0])
     trainer = Trainer(model, mnist[0].subset(64), config)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import pni
-from pni import work_estimate
-from pni.evaluate import evaluate_checkpoint
-from pni.work_estimate import announce, attack_passes, evaluation_passes, measure_pass_rate
+from pni.evaluation import estimate as work_estimate
+from pni.evaluation.evaluator import evaluate_checkpoint
+from pni.evaluation.estimate import announce, attack_passes, evaluation_passes, measure_pass_rate
 
 
 def _checkpoint(tmp_path) -> str:
@@ -58,7 +58,7 @@ def test_pni_eval_says_how_long_before_it_starts(tmp_path, capsys, monkeypatch):
 
 
 def test_pni_certify_says_how_long_before_it_starts(tmp_path, capsys, monkeypatch):
-    from pni.certify import certify_checkpoint
+    from pni.certification.smoothing import certify_checkpoint
 
     assert work_estimate.certify_seconds(100, 100, 2000, 700.0) == pytest.approx(100 * 2100 / 2100)
     monkeypatch.setattr(work_estimate, "measure_pass_rate", lambda model, x: 0.05)  # a very slow machine

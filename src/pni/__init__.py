@@ -4,15 +4,15 @@ Trainable Gaussian noise on weights, activations or inputs (``inject``), learned
 PGD adversarial training (``fit``, ``TrainConfig``), and the attacks (``pni.attacks``)
 and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defense.
 
-``pni.evaluate`` and ``pni.certify`` are the functions; their modules stay importable as
-``from pni.evaluate import ...``. ``pni reproduce`` (``pni.reproduce``) regenerates the
-paper's tables.
+``pni.evaluate``, ``pni.audit`` and ``pni.certify`` are functions; the jobs' folders are
+``pni.training``, ``pni.evaluation``, ``pni.auditing``, ``pni.certification``, ``pni.reports``,
+``pni.reproduce`` (the paper's tables) and ``pni.cli`` (docs/ARCHITECTURE.md).
 """
 from . import attacks
 from .allocator import keep_freed_memory
 from .errors import PNIError
-from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
-from .certify import (
+from .auditing import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps
+from .certification.smoothing import (
     Certification,
     CertifyError,
     SmoothedPrediction,
@@ -21,7 +21,7 @@ from .certify import (
     predict,
     rse_inject,
 )
-from .certify_check import CertificateCheck, cross_check_certificates
+from .certification.check import CertificateCheck, cross_check_certificates
 from .config import TrainConfig
 from .data import (
     BatchLoader,
@@ -32,7 +32,7 @@ from .data import (
     missing_classes,
     stratified_indices,
 )
-from .evaluate import Evaluation, EvaluationError, evaluate
+from .evaluation.evaluator import Evaluation, EvaluationError, evaluate
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels
 from .noise import (
     GRANULARITIES,
@@ -53,7 +53,7 @@ from .noise import (
     set_noise,
 )
 from .reproduce import ReproduceError, Runner as ReproduceRunner
-from .train import fit
+from .training import fit, train_run
 
 from .provenance import __version__
 
@@ -64,7 +64,7 @@ __all__ = [
     "ReproduceError", "ReproduceRunner",
     "BatchLoader", "DataError", "Dataset", "as_tensors", "load_dataset", "missing_classes",
     "stratified_indices",
-    "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit",
+    "Evaluation", "EvaluationError", "TrainConfig", "attacks", "evaluate", "fit", "train_run",
     "GRANULARITIES", "LOCATIONS", "MODELS", "ModelError", "NoiseError", "NoiseInjection", "PNIError",
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
     "freeze_alphas", "inject", "injection_spec", "is_injected", "keep_freed_memory", "layer_labels",

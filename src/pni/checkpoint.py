@@ -63,7 +63,7 @@ def atomic_write(data: bytes | memoryview, path: str | os.PathLike, what: str = 
                  midway: Callable[[], None] | None = None) -> Path:
     """Writes ``data`` to ``path`` as ``atomic_save`` does (temporary file, fsync, rename,
     fsync of the folder); errors name ``what`` and the file. ``midway`` runs when half of
-    the bytes are written (a fault-injection point for tests; see ``pni.runfolder``)."""
+    the bytes are written (a fault-injection point for tests; see ``pni.training.run_folder``)."""
     path = Path(path)
     tmp: Path | None = None
     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
 from .errors import PNIError
-from .helpfield import field_help, option
+from .settings import field_help, option
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 
@@ -178,7 +178,7 @@ class TrainConfig:
     progress: bool = option(True, 'progress bars')
     sync_bn: bool = option(False, 'under torchrun: SyncBatchNorm (batch statistics over the global '
                                   'batch, CUDA only)')
-    # CUDA speed options (pni.cuda_graphs; benchmarks/gpu.py measures each)
+    # CUDA speed options (pni.training.cuda_graphs; benchmarks/gpu.py measures each)
     cuda_graphs: bool = option(True, 'on CUDA, record the whole training step once and replay it per '
                                      'batch (the same function, several times faster for small models)')
     bf16: bool = option(False, 'bf16 autocast for the training and attack passes (faster on GPUs, '

@@ -123,7 +123,7 @@ def pgd_unchecked(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size:
                   generator: torch.Generator | None = None, eot_batch: int | None = None,
                   fold_bn: bool = True) -> Tensor:
     """``pgd`` without its argument checks: no host-device synchronization when ``eot`` is 1,
-    so it can be captured in a CUDA graph (``pni.cuda_graphs``). Arguments as ``pgd``."""
+    so it can be captured in a CUDA graph (``pni.training.cuda_graphs``). Arguments as ``pgd``."""
     x = x.detach()
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -20,10 +20,9 @@ subsets, data location), :mod:`pni.data.loader` (:class:`BatchLoader`, :func:`cr
 Data location: the ``data_dir`` argument, else ``$PNI_DATA``, else
 ``$XDG_CACHE_HOME/pni`` (``~/.cache/pni``).
 
-The tunable constants :data:`CIFAR10_URL`, :data:`CIFAR10_MD5`, ``CIFAR_MEMBER_BYTES``,
-:data:`MAX_IMAGE_PIXELS` and :data:`MAX_INFLATED_BYTES` are read at call time by the module
-that defines them; reading or setting them here (``pni.data.CIFAR10_MD5 = ...``, or a
-test's ``monkeypatch.setattr(pni.data, ...)``) reads or sets that module's value.
+The tunable constants live in the module that reads them at call time:
+``pni.data.cifar10`` (``CIFAR10_URL``, ``CIFAR10_MD5``, ``CIFAR_MEMBER_BYTES``) and
+``pni.data.limits`` (``MAX_IMAGE_PIXELS``, ``MAX_INFLATED_BYTES``).
 
 Every problem with the data on disk raises :class:`DataError` naming the file and
 what was expected.
@@ -32,8 +31,6 @@ what was expected.
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 from . import cifar10, limits
@@ -69,11 +66,7 @@ from .loader import AUGMENTATIONS  # noqa: F401
 from .stats import NORMALIZATION  # noqa: F401
 
 __all__ = [
-    "CIFAR10_MD5",
-    "CIFAR10_URL",
     "DATASETS",
-    "MAX_IMAGE_PIXELS",
-    "MAX_INFLATED_BYTES",
     "SPLITS",
     "BatchLoader",
     "DataError",
@@ -120,29 +113,3 @@ def load_dataset(
     if name == "cifar10":
         return _load_cifar10(root, split, download)
     return _load_idx_dataset(name, root, split, download)
-
-
-def _forward(owner: types.ModuleType, name: str) -> property:
-    """``pni.data.<name>``, read from and written to ``owner``, the module that reads it."""
-    return property(lambda _: getattr(owner, name), lambda _, value: setattr(owner, name, value))
-
-
-class _DataPackage(types.ModuleType):
-    """``pni.data`` itself, whose tunable constants stay in the modules that read them.
-
-    Properties, not copies: setting ``pni.data.CIFAR10_MD5`` (or monkeypatching it) changes
-    what ``pni.data.cifar10`` reads, and reading it here is never stale.
-    """
-
-    CIFAR10_URL = _forward(cifar10, "CIFAR10_URL")
-    CIFAR10_MD5 = _forward(cifar10, "CIFAR10_MD5")
-    CIFAR_MEMBER_BYTES = _forward(cifar10, "CIFAR_MEMBER_BYTES")
-    MAX_IMAGE_PIXELS = _forward(limits, "MAX_IMAGE_PIXELS")
-    MAX_INFLATED_BYTES = _forward(limits, "MAX_INFLATED_BYTES")
-
-    def __dir__(self) -> list[str]:
-        forwarded = [k for k, v in vars(_DataPackage).items() if isinstance(v, property)]
-        return sorted({*super().__dir__(), *forwarded})
-
-
-sys.modules[__name__].__class__ = _DataPackage

@@ -5,8 +5,7 @@
 (read in place, never extracted). The archive's md5 is checked against the module
 constant :data:`CIFAR10_MD5` on every load, and ``download=True`` fetches
 :data:`CIFAR10_URL`; both are read at call time, so tests that build their own small
-archive monkeypatch ``pni.data.CIFAR10_MD5`` / ``pni.data.CIFAR10_URL`` (which forward to
-this module). Pickles are read with an unpickler that only resolves the numpy globals an
+archive monkeypatch ``pni.data.cifar10.CIFAR10_MD5`` / ``CIFAR10_URL``. Pickles are read with an unpickler that only resolves the numpy globals an
 array needs, and a member is read only up to :data:`CIFAR_MEMBER_BYTES`.
 """
 

@@ -13,7 +13,6 @@ this package renders a report or writes a result file; it is the top of the data
 from .audit import audit_markdown, load_audit, sweep_table, write_audit
 from .certify import certificate_check_markdown, certification_markdown, plot_certification, write_certification
 from .evaluation import (
-    ATTACK_TITLES,
     attack_metrics_table,
     attack_parameters_table,
     evaluation_markdown,
@@ -37,7 +36,7 @@ from .markdown import format_cell, format_value, md_table
 from .runs import ReportError, RunRecord, audit_matrix, load_run, write_runs_report
 
 __all__ = [
-    "ATTACK_TITLES", "ReportError", "RunRecord", "alpha_table", "alpha_table_from_checkpoints",
+    "ReportError", "RunRecord", "alpha_table", "alpha_table_from_checkpoints",
     "attack_metrics_table", "attack_parameters_table", "audit_markdown", "audit_matrix",
     "certificate_check_markdown", "certification_markdown", "evaluation_markdown", "evaluation_table",
     "format_cell", "format_value", "load_audit", "load_run", "md_table", "plot_accuracy_curves",

@@ -1,6 +1,6 @@
 """The audit as files: its Markdown report (verdict, checklist table, sweep tables),
 ``audit.json`` and the figures (Fig. 3, the EOT curve), and reading ``audit.json`` back.
-The data is ``pni.audit.result``; ``pni.audit`` re-exports these names."""
+The data is ``pni.auditing.result``; ``pni.audit`` re-exports these names."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..audit.result import TOLERANCE_RULE, AuditReport, Sweep
-from ..audit.settings import AuditError
+from ..auditing.result import TOLERANCE_RULE, AuditReport, Sweep
+from ..auditing.settings import AuditError
 from .figures import plot_eot_curve, plot_fig3
 from ..provenance import with_code
 from .json_io import write_json, write_text

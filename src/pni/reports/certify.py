@@ -1,6 +1,6 @@
 """Certification reports: ``certify.json`` / ``certify.md`` / ``certify.png`` of ``pni certify``
 (a ``pni.certify.Certification``) and the Markdown of a certificate cross-check (a
-``pni.certify_check.CertificateCheck``). Both are read through their public attributes
+``pni.certification.check.CertificateCheck``). Both are read through their public attributes
 and methods, so this module imports neither."""
 from __future__ import annotations
 

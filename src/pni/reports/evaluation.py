@@ -4,12 +4,12 @@ setting), the attacks' settings and own figures, ``results.json`` / ``results.md
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..attacks.registry import attack_names, get_attack
-from ..evaluate import NOISE_TITLES, WORST_CASE, Evaluation
+from ..evaluation.evaluator import NOISE_TITLES, WORST_CASE, Evaluation
 from ..provenance import with_code
 from .json_io import write_json, write_text
 from .markdown import format_cell, format_settings, md_table
@@ -17,29 +17,14 @@ from .markdown import format_cell, format_settings, md_table
 MAX_ATTACK_COLUMNS = 6   # a table: the model column and at most this many attacks
 
 
-class _AttackTitles(Mapping[str, str]):
-    """Column titles: each registered attack's ``AttackSpec.title``, and "Worst case"."""
-
-    def __getitem__(self, name: str) -> str:
-        if name == WORST_CASE:
-            return "Worst case"
-        if name not in attack_names():
-            raise KeyError(name)
-        return get_attack(name).title
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([*attack_names(), WORST_CASE])
-
-    def __len__(self) -> int:
-        return len(attack_names()) + 1
-
-
-ATTACK_TITLES: Mapping[str, str] = _AttackTitles()
 
 
 def attack_title(name: str) -> str:
-    """The report's title of an attack (its spec's); an attack passed as a callable: its name."""
-    return ATTACK_TITLES.get(name, name)
+    """The report's title of an attack (its spec's), "Worst case" for the per-image worst case;
+    an attack passed as a callable: its name."""
+    if name == WORST_CASE:
+        return "Worst case"
+    return get_attack(name).title if name in attack_names() else name
 
 
 def evaluation_table(rows: Sequence[tuple[str, Evaluation]], attacks: Sequence[str] | None = None,

@@ -42,7 +42,7 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 
 
 def _curve(sweep: Any) -> tuple[list[float], list[float], list[float]]:
-    """(values, accuracy %, std %) of a :class:`pni.audit.Sweep` or its JSON dict."""
+    """(values, accuracy %, std %) of a :class:`pni.auditing.Sweep` or its JSON dict."""
     get = (lambda key: sweep[key]) if isinstance(sweep, Mapping) else (lambda key: getattr(sweep, key))
     values = [float(v) for v in get("values")]
     accuracy = [100 * float(a) for a in get("accuracy")]

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audit.result import TOLERANCE_RULE, AuditReport
-from ..audit.settings import ITEM_NAMES
+from ..auditing.result import TOLERANCE_RULE, AuditReport
+from ..auditing.settings import ITEM_NAMES
 from ..errors import PNIError
-from ..evaluate import Evaluation
+from ..evaluation.evaluator import Evaluation
 from .evaluation import attack_parameters_table, attack_title, evaluation_table
 from .figures import alpha_table, plot_alpha_history, plot_eot_curve, plot_fig3
 from .json_io import write_text

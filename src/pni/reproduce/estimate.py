@@ -1,6 +1,6 @@
 """Time estimates for ``pni reproduce --dry-run``: the training images/s of each model,
 measured on this machine (a warm-up batch, then the best of three timed
-runs of two batches through ``pni.train.fit``), calibrated by the runs already trained
+runs of two batches through ``pni.training.fit``), calibrated by the runs already trained
 in the results folder (their ``train_log.jsonl`` records the seconds of every epoch:
 a model with such a log uses its logged rate, the others the micro-benchmark scaled by
 the median logged/measured ratio), and every other step converted to training-image
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..work_estimate import audit_seconds, evaluation_passes, format_duration
+from ..evaluation.estimate import audit_seconds, evaluation_passes, format_duration
 from .runner import train_log
 from .steps import Step
 
@@ -78,7 +78,7 @@ class RateMeter:
         logged = ", ".join(f"{name(k)}: {statistics.median(v):.0f} img/s" for k, v in self.logged.items())
         measured = ", ".join(f"{name(k)}: {v:.0f} img/s" for k, v in self.rates.items())
         return (f"training images/s logged by the runs in the results folder: {logged or 'none yet'}; "
-                f"measured just now with pni.train.fit on random images: {measured or 'none needed'}; "
+                f"measured just now with pni.training.fit on random images: {measured or 'none needed'}; "
                 f"unlogged models scaled by the median logged/measured ratio {self.ratio():.2f}; "
                 f"attacks counted as forward+backward passes")
 
@@ -86,7 +86,7 @@ class RateMeter:
         import torch
 
         from ..data import Dataset
-        from ..train import build_model, fit
+        from ..training.trainer import build_model, fit
 
         b = self.batch
         cfg = dataclasses.replace(config, epochs=1, milestones=[], warmup_epochs=0, eval_subset=0,
@@ -180,7 +180,7 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
         passes = sum(2 if a == "fgsm" else (s.get("steps") or steps) + 1 for a in s["attacks"]) + 1
         return (n * passes + trained) / pass_rate
     elif step.kind == "audit":
-        from ..audit import AuditSettings
+        from ..auditing import AuditSettings
 
         a = AuditSettings(eps=cfg.eps, **{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()
                                            if k not in ("run", "items", "n") and v is not None})

@@ -345,7 +345,7 @@ def certified(found: dict[str, Any] | None, radius: str) -> Measure | None:
     per_image, images = None, None
     rows = found.get("per_image") or {}
     if all(k in rows for k in ("label", "prediction", "radius")):
-        from ..per_image import labels_digest
+        from ..evaluation.per_image import labels_digest
 
         hits = [100.0 * (p == y and r >= float(radius))
                 for y, p, r in zip(rows["label"], rows["prediction"], rows["radius"])]

@@ -1,6 +1,6 @@
 """Runs the steps of a plan into ``out/<run key>/``: a finished step whose recorded settings
 equal the plan's is reused untouched, an interrupted training run resumes from its
-checkpoint (``pni.train.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
+checkpoint (``pni.training.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
 moment and re-run to continue. Each step runs under its folder's lock (``step_lock``), so
 several processes can work through one plan side by side."""
 from __future__ import annotations
@@ -211,24 +211,16 @@ class Runner:
     def _train(self, step: Step, folder: Path) -> None:
         import dataclasses
 
-        import torch
-
-        from ..train import build_model, fit
+        from ..training.run import train_run
 
         assert step.config is not None
         config = dataclasses.replace(step.config, device=self.device) \
             if step.config.device != self.device else step.config
-        train_set = self._dataset(config.dataset, "train", config.data_dir, config.download)
-        if config.train_subset:
-            train_set = train_set.subset(config.train_subset)
-        test_set = self._dataset(config.dataset, "test", config.data_dir, config.download)
-        torch.manual_seed(config.seed)
-        model = build_model(config, train_set)
         # resume only from a checkpoint; a log without one (stopped before its first epoch
         # ended) holds nothing to keep, so that folder starts afresh
         resume = (folder / "checkpoint.pt").exists()
-        fit(model, train_set, config, test_set, out_dir=folder, resume=resume,
-            overwrite=not resume and (folder / "train_log.jsonl").exists(), max_minutes=self._minutes_left())
+        train_run(config, folder, resume=resume, overwrite=not resume and (folder / "train_log.jsonl").exists(),
+                  max_minutes=self._minutes_left(), load=self._dataset)
         if checkpoint_epochs(folder / "checkpoint.pt") >= config.epochs:
             slim_checkpoint(folder)
 
@@ -236,7 +228,7 @@ class Runner:
         return str(self.out / key / "checkpoint.pt")
 
     def _eval(self, step: Step, folder: Path) -> None:
-        from ..evaluate import evaluate_checkpoint
+        from ..evaluation.evaluator import evaluate_checkpoint
         from ..reports.evaluation import write_evaluation
 
         kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "protocol")}
@@ -255,7 +247,7 @@ class Runner:
         self._record(step, folder)
 
     def _audit(self, step: Step, folder: Path) -> None:
-        from ..audit import audit_checkpoint
+        from ..auditing import audit_checkpoint
         from ..reports.audit import write_audit
 
         overrides = {k: v for k, v in step.settings.items() if k not in ("run", "n", "items")}
@@ -268,8 +260,8 @@ class Runner:
 
     def _certify(self, step: Step, folder: Path) -> None:
         """Table 6: ``certify.json``; with ``check`` settings also ``check.json``, the certificates
-        cross-checked against L2 attacks (``pni.certify_check``)."""
-        from ..certify_check import certify_and_check
+        cross-checked against L2 attacks (``pni.certification.check``)."""
+        from ..certification.check import certify_and_check
         from ..reports.certify import write_certificate_check, write_certification
 
         kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "check")}

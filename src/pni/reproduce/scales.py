@@ -82,7 +82,7 @@ TRACKS: dict[str, tuple[Track, ...]] = {
     ),
 }
 
-# Evaluation protocols: keyword arguments of pni.evaluate.evaluate_checkpoint per scale.
+# Evaluation protocols: keyword arguments of pni.evaluation.evaluator.evaluate_checkpoint per scale.
 # "paper": the paper's white-box columns (Tables 1-3, 6); "honest": EOT-PGD (20 draws) and
 # AutoAttack-rand at pyautoattack's published budget (APGD-CE + APGD-DLR, 100 iterations, EOT
 # 20), judged over 10 noise draws and cascaded as AutoAttack cascades its attacks (clean ->
@@ -153,7 +153,7 @@ SUBSTITUTE: dict[str, dict[str, Any]] = {
               "attacks": ["fgsm", "pgd"], "votes": 1, "steps": 2},
 }
 
-# Table 7 / Fig. 3: pni.audit.audit_checkpoint settings per scale.
+# Table 7 / Fig. 3: pni.auditing.audit_checkpoint settings per scale.
 AUDIT: dict[str, dict[str, Any]] = {
     "paper": {"n": 500},
     "cpu": {"n": 200, "surrogate_epochs": 3, "surrogate_train_n": 5000, "score_n": 20,
@@ -198,7 +198,7 @@ def eval_settings(scale: str, protocol: str, track: str | None = None) -> dict[s
 # Table 6 certificates: pni.certify.certify_checkpoint settings per scale (Cohen et al. use
 # n = 100,000 samples on 500 test images; the cpu scale draws fewer, so its radii are smaller).
 # ``check``: the certificates of the first ``images`` certified images cross-checked against the
-# strong C&W-L2 and an L2 PGD with EOT on the smoothed classifier (pni.certify_check; audit item 8),
+# strong C&W-L2 and an L2 PGD with EOT on the smoothed classifier (pni.certification.check; audit item 8),
 # with cheaper attack budgets below the paper scale.
 CERTIFY: dict[str, dict[str, Any]] = {
     "paper": {"subset": 500, "n0": 100, "n": 100_000, "alpha": 0.001, "batch_size": 1000,

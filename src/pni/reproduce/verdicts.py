@@ -2,7 +2,7 @@
 this scale*, or is *inconclusive* (the difference is within two standard errors).
 
 Two accuracies measured on the same images (the same subset, labels and n: the
-``pni.per_image.fingerprint`` of both results.json), each with its per-image outcomes, are
+``pni.evaluation.per_image.fingerprint`` of both results.json), each with its per-image outcomes, are
 compared image by image: the difference's standard error is sd(a_i - b_i) / sqrt(n), a_i being
 image i's accuracy averaged over the trials (so the noise's randomness across trials is in
 it); most images are right (or wrong) for both models, which an unpaired error ignores. Its
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import per_image
+from ..evaluation import per_image
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold at this scale"
@@ -39,7 +39,7 @@ class Measure:
     percent: bool = True
     se: float | None = None    # a sampling error recorded with the number (a mean L2's, over images)
     # each image's accuracy (the Measure's unit), mean over trials; per-trial accuracies; and
-    # which images they are over (pni.per_image.fingerprint): for paired comparisons
+    # which images they are over (pni.evaluation.per_image.fingerprint): for paired comparisons
     per_image: tuple[float, ...] | None = field(default=None, repr=False)
     per_trial: tuple[float, ...] | None = field(default=None, repr=False)
     images: str | None = None

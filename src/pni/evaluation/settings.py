@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .helpfield import option
+from ..settings import option
 
 
 @dataclass

@@ -36,10 +36,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .models.fold import folded_batchnorm
-from .models.modes import eval_mode
-from .noise import NoiseInjection, noise_enabled, per_sample_std
-from .seeding import mix_seed
+from ..models.fold import folded_batchnorm
+from ..models.modes import eval_mode
+from ..noise import NoiseInjection, noise_enabled, per_sample_std
+from ..seeding import mix_seed
 
 SCHEMES = ("fixed", "rows", "passes", "sample")
 

@@ -1,11 +1,11 @@
-"""Runs the audit: ``audit`` measures the checks of ``pni.audit.checks.CHECKS`` on one
+"""Runs the audit: ``audit`` measures the checks of ``pni.auditing.checks.CHECKS`` on one
 model and returns an ``AuditReport``; ``audit_checkpoint`` does it for a ``pni train``
 checkpoint on its own data.
 
 A randomized model is measured as it is used (noise on, single-draw gradients); every
 attacked image is judged over ``votes`` forward passes (its expected
 single-pass correctness: the same expectation, less noise), with the seeding of ``pni
-eval`` (``pni.audit.bench``), and item 4 counts a point as adversarial only when most of
+eval`` (``pni.auditing.bench``), and item 4 counts a point as adversarial only when most of
 ``confirm_draws`` passes misclassify it.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
     """Measures the gradient-obfuscation checklist (the paper's Table 7) on ``model``.
 
     Items 1-5 are the paper's (after Athalye et al. 2018), 6 (PGD steps) and 7 (EOT samples)
-    go beyond it; ``pni.audit.checks.CHECKS`` holds them. Randomness is seeded from the
+    go beyond it; ``pni.auditing.checks.CHECKS`` holds them. Randomness is seeded from the
     ``seed`` setting: the same call gives the same report.
 
     Args:
@@ -119,7 +119,7 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
     settings = make_settings(run.eps if eps is None else eps, **overrides)
     if progress:  # say up front how long it will take
-        from ..work_estimate import announce, audit_seconds, measure_pass_rate, sample_images
+        from ..evaluation.estimate import announce, audit_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
         announce("pni audit", audit_seconds(settings, len(run.data), rate), len(run.data),

@@ -30,12 +30,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
-from .checkpoint import (FORMAT, VERSION, CheckpointError, atomic_write, load_state, model_meta,
-                         read_checkpoint, temp_files)
-from .config import TrainConfig
-from .seeding import mix_seed, rng_state, seed_everything, set_rng_state
-from .errors import PNIError
+from .. import distributed
+from ..checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    atomic_write,
+    load_state,
+    model_meta,
+    read_checkpoint,
+    temp_files,
+)
+from ..config import TrainConfig
+from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
+from ..errors import PNIError
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -185,7 +193,7 @@ def write_log(folder: Path, history: list[dict[str, Any]]) -> None:
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
-    from .provenance import with_code
+    from ..provenance import with_code
 
     atomic_write((json.dumps(with_code(config), indent=2) + "\n").encode(), folder / CONFIG, "config")
 
@@ -296,7 +304,7 @@ class TrainingInterrupted(Exception):
 
 
 class CheckpointedRun:
-    """The checkpoint, resume and stop side of ``pni.train.Trainer`` (a mixin: it uses the
+    """The checkpoint, resume and stop side of ``pni.training.Trainer`` (a mixin: it uses the
     trainer's model, optimizer, scheduler, loader, config and history). Under torchrun rank
     0 is the only writer; gathering the random states is collective."""
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PNIError
+from ..errors import PNIError
 
 PACKBITS, COUNTS_U8, COUNTS_U16 = "packbits", "counts-u8-zlib", "counts-u16le-zlib"
 _DTYPES = {COUNTS_U8: np.dtype("u1"), COUNTS_U16: np.dtype("<u2")}
 WHAT = ("per noise setting, attack and trial, each image's share of correct noise draws (one vote: "
-        "correct or not), in the order of the evaluated images; encoding: pni.per_image")
+        "correct or not), in the order of the evaluated images; encoding: pni.evaluation.per_image")
 
 
 class PerImageError(PNIError):

@@ -2,10 +2,10 @@
 
 A check reads one ``AuditRun`` (the model, its measuring bench, the settings) and returns
 its ``AuditItem`` (verdict, evidence, the rule) and, for items 5-7, the sweep it measured.
-The rules, with "within noise" meaning ``pni.audit.bench.tolerance``:
+The rules, with "within noise" meaning ``pni.auditing.bench.tolerance``:
 
 1. one-step (FGSM) vs iterative (PGD): fail if FGSM is the stronger attack;
-2. black-box vs white-box (``pni.audit.blackbox``): fail if a black-box attack is stronger;
+2. black-box vs white-box (``pni.auditing.blackbox``): fail if a black-box attack is stronger;
 3. unbounded attack (eps = 1, many steps): fail if accuracy does not reach about 0%;
 4. random sampling in the eps-ball vs PGD: fail if random points find adversarial examples
    PGD misses on a meaningful fraction of the images;
@@ -15,7 +15,7 @@ The rules, with "within noise" meaning ``pni.audit.bench.tolerance``:
    accuracy than single-draw PGD (the single-draw robustness is then mostly noise).
 
 Adding a check: write ``def my_check(run: AuditRun) -> Outcome``, name it in
-``pni.audit.settings.ITEM_NAMES`` and add ``Check(number, "my_check", my_check)`` to ``CHECKS``.
+``pni.auditing.settings.ITEM_NAMES`` and add ``Check(number, "my_check", my_check)`` to ``CHECKS``.
 """
 from __future__ import annotations
 

@@ -8,12 +8,11 @@ overrides (``AuditError`` names the bad setting and its flag).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PNIError
-from ..helpfield import option, renamed
+from ..settings import option
 from ..runs import madry_step_size
 
 ITEM_NAMES: dict[int, str] = {
@@ -61,7 +60,7 @@ class AuditSettings:
     random_candidates: int = option(5, "item 4: lowest-margin points re-checked per image", flag=False)
     confirm_draws: int = option(9, "item 4: noise draws judging a point (randomized)", flag=False)
     votes: int = option(10, "noise draws every attacked image is judged over (randomized model)",
-                        flag=False)  # formerly prediction_draws
+                        flag=False)
     max_random_fraction: float = option(0.01, "item 4: fraction of points found above which it fails",
                                         flag=False)
     steps_values: tuple[int, ...] = option((10, 20, 50, 100), "item 6 / Fig. 3 bottom: PGD steps")
@@ -76,13 +75,6 @@ class AuditSettings:
     score_coords: int = option(128, "item 2: ZOO coordinates per iteration", flag=False)
     score_lr: float | None = option(None, "item 2: ZOO's Adam step", default_text="max(0.01, eps / 4)",
                                     flag=False)
-
-    @property
-    def prediction_draws(self) -> int:
-        """Deprecated name of ``votes``."""
-        warnings.warn("AuditSettings.prediction_draws is deprecated, read votes", DeprecationWarning,
-                      stacklevel=2)
-        return self.votes
 
     @property
     def pgd_step_size(self) -> float:
@@ -157,9 +149,6 @@ class AuditSettings:
 def make_settings(eps: float | None, settings: AuditSettings | None = None,
                   **overrides: Any) -> AuditSettings:
     """A validated AuditSettings from ``settings`` (or the defaults), ``eps`` and overrides."""
-    if "prediction_draws" in overrides:  # the old name of votes
-        overrides["votes"] = renamed("prediction_draws", "votes", overrides.pop("prediction_draws"),
-                                     overrides.get("votes"), "audit")
     known = {f.name for f in dataclasses.fields(AuditSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:

@@ -40,7 +40,7 @@ def train_surrogate(train_data: Dataset | tuple[Tensor, Tensor], arch: str | Non
     ``n`` images (a class-stratified sample drawn with ``seed``; None: all).
     ``arch`` defaults to LeNet-5 for 1x28x28 images and ResNet-20 otherwise."""
     from ..config import TrainConfig
-    from ..train import fit
+    from ..training.trainer import fit
 
     x, y, _ = subset_tensors(train_data, n, seed)
     if len(y) == 0:

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks.cw import cw_l2_profile
-from .attacks.l2 import SmoothedSoftmax, pgd_l2
-from .certify import ABSTAIN, Certification, CertifyError, _check_int, _pair, predict
-from .data import Dataset
-from .seeding import mix_seed
-from .models.modes import eval_mode, model_device
+from ..attacks.cw import cw_l2_profile
+from ..attacks.l2 import SmoothedSoftmax, pgd_l2
+from .smoothing import ABSTAIN, Certification, CertifyError, check_count, image_tensors, predict
+from ..data import Dataset
+from ..seeding import mix_seed
+from ..models.modes import eval_mode, model_device
 
 CHECK_ATTACKS: tuple[str, ...] = ("cw", "pgd-l2")
 
@@ -128,7 +128,7 @@ def cross_check_certificates(model: nn.Module, data: Dataset | tuple[Tensor, Ten
     certified radius). Every pass averages ``samples`` Gaussian draws. The model runs in eval
     mode (restored after), noise switch as it is; seeded, the caller's random state untouched.
     """
-    x, labels = _pair(data)
+    x, labels = image_tensors(data)
     if len(labels) != len(certification.labels) or not torch.equal(labels, certification.labels):
         raise CertifyError(f"data ({len(labels)} images) is not the data certified "
                            f"({len(certification.labels)} images, other labels)")
@@ -139,11 +139,11 @@ def cross_check_certificates(model: nn.Module, data: Dataset | tuple[Tensor, Ten
         raise CertifyError(f"min_radius must be a number >= 0, got {min_radius!r}")
     if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
         raise CertifyError(f"margin must be a number in [0, 1) (PGD's ball: radius * (1 - margin)), got {margin!r}")
-    batch = _check_int(attack_batch, "attack_batch")
+    batch = check_count(attack_batch, "attack_batch")
     chosen = (certification.predictions != ABSTAIN) & (certification.radii >= min_radius)
     index = chosen.nonzero().flatten()
     if max_images is not None:
-        index = index[:_check_int(max_images, "max_images", minimum=0)]
+        index = index[:check_count(max_images, "max_images", minimum=0)]
     result = CertificateCheck(index, certification.predictions[index], certification.radii[index].double(),
                               alpha=certification.alpha, predict_alpha=predict_alpha)
     options = {"cw_profile": cw_profile, "cw_eot": cw_eot, "cw_options": dict(cw_options or {}),
@@ -176,7 +176,7 @@ def certify_and_check(path: str, sigma: float, *, check_images: int = 0,
     sample), then, with ``check_images`` > 0, ``cross_check_certificates`` on the first that
     many certified images (``check_options``: its keyword arguments). Returns the
     certification, the check (None without one) and the model's label."""
-    from .certify import certify_opened
+    from .smoothing import certify_opened
 
     certification, run = certify_opened(path, sigma, subset=subset, device=device, progress=progress,
                                         **certify_options)

@@ -1,5 +1,5 @@
 """Accuracy sweeps (the data behind Fig. 3 and the EOT curve): accuracy as eps, PGD steps
-or EOT samples grow, on one bench (``pni.audit.bench``).
+or EOT samples grow, on one bench (``pni.auditing.bench``).
 
 ``eps_sweep`` / ``steps_sweep`` / ``eot_sweep`` measure on a given bench (the audit's items 5-7
 use them); ``sweep_eps`` / ``sweep_steps`` / ``sweep_eot`` are the public functions that
@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from ..data import Dataset
 from ..models import eval_mode
 from ..runs import madry_step_size
-from ..helpfield import renamed
 from .bench import Bench, new_bench
 from .result import Sweep
 from .settings import AuditError
@@ -73,44 +72,41 @@ def _check_sweep_args(name: str, values: Sequence[float], integer: bool, low: fl
 def sweep_eps(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps_values: Sequence[float],
               steps: int = 20, step_size: float | None = None, eot: int = 1, trials: int = 1,
               seed: int = 0, n: int | None = None, batch_size: int = 256, label: str = "",
-              device: str | torch.device | None = None, votes: int | None = None,
-              draws: int | None = None) -> Sweep:
+              device: str | torch.device | None = None, votes: int | None = None) -> Sweep:
     """Accuracy under PGD as the L-inf bound grows (Fig. 3, top); eps 0 is clean accuracy.
 
     ``step_size`` None scales the step with the bound, ``2.5 * eps / steps``. Every
     attacked image is judged over ``votes`` forward passes (default 10 on a randomized
     model, 1 otherwise). Trial ``t`` seeds every batch as ``pni eval`` does
-    (``pni.evaluate.batch_seed(seed + t, batch start)``): the same numbers as ``evaluate``.
+    (``pni.evaluation.evaluator.batch_seed(seed + t, batch start)``): the same numbers as ``evaluate``.
     """
     _check_sweep_args("eps_values", eps_values, False, 0.0, 1.0)
     with eval_mode(model):
         bench = new_bench(model, data, n, device, trials, seed, batch_size,
-                          renamed("draws", "votes", draws, votes, "sweep"))
+                          votes)
         return eps_sweep(bench, eps_values, steps, step_size, eot, label)
 
 
 def sweep_steps(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], steps_values: Sequence[int],
                 eps: float, step_size: float | None = None, eot: int = 1, trials: int = 1,
                 seed: int = 0, n: int | None = None, batch_size: int = 256, label: str = "",
-                device: str | torch.device | None = None, votes: int | None = None,
-                draws: int | None = None) -> Sweep:
+                device: str | torch.device | None = None, votes: int | None = None) -> Sweep:
     """Accuracy under PGD as the number of steps grows (Fig. 3, bottom), fixed step size
     (default ``2.5 * eps / min(steps_values)``: the smallest budget reaches the boundary)."""
     _check_sweep_args("steps_values", steps_values, True, 0, None)
     with eval_mode(model):
         bench = new_bench(model, data, n, device, trials, seed, batch_size,
-                          renamed("draws", "votes", draws, votes, "sweep"))
+                          votes)
         return steps_sweep(bench, steps_values, eps, step_size, eot, label)
 
 
 def sweep_eot(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], ks: Sequence[int], eps: float,
               steps: int = 20, step_size: float | None = None, trials: int = 1, seed: int = 0,
               n: int | None = None, batch_size: int = 256, label: str = "",
-              device: str | torch.device | None = None, votes: int | None = None,
-              draws: int | None = None) -> Sweep:
+              device: str | torch.device | None = None, votes: int | None = None) -> Sweep:
     """Accuracy under EOT-PGD as the noise draws averaged per gradient grow (the EOT curve)."""
     _check_sweep_args("ks", ks, True, 1, None)
     with eval_mode(model):
         bench = new_bench(model, data, n, device, trials, seed, batch_size,
-                          renamed("draws", "votes", draws, votes, "sweep"))
+                          votes)
         return eot_sweep(bench, ks, eps, steps, step_size, label)

@@ -21,7 +21,7 @@ covers randomized decision rules, and ``x -> sigma * Phi^-1(E_delta[h(x + delta)
 ``std(v)`` is part of ``f``; only the distribution of ``eps`` must not depend on the input.
 What the statistics need is that each image's samples are i.i.d.: the base classifier is
 the model on *one* image. PNI draws one weight noise per forward call for the whole batch and
-scales activation noise by a std over the whole batch; ``pni.certify_sampling`` scales it per
+scales activation noise by a std over the whole batch; ``pni.certification.sampling`` scales it per
 row instead and never puts two samples of one image in the same weight-noise pass (its
 docstring says why that keeps Cohen's per-image bound exact).
 """
@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .certify_sampling import count_votes, is_random_model, sampling  # noqa: F401 (is_random_model: re-export)
-from .data import Dataset, as_tensors
-from .models.modes import model_device
-from .noise import freeze_alphas, inject
-from .errors import PNIError
+from .sampling import count_votes, is_random_model, sampling
+from ..data import Dataset, as_tensors
+from ..models.modes import model_device
+from ..noise import freeze_alphas, inject
+from ..errors import PNIError
 
 ABSTAIN = -1
 REPORT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -64,7 +64,7 @@ def check_sigma(sigma: Any, name: str = "sigma", allow_zero: bool = False,
     return float(sigma)
 
 
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise CertifyError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -76,7 +76,7 @@ def _check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def _pair(data: Dataset | tuple[Tensor, Tensor] | Tensor) -> tuple[Tensor, Tensor]:
+def image_tensors(data: Dataset | tuple[Tensor, Tensor] | Tensor) -> tuple[Tensor, Tensor]:
     """Float images in [0, 1] and labels from a dataset, an (images, labels) pair or an image
     tensor (labels 0 then); CertifyError when there is no image."""
     if isinstance(data, Tensor):
@@ -110,15 +110,15 @@ def rse_inject(model: nn.Module, init_alpha: float, **inject_options: Any) -> nn
     return model
 
 
-# --- sampling (Cohen's SAMPLEUNDERNOISE; the schemes: ``pni.certify_sampling``) ----------
+# --- sampling (Cohen's SAMPLEUNDERNOISE; the schemes: ``pni.certification.sampling``) ----------
 
 def sample_counts(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, sigma: float,
                   num: int, batch_size: int = 1000, seed: int = 0) -> Tensor:
     """Cohen's SAMPLEUNDERNOISE for every image: class counts ``(N, K)`` of ``f(x + delta)``
     over ``num`` i.i.d. draws (eval mode, seeded, the model's noise fresh per sample)."""
-    sigma, num = check_sigma(sigma), _check_int(num, "num")
-    batch_size = _check_int(batch_size, "batch_size")
-    x = _pair(data)[0].to(model_device(model))
+    sigma, num = check_sigma(sigma), check_count(num, "num")
+    batch_size = check_count(batch_size, "batch_size")
+    x = image_tensors(data)[0].to(model_device(model))
     with sampling(model, x, seed) as (sampler, generator):
         return count_votes(sampler, x, num, sigma, batch_size, generator)
 
@@ -176,7 +176,7 @@ def predict(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, si
     test of ``n_A`` against ``n_A + n_B`` at 1/2 has p-value <= ``alpha``, else abstain (-1).
     It returns a class other than ``g(x)`` with probability at most ``alpha`` (Prop. 1)."""
     alpha = _check_alpha(alpha)
-    counts = sample_counts(model, data, sigma, _check_int(n, "n"), batch_size, seed).cpu()
+    counts = sample_counts(model, data, sigma, check_count(n, "n"), batch_size, seed).cpu()
     top2 = counts.topk(min(2, counts.shape[1]), dim=1)
     n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(top2.values[:, 0])
     p_values = torch.from_numpy(binomial_p_values(top2.values[:, 0], n_b))
@@ -226,7 +226,7 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
         (torch.Size([4]), torch.Size([4]), True)
     """
     sigma, n0, n, alpha, batch_size = _check_settings(sigma, n0, n, alpha, batch_size)
-    x, labels = _pair(data)
+    x, labels = image_tensors(data)
     x = x.to(model_device(model))
     bar = _progress_bar(len(x) * (n0 + n)) if progress else None
     started = time.perf_counter()
@@ -250,7 +250,7 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
 
 def _check_settings(sigma: Any, n0: Any, n: Any, alpha: Any, batch_size: Any) -> tuple[float, int, int, float, int]:
     sigma, alpha = check_sigma(sigma), _check_alpha(alpha)
-    n0, n, batch_size = _check_int(n0, "n0"), _check_int(n, "n"), _check_int(batch_size, "batch_size")
+    n0, n, batch_size = check_count(n0, "n0"), check_count(n, "n"), check_count(batch_size, "batch_size")
     if n0 > n:
         raise CertifyError(f"n0 ({n0}, the samples that select the class) must not exceed n ({n}, "
                            f"the samples that bound its probability)")
@@ -343,15 +343,15 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
                    progress: bool = False, subset_seed: int = 0) -> tuple[Certification, Any]:
     """``certify_checkpoint``, returning the opened run (``pni.runs.OpenedRun``: model, data,
     label) with the result, for work on the same model and images (``certify_check``)."""
-    from .runs import open_checkpoint
+    from ..runs import open_checkpoint
 
     _check_settings(sigma, n0, n, alpha, batch_size)
     if subset is not None:
-        _check_int(subset, "subset")
+        check_count(subset, "subset")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
                           subset_seed=subset_seed, device=device)
     if progress:  # say up front how long it will take
-        from .work_estimate import announce, certify_seconds, measure_pass_rate, sample_images
+        from ..evaluation.estimate import announce, certify_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
         announce("pni certify", certify_seconds(len(run.data), n0, n, rate), len(run.data), (n0 + n) / 3,

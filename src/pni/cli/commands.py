@@ -15,10 +15,10 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import __version__
-from .allocator import keep_freed_memory
-from .certify_cli import add_certify_parser
-from .cli_args import (
+from .. import __version__
+from ..allocator import keep_freed_memory
+from .certify import add_certify_parser
+from .args import (
     Parser,
     UsageError,
     _add_config_flags,
@@ -33,8 +33,8 @@ from .cli_args import (
     flag_fields,
     flag_values,
 )
-from .evaluate_settings import TransferSettings
-from .reproduce.cli import add_reproduce_parser
+from ..evaluation.settings import TransferSettings
+from .reproduce import add_reproduce_parser
 
 USER_ERRORS: tuple[type[BaseException], ...] = ()
 
@@ -42,16 +42,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = ()
 def _user_errors() -> tuple[type[BaseException], ...]:
     """What the CLI reports in one line: every pni error (``PNIError``) and OS errors
     (a file that cannot be read or written)."""
-    from .errors import PNIError
+    from ..errors import PNIError
 
     return (PNIError, OSError)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .config import SCALES, list_presets
-    from .data import DATASETS, default_data_dir
-    from .models import MODELS
-    from .noise import GRANULARITIES, LOCATIONS
+    from ..config import SCALES, list_presets
+    from ..data import DATASETS, default_data_dir
+    from ..models import MODELS
+    from ..noise import GRANULARITIES, LOCATIONS
 
     print(f"pni {__version__}: Parametric Noise Injection (He, Rakin, Fan, CVPR 2019)")
     print(f"models:        {', '.join(MODELS)}")
@@ -64,26 +64,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import check_device, load_config
-    from .data import load_dataset
-    from .seeding import seed_everything
-    from .train import build_model, fit
+    from ..config import check_device, load_config
+    from ..training.run import train_data, train_run
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
     config = load_config(args.preset, args.scale, **overrides)
     check_device(config.device)
     _writable_folder(args.out)
-    seed_everything(config.seed)  # before anything draws: same seed, same run
-    train_set = load_dataset(config.dataset, "train", config.data_dir, config.download)
-    if config.train_subset:
-        train_set = train_set.subset(config.train_subset)
-    test_set = load_dataset(config.dataset, "test", config.data_dir, config.download)
-    model = build_model(config, train_set)
+    train_set, test_set = train_data(config)
     print(f"training {config.model} (noise {config.location or 'none'}) on {config.dataset} "
           f"({len(train_set)} images), {config.epochs} epochs -> {args.out}")
-    result = fit(model, train_set, config, test_set, out_dir=args.out, resume=args.resume,
-                 overwrite=args.overwrite, max_minutes=args.max_minutes,
-                 save_every_minutes=args.save_every_minutes)
+    result = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                       max_minutes=args.max_minutes, save_every_minutes=args.save_every_minutes,
+                       data=(train_set, test_set))
     if result.stopped_early:
         print(f"stopped after epoch {result.last.get('epoch', 0)} of {config.epochs} "
               f"(--max-minutes {args.max_minutes:g}); continue with --resume")
@@ -96,11 +89,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .evaluate import evaluate_checkpoint
-    from .reports.evaluation import write_evaluation
+    from .. import distributed
+    from ..evaluation.evaluator import evaluate_checkpoint
+    from ..reports.evaluation import write_evaluation
 
-    from .attacks.registry import DEFAULT_VOTES, PROTOCOLS
+    from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS
 
     paper = args.protocol == "paper"
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
@@ -122,8 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .attacks.transfer import transfer_checkpoints
-    from .reports.evaluation import write_transfer
+    from ..attacks.transfer import transfer_checkpoints
+    from ..reports.evaluation import write_transfer
 
     out = _writable_folder(Path(args.out) if args.out else Path(args.source).resolve().parent / "transfer")
     settings = dataclasses.asdict(TransferSettings(**flag_values(args, [f.name for f in flag_fields(TransferSettings)])))
@@ -135,8 +128,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit_checkpoint
-    from .reports.audit import write_audit
+    from ..auditing import audit_checkpoint
+    from ..reports.audit import write_audit
 
     overrides = audit_overrides(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "audit")
@@ -151,7 +144,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .reports.runs import write_runs_report
+    from ..reports.runs import write_runs_report
 
     _writable_folder(args.out)
     for run in args.runs:
@@ -272,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _torchrun_process() -> Iterator[None]:
     """Under ``torchrun`` (WORLD_SIZE > 1): only rank 0 prints to stdout, and the process
     group the command joined (train, eval) is left at the end. A no-op otherwise."""
-    from . import distributed
+    from .. import distributed
 
     if not distributed.launched():
         yield
@@ -292,7 +285,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .runfolder import TrainingInterrupted
+    from ..training.run_folder import TrainingInterrupted
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SCALES
-from .plans import NAMES
+from ..reproduce.plans import NAMES
 
 REPORT_OUT = "docs/RESULTS.md"
 
@@ -53,10 +53,10 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .plans import get_plans, resolve
-    from .runner import Runner
-    from .scales import tracks
-    from .steps import ReproduceError
+    from ..reproduce.plans import get_plans, resolve
+    from ..reproduce.runner import Runner
+    from ..reproduce.scales import tracks
+    from ..reproduce.steps import ReproduceError
 
     try:
         plans = get_plans(args.name)
@@ -73,7 +73,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             steps = [s for s in steps if s.track == args.track]
         out = Path(args.out) if args.out else Path("results") / args.scale
         if args.report:
-            from .report import write_readme_summary, write_results
+            from ..reproduce.report import write_readme_summary, write_results
 
             path = write_results(plans, args.scale, out, args.report_out, args.data_dir)
             print(f"report of {args.name} at {args.scale} scale from {out} written to {path}")
@@ -125,10 +125,17 @@ def print_unplanned(steps: list[Any], out: Path) -> None:
 def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str,
                data_dir: str | None = None) -> float:
     """Prints every step (status, settings, rows, estimated time); returns the seconds left."""
-    from .estimate import RateMeter, cpu_spent, finished_times, format_seconds, spent_seconds, step_seconds
-    from .runner import state
-    from .scales import tracks
-    from .step_lock import held_elsewhere
+    from ..reproduce.estimate import (
+        RateMeter,
+        cpu_spent,
+        finished_times,
+        format_seconds,
+        spent_seconds,
+        step_seconds,
+    )
+    from ..reproduce.runner import state
+    from ..reproduce.scales import tracks
+    from ..reproduce.step_lock import held_elsewhere
 
     print(f"pni reproduce {', '.join(p.name for p in plans)} --scale {scale} (out: {out})")
     for track in tracks(scale, data_dir):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli_args import _parse_device, _positive_int
+from .args import _parse_device, _positive_int
 
 
 def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +53,9 @@ def _check_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from .certify import CertifyError
-    from .certify_check import certify_and_check
-    from .reports.certify import write_certificate_check, write_certification
+    from ..certification.smoothing import CertifyError
+    from ..certification.check import certify_and_check
+    from ..reports.certify import write_certificate_check, write_certification
 
     if args.check < 0:
         raise CertifyError(f"--check must be a number of images >= 0, got {args.check}")

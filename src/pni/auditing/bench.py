@@ -1,7 +1,7 @@
 """The audit's measuring bench: accuracy of one model on fixed images, over trials.
 
-Built on ``pni.evaluate.sample_outcomes``, the outcome function of ``pni eval``: trial
-``t`` seeds every batch from ``(seed + t, batch start)`` (``pni.evaluate.batch_seed``) and
+Built on ``pni.evaluation.evaluator.sample_outcomes``, the outcome function of ``pni eval``: trial
+``t`` seeds every batch from ``(seed + t, batch start)`` (``pni.evaluation.evaluator.batch_seed``) and
 judges every attacked image over ``votes`` noise draws, so ``pni audit`` and ``pni eval``
 give the same accuracy, number for number, for the same model, attack, seed, batch size,
 draws and images. Also here: the noise tolerance two accuracies must exceed to differ, and
@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from ..attacks import AttackError, fgsm, is_randomized, pgd
 from ..attacks._common import check_model_inputs
 from ..data import Dataset, stratified_indices, subset_tensors, warn_missing_classes
-from ..evaluate import sample_outcomes
-from ..helpfield import renamed
+from ..evaluation.evaluator import sample_outcomes
 from ..models import model_device
 from .settings import AuditError, AuditSettings
 
@@ -47,9 +46,8 @@ class Bench:
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, trials: int = 1, seed: int = 0,
-                 batch_size: int = 256, votes: int | None = None, subset: dict[str, Any] | None = None,
-                 draws: int | None = None) -> None:
-        votes = renamed("draws", "votes", draws, votes, "Bench") or 1
+                 batch_size: int = 256, votes: int | None = None, subset: dict[str, Any] | None = None) -> None:
+        votes = votes or 1
         self.model, self.x, self.y, self.subset = model, x, y, subset
         self.trials, self.seed, self.batch_size, self.votes = trials, seed, batch_size, votes
         self.cache: dict[tuple, list[float]] = {}
@@ -59,7 +57,7 @@ class Bench:
         return len(self.y) * self.trials
 
     def trial_accuracies(self, key: tuple, attack: Attack | None) -> list[float]:
-        """Accuracy per trial, as ``pni.evaluate.evaluate`` computes it: trial ``t`` is
+        """Accuracy per trial, as ``pni.evaluation.evaluator.evaluate`` computes it: trial ``t`` is
         ``sample_outcomes(..., seed=seed + t, votes=votes)``, its accuracy the mean share of
         correct draws."""
         if key not in self.cache:

@@ -13,18 +13,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from .attacks import pgd
-from .config import TrainConfig
-from .data import at_most, load_dataset
-from .evaluate import Evaluation, evaluate
-from .models import layer_labels
-from .reports.evaluation import attack_parameters_table, evaluation_table
-from .reports.figures import plot_alphas
-from .reports.json_io import write_json, write_text
-from .reports.markdown import md_table
-from .train import RunExistsError, build_model, fit
+from ..attacks import pgd
+from ..config import TrainConfig
+from ..data import at_most, load_dataset
+from ..evaluation.evaluator import Evaluation, evaluate
+from ..models import layer_labels
+from ..reports.evaluation import attack_parameters_table, evaluation_table
+from ..reports.figures import plot_alphas
+from ..reports.json_io import write_json, write_text
+from ..reports.markdown import md_table
+from ..training.trainer import RunExistsError, build_model
+from ..training.run import train_run
 
 EPS = 0.3
 DEMO_TRAINING = dict(model="lenet5", dataset="mnist-sample", eps=EPS, steps=10, step_size=0.05,
@@ -83,9 +83,8 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
         config.validate()
         print(f"[{key}] training LeNet-5 ({title}), {config.epochs} epochs, PGD-{config.steps} "
               f"eps {EPS} ...", flush=True)
-        torch.manual_seed(seed)
-        model = build_model(config, train_set)
-        history = fit(model, train_set, config, test_set, out_dir=out / key, overwrite=True).history
+        result = train_run(config, out / key, overwrite=True, data=(train_set, test_set))
+        model, history = result.model, result.history
         histories[key] = history
         print(f"[{key}] evaluating on {len(test_set)} test images, {EVAL_TRIALS} trials ...", flush=True)
         evaluation = evaluate(model, test_set, attacks, trials=EVAL_TRIALS, seed=seed, votes=VOTES)

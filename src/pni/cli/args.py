@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import PNIError
+from ..errors import PNIError
 
 class UsageError(PNIError):
     """A bad command-line value found after parsing (an --out that cannot be written, ...)."""
@@ -72,7 +72,7 @@ def _positive_int(text: str) -> int:
 
 def _parse_device(text: str) -> str:
     """A device this machine has: cpu, cuda, cuda:N or mps."""
-    from .config import ConfigError, check_device
+    from ..config import ConfigError, check_device
 
     try:
         check_device(text, "device")
@@ -121,7 +121,7 @@ def _field_parser(cls: Any, field: dataclasses.Field | None = None) -> Callable[
     (``none``); ``metadata["parse"]`` ``"positive"`` (int >= 1) or ``"device"`` override.
     ``_field_parser(field)`` alone means a ``TrainConfig`` field."""
     if field is None:
-        from .config import TrainConfig
+        from ..config import TrainConfig
         cls, field = TrainConfig, cls
     named = {"positive": _positive_int, "device": _parse_device}
     if field.metadata.get("parse") in named:
@@ -192,7 +192,7 @@ def flag_values(args: argparse.Namespace, names: list[str] | tuple[str, ...],
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
     add_dataclass_flags(parser, TrainConfig, "training fields (override the preset)",
                         dest_prefix="cfg_", default=argparse.SUPPRESS)
@@ -209,7 +209,7 @@ def _parse_attacks(text: str) -> list[str]:
 
 def add_attack_flags(parser: argparse.ArgumentParser) -> None:
     """The flags the registered attacks declare (``AttackSpec.flags``), e.g. ``--eot``."""
-    from .attacks.registry import attack_flags
+    from ..attacks.registry import attack_flags
 
     for flag in attack_flags():
         parser.add_argument(flag.flag, dest=flag.dest, type=flag.type, default=flag.default,
@@ -219,7 +219,7 @@ def add_attack_flags(parser: argparse.ArgumentParser) -> None:
 def attack_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ``build_attacks`` options the attack flags parsed into ``args`` set (a flag not
     given sets nothing)."""
-    from .attacks.registry import attack_flags
+    from ..attacks.registry import attack_flags
 
     options: dict[str, Any] = {}
     for flag in attack_flags():
@@ -234,8 +234,8 @@ def attack_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from .attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
-    from .evaluate_settings import EvalSettings
+    from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
+    from ..evaluation.settings import EvalSettings
 
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--attacks", type=_parse_attacks, default=None,
@@ -261,7 +261,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def eval_settings_from_args(args: argparse.Namespace, **values: Any) -> Any:
     """The ``EvalSettings`` of ``pni eval``'s generated flags that were given, plus ``values``."""
-    from .evaluate_settings import EvalSettings
+    from ..evaluation.settings import EvalSettings
 
     given = flag_values(args, [f.name for f in flag_fields(EvalSettings)])
     return EvalSettings(**{**given, **values})
@@ -284,7 +284,7 @@ def _show_setting(value: Any) -> str:
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     """``pni audit``'s arguments; one flag per ``AuditSettings`` field (help from its metadata)."""
-    from .audit import AuditSettings
+    from ..auditing import AuditSettings
 
     parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
     parser.add_argument("--eps", type=_parse_eps, default=None,
@@ -308,6 +308,6 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def audit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``AuditSettings`` fields whose flags were given."""
-    from .audit import AuditSettings
+    from ..auditing import AuditSettings
 
     return flag_values(args, [f.name for f in flag_fields(AuditSettings)])

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import distributed as dist_utils
+from .. import distributed as dist_utils
 from . import per_image
-from .data import Dataset, as_tensors, warn_missing_classes
-from .models.modes import eval_mode, model_device
-from .noise import is_injected, noise_enabled, noise_modules
-from .seeding import batch_seed
-from .errors import PNIError
-from .evaluate_settings import EvalSettings
+from ..data import Dataset, as_tensors, warn_missing_classes
+from ..models.modes import eval_mode, model_device
+from ..noise import is_injected, noise_enabled, noise_modules
+from ..seeding import batch_seed
+from ..errors import PNIError
+from .settings import EvalSettings
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
 WORST_CASE = "worst-case"
@@ -56,7 +56,7 @@ def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | Non
     per-sample figures when it returns a result object (``per_sample()``: ``"l2"``,
     ``"success"``, ...). Seeding as ``correct_mask``.
     """
-    from .attacks.votes import predict_votes, vote_correctness
+    from ..attacks.votes import predict_votes, vote_correctness
 
     parts: dict[str, list[Tensor]] = {}
     for start in range(0, len(y), batch_size):
@@ -110,7 +110,7 @@ class Evaluation:
     vote_accuracies: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # majority vote, per trial
     extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
     subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
-    labels_sha256: str | None = None      # the evaluated labels' digest (pni.per_image.labels_digest)
+    labels_sha256: str | None = None      # the evaluated labels' digest (pni.evaluation.per_image.labels_digest)
     cascade: list[str] = field(default_factory=list)  # chained attacks (cumulative accuracies), in order
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -159,7 +159,7 @@ class Evaluation:
         metrics = self.attack_metrics()
         if metrics:
             out["attack_metrics"] = metrics
-        if self.fractions:   # each image's share of correct draws per trial (pni.per_image)
+        if self.fractions:   # each image's share of correct draws per trial (pni.evaluation.per_image)
             out["per_image"] = per_image.block(self.fractions, self.n, self.votes, self.labels_sha256,
                                                self.subset is not None)
         return out
@@ -217,7 +217,7 @@ def _trial_metrics(values: dict[str, Tensor]) -> dict[str, list[float]]:
 def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
                   steps: int | None, step_size: float | None,
                   options: dict[str, Any] | None = None) -> tuple[dict[str, Attack], dict[str, dict]]:
-    from .attacks.registry import build_attacks
+    from ..attacks.registry import build_attacks
 
     if isinstance(attacks, dict):
         return dict(attacks), {name: {} for name in attacks}
@@ -227,7 +227,7 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
 def _in_worst_case(attacks: Sequence[str] | dict[str, Attack], table: dict[str, Attack]) -> list[str]:
     """The attacks the per-sample worst case is over: those bounded at eps by their spec's
     threat (C&W-L2, minimum-norm, is not); callables passed in a dict: all of them."""
-    from .attacks.registry import get_attack
+    from ..attacks.registry import get_attack
 
     if isinstance(attacks, dict):
         return list(table)
@@ -418,7 +418,7 @@ def _cascade_step(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None,
 def check_fit(model: nn.Module, x: Tensor, y: Tensor) -> None:
     """EvaluationError (one line) unless the model's weights are finite and ``(x, y)`` fits
     it: finite pixels in [0, 1], labels among its classes, images of a shape it takes."""
-    from .attacks._common import AttackError, check_model_inputs
+    from ..attacks._common import AttackError, check_model_inputs
 
     try:
         check_model_inputs(model, x, y)
@@ -451,10 +451,11 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
     ``seed``), recorded in the result. Returns the evaluation and a label for the model
     (arch, noise location).
     """
-    from .runs import open_checkpoint
+    from ..runs import open_checkpoint
 
-    if settings is not None and not isinstance(settings, EvalSettings):  # the old 2nd argument
-        overrides["attacks"], settings = settings, None
+    if settings is not None and not isinstance(settings, EvalSettings):
+        raise TypeError(f"evaluate_checkpoint(): settings must be an EvalSettings, got {type(settings).__name__} "
+                        f"(attacks go in attacks=...)")
     known = {f.name for f in dataclasses.fields(EvalSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -477,8 +478,8 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
 
 
 def _announce(run: Any, s: EvalSettings) -> None:
-    """Prints the estimated time of evaluating ``run`` with ``s`` (``pni.work_estimate``)."""
-    from .work_estimate import announce, evaluation_passes, measure_pass_rate, sample_images
+    """Prints the estimated time of evaluating ``run`` with ``s`` (``pni.evaluation.estimate``)."""
+    from .estimate import announce, evaluation_passes, measure_pass_rate, sample_images
 
     steps = run.paper_steps if s.steps is None else s.steps
     passes = evaluation_passes(dataclasses.asdict(s), steps)

@@ -22,22 +22,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import distributed
-from .attacks import AttackError, pgd
-from .attacks._common import check_model_inputs
-from .attacks.gradient import pgd_unchecked
-from .config import TrainConfig, check_device
+from .. import distributed
+from ..attacks import AttackError, pgd
+from ..attacks._common import check_model_inputs
+from ..attacks.gradient import pgd_unchecked
+from ..config import TrainConfig, check_device
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
-from .data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
-from .evaluate import correct_mask
-from .models import create_model, eval_mode
-from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
-from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunExistsError, RunFolderError,
-                        StopRequest, TrainingInterrupted)
-from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
-from .seeding import rank_seed, seed_everything
-from .seeding import set_rng_state as _set_rng_state  # noqa: F401
-from .errors import PNIError
+from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
+from ..evaluation.evaluator import correct_mask
+from ..models import create_model, eval_mode
+from ..noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    LOG,
+    PREVIOUS,
+    CheckpointedRun,
+    RunExistsError,
+    RunFolderError,
+    StopRequest,
+    TrainingInterrupted,
+)
+from ..seeding import rng_state as _rng_state
+from ..seeding import rank_seed, seed_everything
+from ..seeding import set_rng_state as _set_rng_state
+from ..errors import PNIError
 from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
@@ -56,6 +65,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
     stopped_early: bool = False  # stopped by max_minutes before config.epochs
+    model: nn.Module | None = field(default=None, repr=False)  # the trained model (train_run sets it)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -183,7 +193,7 @@ class Trainer(CheckpointedRun):
 
     def step_losses(self, x: Tensor, y: Tensor, adversarial: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective of Eq. 11 on one batch and its statistics, as device tensors, with no
-        host synchronization (so ``pni.cuda_graphs`` can record it)."""
+        host synchronization (so ``pni.training.cuda_graphs`` can record it)."""
         cfg = self.config
         self.model.train()
         with self._autocast():

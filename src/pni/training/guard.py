@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .noise import noise_modules
+from ..noise import noise_modules
 
 WEIGHT_LIMIT = 1e10
 LOSS_LIMIT = 1e4

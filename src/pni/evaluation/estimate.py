@@ -32,7 +32,7 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int) -> float:
         aa = options.get("aa") or {}
         return 2 * aa.get("n_iter", 100) * aa.get("eot_iter", 20) + votes / 3
     if attack == "cw":
-        from .attacks.cw import CW_PROFILES
+        from ..attacks.cw import CW_PROFILES
 
         cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
         return cw["steps"] * cw["binary_search_steps"]

@@ -1,6 +1,6 @@
 """The audit's results as data: a checklist item, a sweep, the report, and their JSON.
 
-Nothing here measures or renders: ``pni.audit.bench`` / ``checks`` fill these, and
+Nothing here measures or renders: ``pni.auditing.bench`` / ``checks`` fill these, and
 ``pni.reports.audit`` turns them into Markdown, figures and files.
 """
 from __future__ import annotations

@@ -1,0 +1,8 @@
+"""Evaluation (Tables 1-3): accuracy under attack over trials, noise on and off, judged over
+noise draws, with the per-image worst case and the AutoAttack-style cascade (``evaluate``); its
+settings (``settings``); per-image outcomes for paired verdicts (``per_image``); and the
+up-front time estimates (``estimate``)."""
+from .evaluator import Evaluation, EvaluationError, evaluate, evaluate_checkpoint
+from .settings import EvalSettings, TransferSettings
+
+__all__ = ["EvalSettings", "Evaluation", "EvaluationError", "TransferSettings", "evaluate", "evaluate_checkpoint"]
