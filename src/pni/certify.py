@@ -87,6 +87,18 @@ def _pair(data: Dataset | tuple[Tensor, Tensor] | Tensor) -> tuple[Tensor, Tenso
     return images, labels
 
 
+def check_fit(model: nn.Module, x: Tensor, labels: Tensor) -> None:
+    """The checks ``pni eval`` and ``pni audit`` make (``attacks._common.check_model_inputs``):
+    finite weights and alphas, pixels in [0, 1], images of a shape the model takes, labels
+    among its classes; one-line CertifyError otherwise (a NaN model "certifies" class 0)."""
+    from .attacks._common import AttackError, check_model_inputs
+
+    try:
+        check_model_inputs(model, x, labels.to(x.device))
+    except AttackError as error:
+        raise CertifyError(f"cannot certify: {error}") from None
+
+
 # --- training building blocks (item 2) --------------------------------------------------
 
 def gaussian_augment(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
@@ -176,6 +188,8 @@ def predict(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, si
     test of ``n_A`` against ``n_A + n_B`` at 1/2 has p-value <= ``alpha``, else abstain (-1).
     It returns a class other than ``g(x)`` with probability at most ``alpha`` (Prop. 1)."""
     alpha = _check_alpha(alpha)
+    x, labels = _pair(data)
+    check_fit(model, x.to(model_device(model)), labels)
     counts = sample_counts(model, data, sigma, _check_int(n, "n"), batch_size, seed).cpu()
     top2 = counts.topk(min(2, counts.shape[1]), dim=1)
     n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(top2.values[:, 0])
@@ -215,7 +229,8 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
 
     Raises:
         CertifyError: a bad ``sigma``, ``n0``, ``n``, ``alpha`` or ``batch_size``, ``n0 > n``,
-            or no image.
+            or no image; weights or alphas that are not finite, images or labels that do
+            not fit the model (``check_fit``).
 
     Example:
         >>> import pni
@@ -228,6 +243,7 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
     sigma, n0, n, alpha, batch_size = _check_settings(sigma, n0, n, alpha, batch_size)
     x, labels = _pair(data)
     x = x.to(model_device(model))
+    check_fit(model, x, labels)
     bar = _progress_bar(len(x) * (n0 + n)) if progress else None
     started = time.perf_counter()
     try:
