@@ -33,7 +33,8 @@ from .evaluate import correct_mask
 from .models import create_model, eval_mode
 from .noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
 from .runfolder import (CHECKPOINT, CONFIG, LOG, PREVIOUS, CheckpointedRun, RunExistsError, RunFolderError,
-                        StopRequest, TrainingInterrupted)
+                        TrainingInterrupted)
+from .stop_signal import StopRequest
 from .seeding import rng_state as _rng_state  # noqa: F401  (the names tests and scripts use)
 from .seeding import rank_seed, seed_everything
 from .seeding import set_rng_state as _set_rng_state  # noqa: F401
@@ -139,6 +140,7 @@ class Trainer(CheckpointedRun):
         self._changes: dict[str, list[Any]] = {}
         self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self._resumed = self._overwriting = False
+        self._aside = self._lock = None  # an overwritten run's folder; the run folder's lock
         self._stop = StopRequest()
         self._save_every: float | None = None
         self._last_save = time.monotonic()
@@ -257,6 +259,23 @@ class Trainer(CheckpointedRun):
             raise TrainingError(f"non-finite or diverged training state after a step; first bad value: "
                                 f"{culprit} (the last good checkpoint is kept)")
 
+    def _check_probe(self, epoch: int) -> None:
+        """Before an epoch's state is saved: TrainingError unless the clean loss of a fixed probe
+        batch (the first training images, eval mode, random state kept) is <= LOSS_LIMIT."""
+        k = min(len(self.loader._labels), 256)
+        x, y = self.loader._images[:k].to(self.device), self.loader._labels[:k].to(self.device)
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), eval_mode(self.net):
+            loss = float(F.cross_entropy(self.net(x).float(), y))
+        bad = not loss <= LOSS_LIMIT
+        if self.world_size > 1:
+            bad = bool(distributed.all_reduce_sum([int(bad)])[0])
+        if bad:
+            raise TrainingError(f"diverged in epoch {epoch}: the state after it gives a clean loss of "
+                                f"{loss:.4g} on a probe batch (limit {LOSS_LIMIT:g}); it was not saved, "
+                                f"the last good checkpoint is kept")
+
     # --- epochs ---------------------------------------------------------------------
 
     def _shard_accuracy(self, x: Tensor, y: Tensor, attack: Callable | None, batch_size: int) -> float:
@@ -346,7 +365,21 @@ class Trainer(CheckpointedRun):
         """Trains from ``start_epoch`` to ``config.epochs``; with ``max_minutes``, stops after
         the last epoch that fits in that time (``TrainResult.stopped_early``; resume later).
         With an output folder, SIGTERM/SIGINT write a checkpoint after the current batch and
-        raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints."""
+        raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints.
+        The output folder is locked for the whole call: one writer per run folder."""
+        try:
+            return self._fit(resume, overwrite, max_minutes, save_every_minutes)
+        except Exception as error:
+            if self._overwriting and self._aside and [type(a) for a in error.args] == [str]:
+                error.args = (f"{error.args[0]}; the replaced run is kept in {self._aside}",)
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _fit(self, resume: bool, overwrite: bool, max_minutes: float | None,
+             save_every_minutes: float | None) -> TrainResult:
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
@@ -367,6 +400,7 @@ class Trainer(CheckpointedRun):
                     record["config_changes"], self._changes = self._changes, {}
                 self.history.append(record)
                 if self.out_dir is not None:
+                    self._check_probe(epoch + 1)  # a diverged state never becomes the checkpoint
                     self._save(epoch + 1)
                 if cfg.progress and self.is_main:
                     tqdm.write(_epoch_line(record))

@@ -128,7 +128,7 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
     from .estimate import RateMeter, cpu_spent, finished_times, format_seconds, spent_seconds, step_seconds
     from .runner import state
     from .scales import tracks
-    from .step_lock import held_elsewhere
+    from ..folder_lock import held_elsewhere
 
     print(f"pni reproduce {', '.join(p.name for p in plans)} --scale {scale} (out: {out})")
     for track in tracks(scale, data_dir):

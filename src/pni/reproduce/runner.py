@@ -1,7 +1,7 @@
 """Runs the steps of a plan into ``out/<run key>/``: a finished step whose recorded settings
 equal the plan's is reused untouched, an interrupted training run resumes from its
 checkpoint (``pni.train.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
-moment and re-run to continue. Each step runs under its folder's lock (``step_lock``), so
+moment and re-run to continue. Each step runs under its folder's lock (``pni.folder_lock``), so
 several processes can work through one plan side by side."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .step_lock import StepLock, held_elsewhere
+from ..folder_lock import FolderLock as StepLock, held_elsewhere
 from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
@@ -119,7 +119,7 @@ class Runner:
 
     def run(self, steps: list[Step]) -> dict[str, str]:
         """Runs every step not done; returns ``{key: "reused" | "ran"}``. A step another
-        ``pni reproduce`` process is running (``step_lock``), or one that needs such a step,
+        ``pni reproduce`` process is running (``pni.folder_lock``), or one that needs such a step,
         is deferred: the other steps go first, then this process waits for it."""
         outcome: dict[str, str] = {}
         waiting = list(enumerate(steps, 1))
