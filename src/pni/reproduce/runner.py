@@ -157,7 +157,7 @@ class Runner:
         status, detail = state(step, self.out)
         head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
         if status == "done" and not held_elsewhere(self.out / step.key):
-            if step.kind == "train" and (lock := StepLock(self.out / step.key)).acquire():
+            if step.kind == "train" and (lock := StepLock(self.out / step.key)).acquire(record=False):
                 remove_stale_temp_files(self.out / step.key)  # of a killed slimming
                 slim_checkpoint(self.out / step.key)
                 lock.release()
