@@ -542,3 +542,20 @@ def test_certify_refuses_data_of_another_dataset(tmp_path):
     x = torch.rand(4, 3, 32, 32)
     with pytest.raises(CertifyError, match=r"^cannot certify: labels must be classes 0 to 1 of the model, got 7"):
         certify(model, (x, torch.tensor([0, 1, 7, 1])), 0.25, n0=10, n=20)
+
+
+def test_certify_command_refuses_a_model_of_another_dataset_before_timing_it(tmp_path, capsys):
+    from pni import cli
+    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+
+    model = pni.create_model("resnet20", num_classes=2)  # 3x32x32 images, 2 classes
+    path = tmp_path / "run" / "checkpoint.pt"
+    atomic_save({"format": FORMAT, "version": VERSION, "model": model.state_dict(),
+                 "model_meta": model_meta(model), "config": {"dataset": "cifar10"}}, path)
+    code = cli.main(["certify", str(path), "--sigma", "0.25", "--n", "20", "--n0", "10", "--subset", "10",
+                     "--dataset", "mnist-sample"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "pni certify: error: cannot certify: images have 1 channel(s) but the model takes 3 (input shape "
+        "(3, 32, 32)): data of another dataset?")
+    assert not (tmp_path / "run" / "certify").exists()

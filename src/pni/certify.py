@@ -366,7 +366,9 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
         _check_int(subset, "subset")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
                           subset_seed=subset_seed, device=device)
-    if progress:  # say up front how long it will take
+    if progress:  # say up front how long it will take (on a model and data that fit)
+        x, labels = _pair(run.data)
+        check_fit(run.model, x.to(device), labels)
         from .work_estimate import announce, certify_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
