@@ -76,6 +76,7 @@ class Prepared:
 def lock_folder(folder: Path) -> FolderLock:
     """One writer per run folder: ``folder``'s lock (``pni.folder_lock``), held until released
     or the process ends; a one-line RunFolderError naming the holder's pid when it is taken."""
+    _make_folder(folder)  # a file, or a folder that cannot be written: one line first
     lock = FolderLock(folder)
     if not lock.acquire():
         raise RunFolderError(f"output folder {str(folder)!r} is being written by another process "
