@@ -209,3 +209,12 @@ def test_table1_alphas_come_from_the_checkpoint_not_the_log(tmp_path, capsys):
     assert capsys.readouterr().err == (f"pni: warning: {log}: field 'alphas' of epoch 1: expected the alphas of "
                                        f"{tmp_path / 'checkpoint.pt'}, got other values; the report uses the "
                                        f"checkpoint's\n")
+
+
+def test_a_finished_run_killed_before_its_timing_gets_one_when_reused(vanilla):
+    out, steps = vanilla
+    timing = out / steps[0].key / "timing.json"
+    timing.unlink()
+    assert Runner(out, echo=lambda line: None).run(steps[:1]) == {steps[0].key: "reused"}
+    record = read_timing(timing)
+    assert record is not None and record["seconds"] == record["train_seconds_logged"] > 0

@@ -160,6 +160,8 @@ class Runner:
             if step.kind == "train" and (lock := StepLock(self.out / step.key)).acquire(record=False):
                 remove_stale_temp_files(self.out / step.key)  # of a killed slimming
                 slim_checkpoint(self.out / step.key)
+                if not (self.out / step.key / TIMING).exists():  # killed after its last epoch
+                    self._timing(step, sum(float(r.get("train_seconds") or 0) for r in train_log(self.out / step.key)))
                 lock.release()
             self.echo(f"{head}: done, reused")
             return "reused"
