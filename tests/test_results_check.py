@@ -218,3 +218,22 @@ def test_a_finished_run_killed_before_its_timing_gets_one_when_reused(vanilla):
     assert Runner(out, echo=lambda line: None).run(steps[:1]) == {steps[0].key: "reused"}
     record = read_timing(timing)
     assert record is not None and record["seconds"] == record["train_seconds_logged"] > 0
+
+
+def test_the_report_does_not_print_an_edited_accuracy(vanilla, tmp_path, capsys):
+    out, steps = vanilla
+    path = out / steps[1].key / "results.json"
+    good = path.read_text()
+    values = json.loads(good)
+    values["accuracy_percent"]["without_noise"]["pgd"]["mean"] = 150.0
+    path.write_text(json.dumps(values))
+    try:
+        capsys.readouterr()
+        report = tmp_path / "RESULTS.md"
+        assert cli.main(["reproduce", "table2", "--scale", "smoke", "--only", "vanilla", "--out", str(out),
+                         "--report", "--report-out", str(report)]) == 0
+        assert "150" not in report.read_text()
+        assert (f"pni: warning: {path}: field 'accuracy_percent.without_noise.pgd.mean': expected a number in "
+                f"[0, 100], got 150.0; the step counts as not done and is rerun\n") in capsys.readouterr().err
+    finally:
+        path.write_text(good)
