@@ -40,6 +40,7 @@ from .seeding import rank_seed, seed_everything
 from .seeding import set_rng_state as _set_rng_state  # noqa: F401
 from .errors import PNIError
 from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
+from .guard import probe_loss as _probe_loss
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
@@ -262,12 +263,7 @@ class Trainer(CheckpointedRun):
     def _check_probe(self, epoch: int) -> None:
         """Before an epoch's state is saved: TrainingError unless the clean loss of a fixed probe
         batch (the first training images, eval mode, random state kept) is <= LOSS_LIMIT."""
-        k = min(len(self.loader._labels), 256)
-        x, y = self.loader._images[:k].to(self.device), self.loader._labels[:k].to(self.device)
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), eval_mode(self.net):
-            loss = float(F.cross_entropy(self.net(x).float(), y))
+        loss = _probe_loss(self.net, self.loader._images, self.loader._labels, self.device)
         bad = not loss <= LOSS_LIMIT
         if self.world_size > 1:
             bad = bool(distributed.all_reduce_sum([int(bad)])[0])
