@@ -513,3 +513,49 @@ def test_a_model_trained_with_input_noise_certifies_at_radius_025():
             optimizer.step()
     result = certify(model, test, 0.25, n0=50, n=1000, alpha=0.001, batch_size=2000)
     assert result.certified_accuracy(0.25) > 0.5  # 92.5% measured; n = 1000 caps R at 0.62
+
+
+# --- broken models and mismatched data are refused (issue 22) --------------------------
+
+@pytest.mark.parametrize("where", ["weight nan", "weight inf", "alpha nan"])
+def test_certify_refuses_a_checkpoint_with_non_finite_weights_or_alphas(tmp_path, where):
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5)
+    state = model.state_dict()
+    key = next(k for k in state if ("alpha" in k) == (where == "alpha nan") and k.startswith("conv1"))
+    state[key].view(-1)[0] = float("inf") if where == "weight inf" else float("nan")
+    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+
+    path = tmp_path / "run" / "checkpoint.pt"
+    atomic_save({"format": FORMAT, "version": VERSION, "model": state,
+                 "model_meta": model_meta(model), "config": {"dataset": "mnist-sample"}}, path)
+    with pytest.raises(CertifyError, match=r"^cannot certify: the model's weights are not finite \(.+ holds NaN or inf\)"):
+        _certify_command(str(path), "--sigma", "0.25", "--n", "20", "--n0", "10", "--subset", "4", "--quiet")
+    assert not (tmp_path / "run" / "certify").exists()
+
+
+def test_certify_refuses_data_of_another_dataset(tmp_path):
+    model = pni.create_model("resnet20", num_classes=2)  # 3x32x32, 2 classes
+    mnist = pni.load_dataset("mnist-sample", "test").subset(10)
+    with pytest.raises(CertifyError, match=r"^cannot certify: images have 1 channel\(s\) but the model takes 3"):
+        certify(model, mnist, 0.25, n0=10, n=20)
+    x = torch.rand(4, 3, 32, 32)
+    with pytest.raises(CertifyError, match=r"^cannot certify: labels must be classes 0 to 1 of the model, got 7"):
+        certify(model, (x, torch.tensor([0, 1, 7, 1])), 0.25, n0=10, n=20)
+
+
+def test_certify_command_refuses_a_model_of_another_dataset_before_timing_it(tmp_path, capsys):
+    from pni import cli
+    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+
+    model = pni.create_model("resnet20", num_classes=2)  # 3x32x32 images, 2 classes
+    path = tmp_path / "run" / "checkpoint.pt"
+    atomic_save({"format": FORMAT, "version": VERSION, "model": model.state_dict(),
+                 "model_meta": model_meta(model), "config": {"dataset": "cifar10"}}, path)
+    code = cli.main(["certify", str(path), "--sigma", "0.25", "--n", "20", "--n0", "10", "--subset", "10",
+                     "--dataset", "mnist-sample"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "pni certify: error: cannot certify: images have 1 channel(s) but the model takes 3 (input shape "
+        "(3, 32, 32)): data of another dataset?")
+    assert not (tmp_path / "run" / "certify").exists()

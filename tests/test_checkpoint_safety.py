@@ -24,7 +24,8 @@ from pni.checkpoint import (
     temp_files,
 )
 from pni.config import TrainConfig
-from pni.training.trainer import _rng_state, _set_rng_state, build_model, fit
+from pni.seeding import rng_state as _rng_state, set_rng_state as _set_rng_state
+from pni.training.trainer import build_model, fit
 
 
 class _Payload:
@@ -165,6 +166,12 @@ def _set_meta(key, value):
     (_set("epoch", -1), "entry 'epoch' is not an integer >= 0"),
     (lambda c: ["not", "a", "dict"], "is not a pni checkpoint"),
     (_drop("format"), "is not a pni checkpoint"),
+    # issue 22: ranges checked before the model is built (not an allocator error for 100s of GB)
+    (_set_meta("num_classes", 10**9), r"model_meta: entry 'num_classes' is not an integer in \[1, 100000\] "
+                                      r"\(got 1000000000\)$"),
+    (_set_meta("width", 1e5), r"model_meta: entry 'width' is not a number in \(0, 64\] \(a width multiplier\) "
+                              r"\(got 100000.0\)$"),
+    (_set_meta("input_shape", [1, 10**6, 28]), "entry 'input_shape' is not a list of integers"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_entries_give_one_line_naming_the_file(good, tmp_path, change, match):
     path = tmp_path / "bad.pt"

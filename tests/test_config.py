@@ -38,3 +38,23 @@ def test_overrides_apply_and_unknown_fields_are_rejected():
 
 def test_presets_are_listed():
     assert {"mnist-lenet", "cifar-resnet20"} <= set(list_presets())
+
+
+@pytest.mark.parametrize("fields, message", [  # issue 22: not torch's overflow RuntimeError mid-training
+    ({"gamma": 1e300, "milestones": [1]},
+     "config field gamma=1e+300: the learning rate would reach 1e299 (lr=0.1 x gamma=1e+300 at 1 milestone(s)), "
+     "above the largest float32 (3.4e+38) the optimizer computes in; expected a schedule that stays below it"),
+    ({"gamma": 1e20, "milestones": [1, 2]},
+     "config field gamma=1e+20: the learning rate would reach 1e39 (lr=0.1 x gamma=1e+20 at 2 milestone(s)), "
+     "above the largest float32 (3.4e+38) the optimizer computes in; expected a schedule that stays below it"),
+    ({"lr": 1e300, "milestones": []},
+     "config field lr=1e+300: the learning rate would reach 1e300 (lr=1e+300 x gamma=0.1 at 0 milestone(s)), "
+     "above the largest float32 (3.4e+38) the optimizer computes in; expected a schedule that stays below it"),
+    ({"weight_decay": 1e300}, "config field weight_decay=1e+300: expected a number below the largest float32 "
+                              "(3.4e+38)"),
+])
+def test_overflowing_schedules_are_refused_naming_the_field(fields, message):
+    with pytest.raises(ConfigError) as error:
+        TrainConfig(**fields).validate()
+    assert str(error.value) == message
+    TrainConfig(gamma=10.0, milestones=[1, 2]).validate()  # large but finite in float32: allowed

@@ -29,6 +29,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNI_DATA", str(tmp_path / "pni-home"))
     monkeypatch.delenv(data.ENV_MAX_IMAGE_PIXELS, raising=False)
     monkeypatch.delenv(data.ENV_MAX_INFLATED_BYTES, raising=False)
+    monkeypatch.delenv(data.ENV_MAX_DATASET_BYTES, raising=False)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -251,3 +252,120 @@ def test_hostile_inputs_are_refused_with_bounded_memory(tmp_path: Path) -> None:
     assert "unexpected extra bytes" in out["gzip"]["error"]
     for name, result in out.items():
         assert result["growth_mb"] < 100, (name, result)
+
+
+# --- issue 22: a bound on the whole split, streaming statistics, unreadable zip members -------
+
+_SPLIT_MEMORY = """
+import json, sys
+from pni.data import DataError, load_dataset
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(key)) / 1024
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS:")
+try:
+    data = load_dataset("imagefolder", "train", data_dir=sys.argv[1])
+    result = {"shape": list(data.images.shape), "mean": data.mean}
+except DataError as err:
+    result = {"error": str(err)}
+result["growth_mb"] = status("VmHWM:") - before
+print(json.dumps(result))
+"""
+
+
+def _load_in_subprocess(archive: Path, tmp_path: Path, **env_extra: str) -> dict:
+    env = {**os.environ, "PNI_DATA": str(tmp_path / "pni-home"), **env_extra}
+    done = subprocess.run([sys.executable, "-c", _SPLIT_MEMORY, str(archive)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures the peak RSS on Linux")
+def test_a_tiny_zip_of_huge_images_is_bounded_by_the_split_limit(tmp_path: Path) -> None:
+    """Three 4096x4096 PNGs in a zip of a few KB: under the default limit they load with memory
+    near the pixels themselves (statistics are streamed; 2.7 GB before); under a lower
+    $PNI_MAX_DATASET_BYTES they are refused before any is decoded into the split."""
+    big = gray_png(4096, 4096)
+    archive = zip_with(tmp_path / "huge.zip", {f"train/a/{i}.png": big for i in range(3)})
+    assert archive.stat().st_size < 200_000
+    loaded = _load_in_subprocess(archive, tmp_path)
+    assert loaded["shape"] == [3, 1, 4096, 4096] and loaded["mean"] == [0.0]
+    assert loaded["growth_mb"] < 450, loaded   # 3 x 48 MiB buffer + 48 MiB result + decoding
+    limit = 100 * MB
+    refused = _load_in_subprocess(archive, tmp_path / "other", PNI_MAX_DATASET_BYTES=str(limit))
+    assert refused["error"] == (f"{archive} train: 3 images of 4096x4096 decode to {3 * 3 * 4096 * 4096} bytes, "
+                                f"above the limit of {limit} bytes for one split (refused before decoding "
+                                f"them; raise it with PNI_MAX_DATASET_BYTES)")
+    assert refused["growth_mb"] < 60, refused
+
+
+def test_the_split_limit_rejects_a_bad_environment_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = zip_with(tmp_path / "a.zip", {"train/a/0.png": small_png()})
+    monkeypatch.setenv("PNI_MAX_DATASET_BYTES", "lots")
+    with pytest.raises(DataError, match=r"^PNI_MAX_DATASET_BYTES='lots': expected a positive integer$"):
+        load_dataset("imagefolder", "train", data_dir=archive)
+
+
+def test_channel_stats_are_exact_and_streamed() -> None:
+    import torch
+
+    images = torch.randint(0, 256, (7, 3, 9, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reference = images.double().div(255).transpose(0, 1).reshape(3, -1)
+    for chunk in (1 << 22, 13):
+        mean, std = data.channel_stats(images, chunk=chunk)
+        assert mean == pytest.approx(reference.mean(1).tolist(), abs=1e-12)
+        assert std == pytest.approx(reference.std(1, unbiased=False).tolist(), abs=1e-12)
+
+
+def _patch_zip(path: Path, *, flag: int = 0, method: int | None = None) -> Path:
+    """Sets general-purpose flag bits and/or the compression method in every local and central header."""
+    raw = bytearray(path.read_bytes())
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = 0
+        while (start := raw.find(signature, start)) != -1:
+            bits = struct.unpack_from("<H", raw, start + flag_at)[0] | flag
+            struct.pack_into("<H", raw, start + flag_at, bits)
+            if method is not None:
+                struct.pack_into("<H", raw, start + method_at, method)
+            start += 4
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_an_encrypted_zip_member_is_named(tmp_path: Path) -> None:
+    archive = _patch_zip(zip_with(tmp_path / "secret.zip", {"train/a/0.png": small_png()}), flag=0x1)
+    with pytest.raises(DataError) as info:
+        load_dataset("imagefolder", "train", data_dir=archive)
+    assert str(info.value) == (f"cannot read image {archive.resolve()}/train/a/0.png: the zip member is encrypted "
+                               f"(pni reads unencrypted zips only; extract it, or zip it again without a password)")
+
+
+def test_an_unsupported_compression_method_is_named(tmp_path: Path) -> None:
+    archive = _patch_zip(zip_with(tmp_path / "odd.zip", {"train/a/0.png": small_png()}), method=97)
+    with pytest.raises(DataError) as info:
+        load_dataset("imagefolder", "train", data_dir=archive)
+    message = str(info.value)
+    assert message.startswith(f"cannot read image {archive.resolve()}/train/a/0.png: zip member compressed with "
+                              f"method 97, which cannot be read here (")
+    assert message.endswith("); zip it again with deflate or no compression") and "\n" not in message
+
+
+def test_running_out_of_memory_while_loading_names_the_archive(tmp_path: Path, monkeypatch) -> None:
+    from pni.data import imagefolder
+
+    archive = zip_with(tmp_path / "a.zip", {"train/a/0.png": small_png()})
+
+    def no_memory(images, chunk=0):  # noqa: ANN001, ANN202
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(imagefolder, "channel_stats", no_memory)
+    with pytest.raises(DataError) as info:
+        load_dataset("imagefolder", "train", data_dir=archive)
+    assert str(info.value) == (f"imagefolder {archive.resolve()} train: out of memory while decoding it; lower "
+                               f"PNI_MAX_DATASET_BYTES (now {4 << 30} bytes) to refuse such data up front, or "
+                               f"free memory")

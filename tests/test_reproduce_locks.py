@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pni.cli import commands as cli
 from pni.reproduce import Runner, get_plans, resolve, state
-from pni.reproduce.step_lock import LOCK_FILE, StepLock, held_elsewhere
+from pni.folder_lock import LOCK_FILE, FolderLock as StepLock, held_elsewhere
 
 HOLD = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
         "print('held', flush=True); time.sleep(600)")

@@ -97,8 +97,23 @@ def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
     assert "audit item 1 pass" in audit or "audit item 1 FAIL" in audit      # the audit's own verdict
 
 
+def _checkpoint_with_alphas(folder: Path, alphas: dict[str, float], epoch: int, config: dict) -> None:
+    """A LeNet-5 PNI-W checkpoint whose alphas are ``alphas`` (the report takes Table 1's from it)."""
+    import pni
+    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.noise import alphas as alpha_parameters
+
+    model = pni.inject(pni.create_model("lenet5"), "W")
+    with torch.no_grad():
+        for key, alpha in alpha_parameters(model).items():
+            alpha.fill_(alphas[key])
+    atomic_save({"format": FORMAT, "version": VERSION, "epoch": epoch, "model": model.state_dict(),
+                 "model_meta": model_meta(model), "config": config}, folder / "checkpoint.pt")
+
+
 def _hand_made(out: Path, alphas: dict[str, dict[str, float]], epoch_of: dict[str, int] | None = None) -> Results:
-    """Table 1's three runs with hand-written config.json and train_log.jsonl (row -> alphas)."""
+    """Table 1's three runs with hand-written config.json, train_log.jsonl and a checkpoint
+    holding those alphas (row -> alphas)."""
     for step in resolve(get_plans("table1"), "smoke"):
         if step.kind != "train":
             continue
@@ -108,6 +123,7 @@ def _hand_made(out: Path, alphas: dict[str, dict[str, float]], epoch_of: dict[st
         (folder / "config.json").write_text(json.dumps(step.config.to_dict()))
         epoch = (epoch_of or {}).get(row, step.config.epochs)
         (folder / "train_log.jsonl").write_text(json.dumps({"epoch": epoch, "alphas": alphas[row]}) + "\n")
+        _checkpoint_with_alphas(folder, alphas[row], epoch, step.config.to_dict())
     return Results(get_plans("table1"), "smoke", out)
 
 

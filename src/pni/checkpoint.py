@@ -256,11 +256,16 @@ ENTRY_RULES: dict[str, Rule] = {
     "position_ranks": (_is_list_of(_is_position), "a list of mid-epoch positions"),
 }
 
+MAX_CLASSES, MAX_WIDTH, MAX_INPUT_SIDE = 100_000, 64, 4096   # model_meta ranges
+
 META_RULES: dict[str, Rule] = {
     "arch": (_is_optional(lambda v: isinstance(v, str)), "a model name"),
-    "num_classes": (_is_optional(_is_int), "an integer"),
-    "width": (_is_number, "a number"),
-    "input_shape": (_is_list_of(_is_int), "a list of integers"),
+    # ranges checked before the model is built: 10**9 classes would ask the allocator for 100s of GB
+    "num_classes": (_is_optional(lambda v: _is_int(v) and 1 <= v <= MAX_CLASSES),
+                    f"an integer in [1, {MAX_CLASSES}]"),
+    "width": (lambda v: _is_number(v) and 0 < v <= MAX_WIDTH, f"a number in (0, {MAX_WIDTH}] (a width multiplier)"),
+    "input_shape": (lambda v: _is_list_of(lambda d: _is_int(d) and 1 <= d <= MAX_INPUT_SIDE)(v) and len(v) <= 3,
+                    f"a list of integers (at most 3, each in [1, {MAX_INPUT_SIDE}])"),
     "normalize": (_is_optional(lambda v: _is_list_of(_is_list_of(_is_number))(v) and len(v) == 2),
                   "[mean, std] lists of numbers"),
     "noise": (_is_optional(lambda v: isinstance(v, dict)), "a dict"),
@@ -280,8 +285,9 @@ def _check_entries(values: Mapping[str, Any], rules: Mapping[str, Rule], where: 
         raise CheckpointError(f"{where} has no {', '.join(map(repr, missing))} entry")
     for key, (test, expected) in rules.items():
         if key in values and not test(values[key]):
-            raise CheckpointError(f"{where}: entry {key!r} is not {expected} "
-                                  f"(got {type(values[key]).__name__})")
+            value = values[key]
+            got = repr(value) if isinstance(value, (int, float)) else type(value).__name__
+            raise CheckpointError(f"{where}: entry {key!r} is not {expected} (got {got})")
 
 
 def check_checkpoint(checkpoint: Any, name: str, resume: bool = False) -> None:

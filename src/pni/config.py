@@ -201,6 +201,7 @@ class TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ConfigError("config field nesterov=True: needs momentum > 0 (momentum=0); "
                               "set nesterov false or a momentum")
+        _check_schedule(self.lr, self.gamma, len(self.milestones), self.weight_decay)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,6 +299,27 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "device": (lambda v: _device_syntax(v) is None, "a device: cpu, cuda, cuda:N or mps"),
 }
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the optimizer computes in the parameters' float32
+
+
+def _check_schedule(lr: float, gamma: float, milestones: int, weight_decay: float) -> None:
+    """ConfigError unless every learning rate of the schedule (``lr * gamma**k``, k up to the
+    number of milestones) and the weight decay fit in float32 (else torch's "value cannot be
+    converted to type float without overflow" in the middle of training)."""
+    import math
+
+    peak = math.log10(lr) + milestones * max(math.log10(gamma), 0.0)
+    if peak > math.log10(FLOAT32_MAX):
+        name, value = ("gamma", gamma) if math.log10(lr) <= math.log10(FLOAT32_MAX) else ("lr", lr)
+        raise ConfigError(f"config field {name}={value!r}: the learning rate would reach 1e{peak:.0f} "
+                          f"(lr={lr!r} x gamma={gamma!r} at {milestones} milestone(s)), above the largest "
+                          f"float32 ({FLOAT32_MAX:.3g}) the optimizer computes in; expected a schedule "
+                          f"that stays below it")
+    if weight_decay > FLOAT32_MAX:
+        raise ConfigError(f"config field weight_decay={weight_decay!r}: expected a number below the largest "
+                          f"float32 ({FLOAT32_MAX:.3g})")
 
 
 def list_presets() -> list[str]:

@@ -87,6 +87,18 @@ def image_tensors(data: Dataset | tuple[Tensor, Tensor] | Tensor) -> tuple[Tenso
     return images, labels
 
 
+def check_fit(model: nn.Module, x: Tensor, labels: Tensor) -> None:
+    """The checks ``pni eval`` and ``pni audit`` make (``attacks._common.check_model_inputs``):
+    finite weights and alphas, pixels in [0, 1], images of a shape the model takes, labels
+    among its classes; one-line CertifyError otherwise (a NaN model "certifies" class 0)."""
+    from ..attacks._common import AttackError, check_model_inputs
+
+    try:
+        check_model_inputs(model, x, labels.to(x.device))
+    except AttackError as error:
+        raise CertifyError(f"cannot certify: {error}") from None
+
+
 # --- training building blocks (item 2) --------------------------------------------------
 
 def gaussian_augment(x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
@@ -176,6 +188,8 @@ def predict(model: nn.Module, data: Dataset | tuple[Tensor, Tensor] | Tensor, si
     test of ``n_A`` against ``n_A + n_B`` at 1/2 has p-value <= ``alpha``, else abstain (-1).
     It returns a class other than ``g(x)`` with probability at most ``alpha`` (Prop. 1)."""
     alpha = _check_alpha(alpha)
+    x, labels = image_tensors(data)
+    check_fit(model, x.to(model_device(model)), labels)
     counts = sample_counts(model, data, sigma, check_count(n, "n"), batch_size, seed).cpu()
     top2 = counts.topk(min(2, counts.shape[1]), dim=1)
     n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(top2.values[:, 0])
@@ -215,7 +229,8 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
 
     Raises:
         CertifyError: a bad ``sigma``, ``n0``, ``n``, ``alpha`` or ``batch_size``, ``n0 > n``,
-            or no image.
+            or no image; weights or alphas that are not finite, images or labels that do
+            not fit the model (``check_fit``).
 
     Example:
         >>> import pni
@@ -228,6 +243,7 @@ def certify(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], sigma: floa
     sigma, n0, n, alpha, batch_size = _check_settings(sigma, n0, n, alpha, batch_size)
     x, labels = image_tensors(data)
     x = x.to(model_device(model))
+    check_fit(model, x, labels)
     bar = _progress_bar(len(x) * (n0 + n)) if progress else None
     started = time.perf_counter()
     try:
@@ -350,7 +366,9 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
         check_count(subset, "subset")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=subset,
                           subset_seed=subset_seed, device=device)
-    if progress:  # say up front how long it will take
+    if progress:  # say up front how long it will take (on a model and data that fit)
+        x, labels = image_tensors(run.data)
+        check_fit(run.model, x.to(device), labels)
         from ..evaluation.estimate import announce, certify_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))

@@ -125,6 +125,7 @@ def print_unplanned(steps: list[Any], out: Path) -> None:
 def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device: str,
                data_dir: str | None = None) -> float:
     """Prints every step (status, settings, rows, estimated time); returns the seconds left."""
+    from ..folder_lock import held_elsewhere
     from ..reproduce.estimate import (
         RateMeter,
         cpu_spent,
@@ -135,7 +136,6 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
     )
     from ..reproduce.runner import state
     from ..reproduce.scales import tracks
-    from ..reproduce.step_lock import held_elsewhere
 
     print(f"pni reproduce {', '.join(p.name for p in plans)} --scale {scale} (out: {out})")
     for track in tracks(scale, data_dir):

@@ -53,7 +53,7 @@ from .dataset import (
 )
 from .idx import _load_idx_dataset, _load_mnist_sample, encode_idx, read_idx
 from .imagefolder import _load_imagefolder, channel_stats
-from .limits import max_image_pixels, max_inflated_bytes
+from .limits import max_dataset_bytes, max_image_pixels, max_inflated_bytes
 from .loader import BatchLoader, crop_flip
 
 # Also importable from here, beyond __all__ (scripts and tests use them).
@@ -61,7 +61,8 @@ from .cifar10 import CIFAR10_ARCHIVE, CIFAR10_FOLDER  # noqa: F401
 from .idx import FASHION_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_CLASSES  # noqa: F401
 from .idx import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_TRAIN, _GzipStream  # noqa: F401
 from .imagefolder import IMAGE_SUFFIXES  # noqa: F401
-from .limits import ENV_MAX_IMAGE_PIXELS, ENV_MAX_INFLATED_BYTES, max_image_file_bytes  # noqa: F401
+from .limits import ENV_MAX_DATASET_BYTES, ENV_MAX_IMAGE_PIXELS, ENV_MAX_INFLATED_BYTES  # noqa: F401
+from .limits import max_image_file_bytes  # noqa: F401
 from .loader import AUGMENTATIONS  # noqa: F401
 from .stats import NORMALIZATION  # noqa: F401
 
@@ -80,6 +81,7 @@ __all__ = [
     "download_cifar10",
     "encode_idx",
     "load_dataset",
+    "max_dataset_bytes",
     "max_image_pixels",
     "max_inflated_bytes",
     "missing_classes",

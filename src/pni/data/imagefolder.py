@@ -20,7 +20,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .dataset import SPLITS, DataError, Dataset, default_data_dir
-from .limits import ENV_MAX_IMAGE_PIXELS, max_image_file_bytes, max_image_pixels
+from .limits import (ENV_MAX_DATASET_BYTES, ENV_MAX_IMAGE_PIXELS, max_dataset_bytes, max_image_file_bytes,
+                     max_image_pixels)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
@@ -203,15 +204,22 @@ def _load_imagefolder(path: Path, split: str) -> Dataset:
     cached = _read_cache(cache)
     if cached is not None and cached.split == split:
         return cached
-    if path.is_dir():
-        source = _scan_folder(path, split)
-        images = _decode_images(source, lambda name: _read_image_file(path / name))
-    else:
-        with _open_zip(path) as zf:
-            source = _scan_zip(path, split, zf.namelist())
-            images = _decode_images(source, lambda name: _read_zip_member(zf, name, path))
-    labels = torch.tensor([label for _, label in source.files], dtype=torch.int64)
-    mean, std = channel_stats(images)
+    try:
+        if path.is_dir():
+            source = _scan_folder(path, split)
+            images = _decode_images(source, lambda name: _read_image_file(path / name))
+        else:
+            with _open_zip(path) as zf:
+                source = _scan_zip(path, split, zf.namelist())
+                images = _decode_images(source, lambda name: _read_zip_member(zf, name, path))
+        labels = torch.tensor([label for _, label in source.files], dtype=torch.int64)
+        mean, std = channel_stats(images)
+    except (MemoryError, RuntimeError) as err:  # torch's allocator raises RuntimeError
+        if not isinstance(err, MemoryError) and "alloc" not in str(err).lower():
+            raise
+        raise DataError(f"imagefolder {path} {split}: out of memory while decoding it; lower "
+                        f"{ENV_MAX_DATASET_BYTES} (now {max_dataset_bytes()} bytes) to refuse such data "
+                        f"up front, or free memory") from None
     data = Dataset("imagefolder", split, images, labels, source.classes, mean, std)
     _write_cache(cache, data)
     return data
@@ -232,12 +240,20 @@ def _read_zip_member(zf: zipfile.ZipFile, name: str, archive: Path) -> bytes:
     never beyond it (zipfile also stops at the header size and then checks the CRC)."""
     limit = max_image_file_bytes()
     info = zf.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise DataError(f"cannot read image {archive}/{name}: the zip member is encrypted (pni reads "
+                        f"unencrypted zips only; extract it, or zip it again without a password)")
     too_big = DataError(f"image {archive}/{name} inflates to {info.file_size} bytes, above the "
                         f"limit of {limit} bytes for one image file ({_pixel_limit_note()})")
     if info.file_size > limit:
         raise too_big
-    with zf.open(info) as member:
-        blob = member.read(limit + 1)
+    try:
+        with zf.open(info) as member:
+            blob = member.read(limit + 1)
+    except (NotImplementedError, RuntimeError) as err:  # an unknown compression method; a password
+        raise DataError(f"cannot read image {archive}/{name}: zip member compressed with method "
+                        f"{info.compress_type}, which cannot be read here ({err}); zip it again with "
+                        f"deflate or no compression") from None
     if len(blob) > limit:
         raise too_big
     return blob
@@ -309,7 +325,13 @@ def _decode_images(source: _ImageSource, read: Callable[[str], bytes]) -> Tensor
 
 
 def _image_buffer(count: int, size: tuple[int, ...], source: _ImageSource) -> np.ndarray:
-    """The uint8 (N, H, W, 3) array the split is decoded into, or a DataError."""
+    """The uint8 (N, H, W, 3) array the split is decoded into, or a DataError: above
+    :func:`max_dataset_bytes` (from the first image's size) or more than can be allocated."""
+    needed, limit = count * size[0] * size[1] * 3, max_dataset_bytes()
+    if needed > limit:
+        raise DataError(f"{source.path} {source.split}: {count} images of {size[1]}x{size[0]} decode to "
+                        f"{needed} bytes, above the limit of {limit} bytes for one split (refused before "
+                        f"decoding them; raise it with {ENV_MAX_DATASET_BYTES})")
     try:
         return np.empty((count, *size, 3), dtype=np.uint8)
     except MemoryError as err:
@@ -324,16 +346,46 @@ def _check_size(array: np.ndarray, size: tuple[int, ...], where: str) -> None:
                         f"images are {size[1]}x{size[0]}; all images must share one size")
 
 
-def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of uint8 images scaled to [0, 1]."""
+def channel_stats(images: Tensor, chunk: int = 1 << 22) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images scaled to [0, 1].
+
+    Streaming and exact: a histogram of the 256 pixel values per channel, counted ``chunk``
+    pixels at a time (a few MiB of scratch memory, whatever the size of the images), then the
+    moments of the 256 values. Float images (not pni's uint8) are summed in float32 chunks."""
     channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, images.shape[0], chunk):
-        block = images[start:start + chunk].transpose(0, 1).reshape(channels, -1).double()
-        total += block.sum(dim=1)
-        total_sq += (block * block).sum(dim=1)
-    count = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
-    mean = total / count / 255.0
-    var = (total_sq / count / 255.0**2 - mean**2).clamp_min(0.0)
+    if images.dtype != torch.uint8:
+        return _float_stats(images, chunk)
+    counts = torch.zeros(channels, 256, dtype=torch.int64)
+    for c, flat in _chunks(images, chunk):
+        counts[c] += torch.bincount(flat.to(torch.int32), minlength=256)
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    total = counts.sum(dim=1).clamp_min(1).double()
+    mean = (counts.double() * values).sum(dim=1) / total
+    var = ((counts.double() * values**2).sum(dim=1) / total - mean**2).clamp_min(0.0)
     return tuple(mean.tolist()), tuple(var.sqrt().tolist())
+
+
+def _float_stats(images: Tensor, chunk: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``channel_stats`` of float images in [0, 1]: float32 sums per chunk, accumulated in float64."""
+    channels = images.shape[1]
+    total, total_sq = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    for c, flat in _chunks(images, chunk):
+        block = flat.float()
+        total[c] += float(block.sum())
+        total_sq[c] += float((block * block).sum())
+    count = max(images.shape[0] * images.shape[2] * images.shape[3], 1)
+    mean = total / count
+    var = (total_sq / count - mean**2).clamp_min(0.0)
+    return tuple(mean.tolist()), tuple(var.sqrt().tolist())
+
+
+def _chunks(images: Tensor, chunk: int) -> Iterator[tuple[int, Tensor]]:
+    """(channel, at most ``chunk`` of its pixels) over every image, a few images at a time."""
+    per_image = max(images.shape[2] * images.shape[3], 1)
+    step = max(1, chunk // per_image)
+    for start in range(0, images.shape[0], step):
+        block = images[start:start + step]
+        for c in range(images.shape[1]):
+            flat = block[:, c].reshape(-1)
+            for first in range(0, flat.numel(), chunk):
+                yield c, flat[first:first + chunk]

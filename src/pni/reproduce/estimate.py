@@ -17,8 +17,16 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..evaluation.estimate import audit_seconds, evaluation_passes, format_duration
+from .results_check import read_timing
 from .runner import train_log
 from .steps import Step
+
+
+def _finite(value: Any) -> bool:
+    """A logged number of seconds that can be summed (a damaged log's strings and NaNs: not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) != float("inf")
+
 
 SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000),
                "imagefolder": (50000, 10000), "mnist-sample": (5000, 1000)}
@@ -113,7 +121,7 @@ def logged_rate(folder: Path, config: TrainConfig, device: str) -> float | None:
         return None
     if not isinstance(recorded, dict) or str(recorded.get("device") or "cpu").split(":")[0] != device.split(":")[0]:
         return None
-    records = [r for r in train_log(folder) if float(r.get("train_seconds") or 0) > 0]
+    records = [r for r in train_log(folder) if _finite(r.get("train_seconds")) and r["train_seconds"] > 0]
     seconds = sum(float(r["train_seconds"]) for r in records)
     if not records or seconds <= 0:
         return None
@@ -142,10 +150,7 @@ def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, o
     times: dict[tuple[Any, ...], float] = {}
     for step in steps:
         key = signature(step, runs, meter)
-        try:
-            record = json.loads((out / step.key / TIMING).read_text())
-        except (OSError, ValueError):
-            continue
+        record = read_timing(out / step.key / TIMING)  # checked: seconds finite, >= 0
         if key is not None and isinstance(record, dict) and record.get("device", "cpu") == meter.device:
             times.setdefault(key, float(record.get("seconds", 0.0)))
     return times
@@ -212,12 +217,13 @@ def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
             continue
         folder = out / step.key
         if step.kind == "train":
-            seconds = sum(float(r.get("train_seconds") or 0) for r in train_log(folder))
+            seconds = sum(max(float(r["train_seconds"]), 0.0) for r in train_log(folder)
+                          if _finite(r.get("train_seconds")))
         else:
-            try:
-                seconds = float(json.loads((folder / TIMING).read_text()).get("seconds", 0.0))
-            except (OSError, ValueError, AttributeError):
+            record = read_timing(folder / TIMING)
+            if record is None:
                 continue
+            seconds = float(record["seconds"])
         total += seconds
         timed += seconds > 0
     return total, timed
@@ -233,10 +239,9 @@ def cpu_spent(steps: list[Step], out: Path) -> tuple[float, float, int]:
     for step in steps:
         if state(step, out)[0] != "done":
             continue
-        try:
-            record = json.loads((out / step.key / TIMING).read_text())
-            step_cpu, step_wall = float(record["cpu_seconds"]), float(record["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+        record = read_timing(out / step.key / TIMING)
+        if record is None or record.get("cpu_seconds") is None:
             continue
+        step_cpu, step_wall = float(record["cpu_seconds"]), float(record["seconds"])
         cpu, wall, count = cpu + step_cpu, wall + step_wall, count + 1
     return cpu, wall, count

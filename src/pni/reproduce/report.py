@@ -17,6 +17,7 @@ from .claims_alpha import INIT_ALPHA, KEPT, RATIO, RUNAWAY, VANISHED
 from .plans import Plan
 from .report_tables import NOT_RUN, paper_cells, render_plan, transfer_measures
 from .runner import OUTPUTS, read_json, state, train_log
+from .results_check import checked_alphas
 from .scales import tracks
 from .verdicts import NOT_JUDGED, Verdict
 
@@ -29,9 +30,10 @@ README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
 def _final_alphas(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The last logged epoch's alphas of a run, with its epoch, planned epochs and initial alpha."""
     last = next((r for r in reversed(train_log(folder)) if r.get("alphas")), None)
-    if last is None:
+    alphas = None if last is None else checked_alphas(folder, last)  # the checkpoint's, not the log's
+    if alphas is None:
         return None
-    return {"epoch": last.get("epoch"), "epochs": config.get("epochs"), "alphas": last["alphas"],
+    return {"epoch": last.get("epoch"), "epochs": config.get("epochs"), "alphas": alphas,
             "init_alpha": config.get("init_alpha", INIT_ALPHA)}
 
 

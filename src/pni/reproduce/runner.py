@@ -1,7 +1,7 @@
 """Runs the steps of a plan into ``out/<run key>/``: a finished step whose recorded settings
 equal the plan's is reused untouched, an interrupted training run resumes from its
 checkpoint (``pni.training.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
-moment and re-run to continue. Each step runs under its folder's lock (``step_lock``), so
+moment and re-run to continue. Each step runs under its folder's lock (``pni.folder_lock``), so
 several processes can work through one plan side by side."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..folder_lock import FolderLock as StepLock, held_elsewhere
 from ..provenance import with_code, without_code
-from .step_lock import StepLock, held_elsewhere
+from .results_check import output_ok, remove_stale_temp_files
 from .steps import ReproduceError, Step, config_key_values
 
 STEP_RECORD = "step.json"
@@ -92,7 +93,8 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         return ("partial", f"{epoch}/{step.config.epochs} epochs") if epoch else ("todo", "")
     # the code version recorded in step.json is not part of the settings compared
     if (folder / OUTPUTS[step.kind]).exists() and without_code(read_json(folder / STEP_RECORD)) == _jsonable(step.settings):
-        return "done", ""
+        # a file that fails its check (results_check: one warning line) is not done: rerun it
+        return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
     return "todo", ""
 
 
@@ -115,13 +117,14 @@ class Runner:
         self._deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
         self.stopped_early = False   # max_minutes ran out before every step was done
         self._told: set[str] = set()  # steps whose "held by another process" line was printed
+        self._started = (time.perf_counter(), time.process_time())  # the running step's start
 
     def _minutes_left(self) -> float | None:
         return None if self._deadline is None else (self._deadline - time.perf_counter()) / 60
 
     def run(self, steps: list[Step]) -> dict[str, str]:
         """Runs every step not done; returns ``{key: "reused" | "ran"}``. A step another
-        ``pni reproduce`` process is running (``step_lock``), or one that needs such a step,
+        ``pni reproduce`` process is running (``pni.folder_lock``), or one that needs such a step,
         is deferred: the other steps go first, then this process waits for it."""
         outcome: dict[str, str] = {}
         waiting = list(enumerate(steps, 1))
@@ -156,8 +159,12 @@ class Runner:
         status, detail = state(step, self.out)
         head = f"[{i}/{len(steps)}] {step.kind} {step.key}"
         if status == "done" and not held_elsewhere(self.out / step.key):
-            if step.kind == "train":
+            if step.kind == "train" and (lock := StepLock(self.out / step.key)).acquire(record=False):
+                remove_stale_temp_files(self.out / step.key)  # of a killed slimming
                 slim_checkpoint(self.out / step.key)
+                if not (self.out / step.key / TIMING).exists():  # killed after its last epoch
+                    self._timing(step, sum(float(r.get("train_seconds") or 0) for r in train_log(self.out / step.key)))
+                lock.release()
             self.echo(f"{head}: done, reused")
             return "reused"
         left = self._minutes_left()
@@ -183,7 +190,8 @@ class Runner:
                 self.echo(f"{head}: done, reused")
                 return "reused"
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
-            started, cpu_started = time.perf_counter(), time.process_time()
+            remove_stale_temp_files(self.out / step.key)  # a killed write's; we hold the folder
+            started, cpu_started = self._started = time.perf_counter(), time.process_time()
             getattr(self, f"_{step.kind}")(step, self.out / step.key)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
             if step.kind == "train" and state(step, self.out)[0] != "done":
@@ -191,7 +199,8 @@ class Runner:
                 self.stopped_early = True
                 return "stop"
             self.echo(f"{head}: finished in {seconds:.1f} s")
-            self._timing(step, seconds, cpu_seconds)
+            if step.kind == "train":  # the other kinds wrote theirs before step.json (_record)
+                self._timing(step, seconds, cpu_seconds)
         finally:
             lock.release()
         if self.on_step_done is not None:
@@ -338,11 +347,12 @@ class Runner:
                                                        for r in train_log(self.out / step.key)), 3)
         write_json(record, self.out / step.key / TIMING, what="step timing")
 
-    @staticmethod
-    def _record(step: Step, folder: Path) -> None:
-        """``step.json``, written last (atomically): its presence with equal settings marks the step done."""
+    def _record(self, step: Step, folder: Path) -> None:
+        """``timing.json``, then ``step.json``, written last (atomically): its presence with equal
+        settings marks the step done, so a done step always has its timing."""
         from ..reports.json_io import write_json
 
+        self._timing(step, time.perf_counter() - self._started[0], time.process_time() - self._started[1])
         write_json(with_code(_jsonable(step.settings)), folder / STEP_RECORD, what="step record")
 
 

@@ -8,7 +8,7 @@ epoch, so no line is ever lost or duplicated. Every file goes through a temporar
 fsync and rename (``checkpoint.atomic_write``): a kill leaves at most a temporary file,
 which the next start or resume removes. Files follow the umask.
 
-Also here: the config comparison of a resume, the SIGTERM/SIGINT flag, and
+Also here: the config comparison of a resume, the folder's one-writer lock, and
 ``CheckpointedRun``, the trainer's checkpoint / resume / stop methods.
 """
 from __future__ import annotations
@@ -19,10 +19,8 @@ import json
 import secrets
 import shutil
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +40,10 @@ from ..checkpoint import (
     temp_files,
 )
 from ..config import TrainConfig
-from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
 from ..errors import PNIError
+from ..folder_lock import FolderLock
+from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
+from .stop_signal import StopRequest, exit_code
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -74,9 +74,23 @@ def fault_point(name: str) -> None:
 
 @dataclass
 class Prepared:
-    """What ``prepare`` found: whether there is a checkpoint to resume."""
+    """What ``prepare`` found: whether there is a checkpoint to resume, where an overwritten
+    run waits until the new one has a checkpoint."""
 
     resume: bool
+    aside: Path | None = None
+
+
+def lock_folder(folder: Path) -> FolderLock:
+    """One writer per run folder: ``folder``'s lock (``pni.folder_lock``), held until released
+    or the process ends; a one-line RunFolderError naming the holder's pid when it is taken."""
+    _make_folder(folder)  # a file, or a folder that cannot be written: one line first
+    lock = FolderLock(folder)
+    if not lock.acquire():
+        raise RunFolderError(f"output folder {str(folder)!r} is being written by another process "
+                             f"(pid {lock.holder()}); one writer per run folder: wait for it to end "
+                             f"or choose another --out")
+    return lock
 
 
 def prepare(folder: Path, resume: bool, overwrite: bool) -> Prepared:
@@ -104,8 +118,7 @@ def prepare(folder: Path, resume: bool, overwrite: bool) -> Prepared:
         raise RunExistsError(f"output folder {str(folder)!r} already holds a run ({in_use}); pass "
                              f"resume=True (--resume) to continue it or overwrite=True (--overwrite) "
                              f"to replace it")
-    _move_aside(folder)
-    return Prepared(resume=False)
+    return Prepared(resume=False, aside=_move_aside(folder))
 
 
 def _make_folder(folder: Path) -> None:
@@ -253,41 +266,6 @@ def config_changes(saved: dict[str, Any], requested: dict[str, Any], source: str
     return differing
 
 
-# --- SIGTERM / SIGINT ----------------------------------------------------------------------
-
-class StopRequest:
-    """Set by SIGTERM or SIGINT (what Slurm, Kubernetes, torchrun and Ctrl-C send): the
-    trainer finishes the batch, writes a checkpoint and stops. A second signal acts as if
-    pni had not caught the first (default handling: the process ends at once)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        for sig, handler in self._previous.items():  # the next signal is not caught
-            signal.signal(sig, handler)
-
-    @contextmanager
-    def installed(self, active: bool = True) -> Iterator[StopRequest]:
-        """Catches SIGTERM and SIGINT inside (main thread only; elsewhere a no-op)."""
-        if active and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        try:
-            yield self
-        finally:
-            for sig, handler in self._previous.items():
-                signal.signal(sig, handler)
-            self._previous.clear()
-
-
-def exit_code(signum: int) -> int:
-    """The shell's exit status for a process ended by ``signum`` (143 SIGTERM, 130 SIGINT)."""
-    return 128 + int(signum)
-
-
 # --- the trainer's checkpoints ----------------------------------------------------------
 
 class TrainingInterrupted(Exception):
@@ -326,6 +304,8 @@ class CheckpointedRun:
     _position: dict[str, Any] | None
     _resumed: bool
     _overwriting: bool
+    _aside: Path | None
+    _lock: FolderLock | None
     _stop: StopRequest
     _save_every: float | None
     _last_save: float
@@ -391,6 +371,10 @@ class CheckpointedRun:
         self._changes = config_changes(checkpoint.get("config", {}), self.config.to_dict(),
                                        f"checkpoint {str(path)!r}")
         self.start_epoch = int(checkpoint["epoch"])
+        if self.config.epochs < self.start_epoch + ("position" in checkpoint):
+            raise RunFolderError(f"cannot resume {str(path)!r} with epochs={self.config.epochs} (--epochs): "
+                                 f"it holds {self.start_epoch} epochs{' and part of the next' if 'position' in checkpoint else ''}; "
+                                 f"pass --epochs {self.start_epoch + 1} or more (nothing was changed)")
         saved_world = int(checkpoint.get("world_size", 1))
         positions = checkpoint.get("position_ranks") or [checkpoint.get("position")]
         if positions[0] is not None:
@@ -447,8 +431,13 @@ class CheckpointedRun:
         writes ``config.json``."""
         assert self.out_dir is not None
         out_dir = self.out_dir
-        prepared = distributed.on_main(lambda: prepare(out_dir, resume, overwrite))
-        self._overwriting = overwrite
+
+        def locked_prepare() -> Prepared:
+            self._lock = lock_folder(out_dir)  # released by Trainer.fit
+            return prepare(out_dir, resume, overwrite)
+
+        prepared = distributed.on_main(locked_prepare)
+        self._overwriting, self._aside = overwrite, prepared.aside
         if prepared.resume:
             self.restore(out_dir / CHECKPOINT)
         if self.is_main:
@@ -456,6 +445,6 @@ class CheckpointedRun:
 
 
 __all__ = ["CHECKPOINT", "PREVIOUS", "LOG", "CONFIG", "SAFE_CHANGES", "RunFolderError", "RunExistsError",
-           "Prepared", "prepare", "read_log", "trim_log", "write_log", "write_config", "save_checkpoint",
-           "write_epoch", "config_changes", "StopRequest", "exit_code", "remove_temp_files",
+           "Prepared", "prepare", "lock_folder", "read_log", "trim_log", "write_log", "write_config", "save_checkpoint",
+           "write_epoch", "config_changes", "remove_temp_files",
            "drop_overwritten", "TrainingInterrupted", "CheckpointedRun", "fault_point"]

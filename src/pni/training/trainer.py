@@ -29,9 +29,11 @@ from ..attacks.gradient import pgd_unchecked
 from ..config import TrainConfig, check_device
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
+from ..errors import PNIError
 from ..evaluation.evaluator import correct_mask
 from ..models import create_model, eval_mode
 from ..noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
+from ..seeding import rank_seed, seed_everything
 from .run_folder import (
     CHECKPOINT,
     CONFIG,
@@ -40,14 +42,11 @@ from .run_folder import (
     CheckpointedRun,
     RunExistsError,
     RunFolderError,
-    StopRequest,
     TrainingInterrupted,
 )
-from ..seeding import rng_state as _rng_state
-from ..seeding import rank_seed, seed_everything
-from ..seeding import set_rng_state as _set_rng_state
-from ..errors import PNIError
+from .stop_signal import StopRequest
 from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
+from .guard import probe_loss as _probe_loss
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
@@ -149,6 +148,7 @@ class Trainer(CheckpointedRun):
         self._changes: dict[str, list[Any]] = {}
         self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self._resumed = self._overwriting = False
+        self._aside = self._lock = None  # an overwritten run's folder; the run folder's lock
         self._stop = StopRequest()
         self._save_every: float | None = None
         self._last_save = time.monotonic()
@@ -267,6 +267,18 @@ class Trainer(CheckpointedRun):
             raise TrainingError(f"non-finite or diverged training state after a step; first bad value: "
                                 f"{culprit} (the last good checkpoint is kept)")
 
+    def _check_probe(self, epoch: int) -> None:
+        """Before an epoch's state is saved: TrainingError unless the clean loss of a fixed probe
+        batch (the first training images, eval mode, random state kept) is <= LOSS_LIMIT."""
+        loss = _probe_loss(self.net, self.loader._images, self.loader._labels, self.device)
+        bad = not loss <= LOSS_LIMIT
+        if self.world_size > 1:
+            bad = bool(distributed.all_reduce_sum([int(bad)])[0])
+        if bad:
+            raise TrainingError(f"diverged in epoch {epoch}: the state after it gives a clean loss of "
+                                f"{loss:.4g} on a probe batch (limit {LOSS_LIMIT:g}); it was not saved, "
+                                f"the last good checkpoint is kept")
+
     # --- epochs ---------------------------------------------------------------------
 
     def _shard_accuracy(self, x: Tensor, y: Tensor, attack: Callable | None, batch_size: int) -> float:
@@ -356,7 +368,21 @@ class Trainer(CheckpointedRun):
         """Trains from ``start_epoch`` to ``config.epochs``; with ``max_minutes``, stops after
         the last epoch that fits in that time (``TrainResult.stopped_early``; resume later).
         With an output folder, SIGTERM/SIGINT write a checkpoint after the current batch and
-        raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints."""
+        raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints.
+        The output folder is locked for the whole call: one writer per run folder."""
+        try:
+            return self._fit(resume, overwrite, max_minutes, save_every_minutes)
+        except Exception as error:
+            if self._overwriting and self._aside and [type(a) for a in error.args] == [str]:
+                error.args = (f"{error.args[0]}; the replaced run is kept in {self._aside}",)
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _fit(self, resume: bool, overwrite: bool, max_minutes: float | None,
+             save_every_minutes: float | None) -> TrainResult:
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
@@ -377,6 +403,7 @@ class Trainer(CheckpointedRun):
                     record["config_changes"], self._changes = self._changes, {}
                 self.history.append(record)
                 if self.out_dir is not None:
+                    self._check_probe(epoch + 1)  # a diverged state never becomes the checkpoint
                     self._save(epoch + 1)
                 if cfg.progress and self.is_main:
                     tqdm.write(_epoch_line(record))
