@@ -111,6 +111,7 @@ class Evaluation:
     extras: dict[str, dict[str, dict[str, Tensor]]] = field(default_factory=dict)  # attack's per-sample figures
     subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
     labels_sha256: str | None = None      # the evaluated labels' digest (pni.per_image.labels_digest)
+    randomized: bool | None = None        # two passes of the model differ (pni.user_model.detect_randomness)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -150,6 +151,8 @@ class Evaluation:
                "accuracy_per_trial": self.accuracies}
         if self.subset is not None:
             out["subset"] = self.subset
+        if self.randomized is not None:
+            out["randomized"] = self.randomized
         if self.votes > 1:
             out["majority_vote_accuracy_percent"] = self.vote_summary()
             out["majority_vote_accuracy_per_trial"] = self.vote_accuracies
@@ -183,7 +186,8 @@ class Evaluation:
                        subset=dict(values["subset"]) if values.get("subset") else None, fractions=fractions,
                        correct={setting: {name: v > 0.5 for name, v in per_attack.items()}
                                 for setting, per_attack in fractions.items()} if one_vote else {},
-                       labels_sha256=(values.get("per_image") or {}).get("labels_sha256"))
+                       labels_sha256=(values.get("per_image") or {}).get("labels_sha256"),
+                       randomized=values.get("randomized"))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
                                   f"{type(error).__name__}: {error}") from error
@@ -220,6 +224,13 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
     return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
 
 
+def _known_names(attacks: Sequence[str] | dict[str, Attack]) -> None:
+    from .attacks.registry import get_attack
+
+    for name in ([] if isinstance(attacks, dict) else attacks):
+        get_attack(name)
+
+
 def _in_worst_case(attacks: Sequence[str] | dict[str, Attack], table: dict[str, Attack]) -> list[str]:
     """The attacks the per-sample worst case is over: those bounded at eps by their spec's
     threat (C&W-L2, minimum-norm, is not); callables passed in a dict: all of them."""
@@ -247,7 +258,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              steps: int | None = None, step_size: float | None = None, seed: int = 0,
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
-             worst_case: bool = True, attack_options: dict[str, Any] | None = None) -> Evaluation:
+             worst_case: bool = True, attack_options: dict[str, Any] | None = None,
+             threat: Any = None) -> Evaluation:
     """Accuracy under each attack, mean ± std over ``trials`` seeds (the paper's Tables 1-3).
 
     ``noise=True`` evaluates with the noise on and again with it off (Table 2's "Test with
@@ -263,8 +275,11 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             "eot-pgd", "cw", "zoo", "aa-rand", "aa-standard") or a dict of callables
             ``attack(model, x, y) -> x_adv``. Default ``("clean", "pgd", "fgsm")``: the paper's.
         trials: seeds each accuracy is averaged over (default 5, as the paper).
+        threat: the threat model, ``"linf:8/255"`` (``pni.threat``); named attacks other than
+            "clean" need it or ``eps`` (there is no default radius: data differ).
         noise: also evaluate with the noise on (default True); False: noise off only.
-        eps: L-inf radius of the named attacks (default None: 8/255).
+        eps: L-inf radius of the named attacks (default None: the ``threat``'s; one of them
+            is required with named attacks other than "clean").
         steps: PGD steps of the named attacks (default None: 7).
         step_size: PGD step (default None: ``2.5 * eps / steps``, Madry et al.).
         seed: seed of trial 0 (default 0); trial ``t`` uses ``seed + t``.
@@ -273,7 +288,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         progress: kept for the CLI's signature; nothing is printed (default False).
         distributed: every rank of a torchrun group calls it and evaluates a contiguous run of
             whole batches; results are gathered on every rank, equal to one process (default False).
-        votes: noise draws each prediction is judged over (default 1, the paper's single pass);
+        votes: noise draws each prediction is judged over (default 1, the paper's single pass;
+            a model whose two passes agree gets 1, and one EOT draw, automatically: ``randomized``);
             ``accuracies`` are then expected accuracies, ``vote_accuracies`` majority votes.
         worst_case: add "worst-case", per sample the worst over clean and every attack bounded
             at eps (C&W-L2, minimum-norm, excepted): the robust accuracy to quote (default True).
@@ -313,13 +329,20 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_fit(model, x, y)
+    from .threat import threat_eps
+    from .user_model import detect_randomness, deterministic_options
+    _known_names(attacks)  # unknown attack names first, then the radius they need
+    eps = threat_eps(threat, eps, attacks)  # a threat is required: never CIFAR's eps on other data
+    randomized = detect_randomness(model, x)  # a deterministic model: one draw, one vote
+    if not randomized:
+        votes, attack_options = 1, deterministic_options(attack_options)
     table, params = _attack_table(attacks, eps, steps, step_size, attack_options)
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
     seeds = [seed + t for t in range(trials)]
     result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset,
-                        labels_sha256=per_image.labels_digest(y.cpu()))
+                        labels_sha256=per_image.labels_digest(y.cpu()), randomized=randomized)
     in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
     lo, hi = 0, len(y)
