@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .allocator import keep_freed_memory
+from .benchmark_cli import add_leaderboard_parser
 from .certify_cli import add_certify_parser
 from .cli_args import (
     Parser,
@@ -35,6 +36,7 @@ from .cli_args import (
 )
 from .evaluate_settings import TransferSettings
 from .reproduce.cli import add_reproduce_parser
+from .threat import threat_eps
 
 USER_ERRORS: tuple[type[BaseException], ...] = ()
 
@@ -101,14 +103,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .reports.evaluation import write_evaluation
 
     from .attacks.registry import DEFAULT_VOTES, PROTOCOLS
+    from .benchmark_cli import cmd_eval_model, need_checkpoint
 
+    if args.model or args.benchmark:  # any model, or a versioned protocol's card (pni.benchmark)
+        return cmd_eval_model(args)
+    need_checkpoint(args)
     paper = args.protocol == "paper"
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
     options = attack_options_from_args(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval")
     settings = eval_settings_from_args(
         args, attacks=tuple(args.attacks or PROTOCOLS[args.protocol]), n=args.n, noise=args.noise == "both",
-        votes=votes, worst_case=not paper, attack_options=options)
+        votes=votes, worst_case=not paper, attack_options=options,
+        **({"eps": threat_eps(args.threat, args.eps)} if args.threat else {}))
     device = distributed.init(settings.device)  # under torchrun: sharded, gathered on rank 0
     evaluation, label = evaluate_checkpoint(args.checkpoint, settings, device=str(device),
                                             progress=distributed.is_main(),
@@ -136,8 +143,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit_checkpoint
+    from .benchmark_cli import cmd_audit_model, need_checkpoint
     from .reports.audit import write_audit
 
+    if args.model:
+        return cmd_audit_model(args)
+    need_checkpoint(args)
+    if args.threat:
+        args.eps = threat_eps(args.threat, args.eps)
     overrides = audit_overrides(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "audit")
     report = audit_checkpoint(args.checkpoint, eps=args.eps, n=args.n, surrogate=args.surrogate,
@@ -260,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="pni-report", help="output folder (default pni-report)")
     rep.add_argument("--title", default="PNI runs", help="report title")
     rep.set_defaults(func=cmd_report)
+    add_leaderboard_parser(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")

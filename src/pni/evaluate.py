@@ -254,7 +254,7 @@ def _add_worst_case(result: Evaluation, setting: str, names: list[str]) -> None:
 
 def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              attacks: Sequence[str] | dict[str, Attack] = ("clean", "pgd", "fgsm"),
-             trials: int = 5, noise: bool = True, *, eps: float | None = None,
+             trials: int = 5, noise: bool | str = True, *, eps: float | None = None,
              steps: int | None = None, step_size: float | None = None, seed: int = 0,
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
@@ -277,7 +277,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         trials: seeds each accuracy is averaged over (default 5, as the paper).
         threat: the threat model, ``"linf:8/255"`` (``pni.threat``); named attacks other than
             "clean" need it or ``eps`` (there is no default radius: data differ).
-        noise: also evaluate with the noise on (default True); False: noise off only.
+        noise: also evaluate with the noise on (default True); False: noise off only; "on":
+            noise on only (the model as deployed).
         eps: L-inf radius of the named attacks (default None: the ``threat``'s; one of them
             is required with named attacks other than "clean").
         steps: PGD steps of the named attacks (default None: 7).
@@ -340,6 +341,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
+    if noise == "on" and noise_modules(model):  # the model as deployed only (pni.benchmark)
+        settings = ["with_noise"]
     seeds = [seed + t for t in range(trials)]
     result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset,
                         labels_sha256=per_image.labels_digest(y.cpu()), randomized=randomized)
