@@ -143,3 +143,12 @@ def test_a_card_that_breaks_the_schema_is_refused(tmp_path, capsys):
     with pytest.raises(BenchmarkError, match="unknown benchmark protocol"):
         benchmark(user_models.deterministic(), pni.load_dataset("mnist-sample", "test"), "linf:0.1",
                   protocol="pni-honest-v0")
+
+
+def test_pni_audit_model_runs_the_checklist_on_a_user_model(tmp_path):
+    out = tmp_path / "audit"
+    assert cli.main(["audit", "--model", "user_models:randomized", *DATA, "--n", "10", "--items", "1",
+                     "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert report["model"] == "user_models:randomized" and report["randomized"] is True
+    assert [item["number"] for item in report["items"]] == [1]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .allocator import keep_freed_memory
-from .benchmark_cli import add_leaderboard_parser
+from .benchmark_cli import add_leaderboard_parser, add_model_arguments
 from .certify_cli import add_certify_parser
 from .cli_args import (
     Parser,
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Evaluate a checkpoint: clean and attacked accuracy, mean ± std "
                                     "over trials, with and without the noise (Table 2 layout).")
     add_eval_arguments(ev)
+    add_model_arguments(ev)
     ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="the whole method on MNIST in minutes, no download",
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "4 random sampling, 5 increasing eps, and beyond the paper 6 PGD "
                                      "steps to 100, 7 EOT samples 1 -> 30. Each item: evidence, verdict, rule.")
     add_audit_arguments(aud)
+    add_model_arguments(aud, benchmark=False)
     aud.set_defaults(func=cmd_audit)
 
     rep = sub.add_parser("report", help="one Markdown report (tables and figures) for several runs",

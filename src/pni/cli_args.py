@@ -237,11 +237,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     from .attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
     from .evaluate_settings import EvalSettings
 
-    from .benchmark_cli import add_model_arguments
-
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="checkpoint.pt written by `pni train` (or --model)")
-    add_model_arguments(parser)
     parser.add_argument("--attacks", type=_parse_attacks, default=None,
                         help=f"comma-separated attacks among {', '.join(attack_names())} "
                              f"(default: the protocol's)")
@@ -290,11 +287,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     """``pni audit``'s arguments; one flag per ``AuditSettings`` field (help from its metadata)."""
     from .audit import AuditSettings
 
-    from .benchmark_cli import add_model_arguments
-
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="checkpoint.pt written by `pni train` (or --model)")
-    add_model_arguments(parser, benchmark=False)
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
     parser.add_argument("--n", type=int, default=500, help="audit a class-stratified sample of N test images (default 500)")

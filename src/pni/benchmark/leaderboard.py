@@ -30,6 +30,12 @@ def _audit(card: dict[str, Any]) -> str:
     return (f"{len(measured) - len(failed)}/{len(measured)} pass" + (f" (FAIL: {', '.join(failed)})" if failed else ""))
 
 
+def _commit(commit: str | None) -> str:
+    if not commit:
+        return "no commit"
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def leaderboard_markdown(cards: Sequence[dict[str, Any]], title: str = "pni benchmark leaderboard") -> str:
     """The Markdown leaderboard of validated ``cards``."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -56,6 +62,6 @@ def leaderboard_markdown(cards: Sequence[dict[str, Any]], title: str = "pni benc
                          f"**{_pm(acc['honest_worst_case'])}**", _pm(acc["honest_worst_case_majority"]),
                          f"{card['gap']['points']:.2f} ± {card['gap']['stderr']:.2f}", _audit(card),
                          _budget(card),
-                         f"{code['pni_version']} ({(code['git_commit'] or 'no commit')[:12]})"])
+                         f"{code['pni_version']} ({_commit(code['git_commit'])})"])
         lines += [md_table(header, rows), ""]
     return "\n".join(lines)
