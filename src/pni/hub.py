@@ -1,4 +1,4 @@
-"""Pretrained models by name: ``pni.pretrained("lenet5-pni-w", scale="cpu")``.
+"""Pretrained models by name: ``pni.pretrained("lenet5-pni-w", scale="cpu")`` (this module: ``pni.hub``).
 
 A small registry maps (name, scale) to a checkpoint committed under ``results/<scale>/``
 of pni's repository, with the file's sha256 and the benchmark card it earned (if any,
