@@ -220,7 +220,7 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
     from .attacks.registry import build_attacks
 
     if isinstance(attacks, dict):
-        return dict(attacks), {name: {} for name in attacks}
+        return dict(attacks), {name: dict(getattr(a, "params", {})) for name, a in attacks.items()}
     return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
 
 

@@ -13,6 +13,7 @@ from .autoattack import AutoAttackResult, autoattack
 from .square import SquareResult, square
 # isort: on
 from ._common import AttackError, input_gradient, is_randomized
+from .adapter import ForeignAttack, foreign_attack
 from .l2 import SmoothedSoftmax, pgd_l2, project_l2
 from .random_search import random_search
 from .registry import AttackSpec, register_attack
@@ -20,7 +21,7 @@ from .substitute import SubstituteRecord, SubstituteResult, substitute_attack, t
 from .transfer import TransferResult, transfer
 from .votes import expected_accuracy, majority_vote, majority_vote_accuracy, predict_votes, vote_correctness
 
-__all__ = ["AttackError", "AttackSpec", "AutoAttackResult", "CWResult", "CW_PROFILES", "SmoothedSoftmax",
+__all__ = ["ForeignAttack", "foreign_attack", "AttackError", "AttackSpec", "AutoAttackResult", "CWResult", "CW_PROFILES", "SmoothedSoftmax",
            "SquareResult", "SubstituteRecord", "SubstituteResult",
            "TransferResult", "ZooResult", "pgd_l2", "project_l2",
            "autoattack", "cw_l2", "cw_l2_profile", "expected_accuracy", "fgsm", "input_gradient",
