@@ -75,9 +75,10 @@ def code_record() -> dict[str, Any]:
 def make_card(*, name: str, source: str, parameters: int, randomized: bool, weights_sha256: str | None,
               protocol: Any, budget: str, changes: dict[str, Any], data: dict[str, Any],
               threat: Any, per_image: dict[str, Tensor], majority_worst: Tensor,
-              attacks: dict[str, Any], audit: Any) -> dict[str, Any]:
+              attacks: dict[str, Any], audit: Any, code: dict[str, Any] | None = None) -> dict[str, Any]:
     """A card from the per-image shares of correct draws (``per_image``: attack -> (n,),
-    "worst-case" included) and the audit report (None: not run)."""
+    "worst-case" included) and the audit report (None: not run); ``code``: pni's version and
+    commit when the run started (default: now)."""
     worst, paper = per_image["worst-case"], per_image[protocol.paper_attack]
     gap = estimate(paper - worst)
     items = [] if audit is None else [
@@ -98,7 +99,7 @@ def make_card(*, name: str, source: str, parameters: int, randomized: bool, weig
         "attacks": attacks,
         "audit": {"passed": None if audit is None else not audit.failed,
                   "verdict": "not run" if audit is None else audit.verdict(), "items": items},
-        "code": code_record(),
+        "code": code or code_record(),
         "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
     validate_card(card)

@@ -22,7 +22,7 @@ from ..models import count_parameters
 from ..runs import madry_step_size, paper_pgd_steps
 from ..threat import Threat, parse_threat
 from ..user_model import detect_randomness, deterministic_options
-from .card import make_card, per_image_shares
+from .card import code_record, make_card, per_image_shares
 from .protocol import BenchmarkError, Protocol, get_protocol
 
 
@@ -87,6 +87,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     from ..audit import audit
 
     proto, changes = get_protocol(protocol, budget, n)
+    code = code_record()  # the code that ran: taken before a long run, not after it
     threat = parse_threat(threat)
     sample, data_record = _sample(data, proto)
     x, y = as_tensors(sample)
@@ -118,7 +119,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     return make_card(name=name, source=source, parameters=count_parameters(model), randomized=randomized,
                      weights_sha256=weights_sha256, protocol=proto, budget=budget, changes=changes,
                      data=data_record, threat=threat, per_image=shares, majority_worst=majority_worst,
-                     attacks=params, audit=report)
+                     attacks=params, audit=report, code=code)
 
 
 def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = None, *,
