@@ -15,7 +15,9 @@ import pni
 from pni.attacks.autoattack import autoattack
 from pni.attacks.cw import cw_l2
 from pni.attacks.gradient import fgsm, pgd
+from pni.attacks.square import square
 from pni.attacks.zoo import zoo
+from pni.hub import pretrained
 from pni.audit.run import audit
 from pni.certify import certify
 from pni.evaluate import evaluate
@@ -35,6 +37,8 @@ FUNCTIONS = {
     "pni.certify": certify,
     "pni.audit": audit,
     "pni.fit": fit,
+    "pni.attacks.square": square,
+    "pni.pretrained": pretrained,
 }
 
 

@@ -115,6 +115,16 @@ def pretrained(name: str, scale: str = "cpu", device: str | torch.device = "cpu"
                root: str | os.PathLike | None = None, with_checkpoint: bool = False) -> Any:
     """The pretrained model ``name`` at ``scale`` (noise on, eval mode), its file verified.
 
+    Args:
+        name: a registered name (``pretrained_names()``), e.g. "lenet5-pni-w".
+        scale: "cpu" (the committed reproduction; paper-scale names come with those runs).
+        device: where the model goes (default "cpu").
+        root: the repository holding ``results/`` (default: ``default_root()``).
+        with_checkpoint: also return the checkpoint dict (config, training log entries).
+
+    Returns:
+        nn.Module: the model, or ``(model, checkpoint)`` with ``with_checkpoint``.
+
     Example:
         >>> import pni
         >>> model = pni.pretrained("lenet5-pni-w", scale="cpu")
