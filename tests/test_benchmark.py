@@ -152,3 +152,16 @@ def test_pni_audit_model_runs_the_checklist_on_a_user_model(tmp_path):
     report = json.loads((out / "audit.json").read_text())
     assert report["model"] == "user_models:randomized" and report["randomized"] is True
     assert [item["number"] for item in report["items"]] == [1]
+
+
+def test_benchmark_of_a_pni_checkpoint_takes_its_eps_and_records_its_file(tmp_path):
+    from pni.hub import pretrained_entry, default_root
+
+    entry = pretrained_entry("lenet5-pni-w")
+    out = tmp_path / "card"
+    assert cli.main(["eval", str(default_root() / entry.path), "--benchmark", "pni-honest-v1", "--budget", "smoke",
+                     "--dataset", "mnist-sample", "--out", str(out)]) == 0
+    card = read_card(out / "card.json")
+    assert card["threat"]["eps"] == pytest.approx(0.3) and card["model"]["weights_sha256"] == entry.sha256
+    assert card["model"]["name"] == "lenet5 (PNI-W)" and card["model"]["randomized"] is True
+    assert card["model"]["source"].startswith("pni checkpoint ")

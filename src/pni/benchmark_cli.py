@@ -93,7 +93,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         out = _writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
         card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
-                                    budget=args.budget, n=args.n, data_dir=getattr(args, "data_dir", None),
+                                    budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
+                                    data_dir=getattr(args, "data_dir", None),
                                     device=device, say=_say)
     else:
         out = _writable_folder(args.out or "pni-card")

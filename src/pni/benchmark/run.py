@@ -124,13 +124,14 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
 
 def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = None, *,
                          name: str | None = None, protocol: str = "pni-honest-v1", budget: str = "full",
-                         n: int | None = None, data_dir: str | None = None, device: str = "cpu",
+                         n: int | None = None, dataset: str | None = None, data_dir: str | None = None,
+                         device: str = "cpu",
                          say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
-    training eps unless ``threat`` is given."""
+    training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
     from ..runs import open_checkpoint
 
-    run = open_checkpoint(path, data_dir=data_dir, device=device)
+    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, device=device)
     if threat is None:
         if run.eps is None:
             raise BenchmarkError(f"checkpoint {str(path)!r} records no training eps: give a threat (linf:EPS)")
