@@ -224,13 +224,6 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
     return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
 
 
-def _known_names(attacks: Sequence[str] | dict[str, Attack]) -> None:
-    from .attacks.registry import get_attack
-
-    for name in ([] if isinstance(attacks, dict) else attacks):
-        get_attack(name)
-
-
 def _in_worst_case(attacks: Sequence[str] | dict[str, Attack], table: dict[str, Attack]) -> list[str]:
     """The attacks the per-sample worst case is over: those bounded at eps by their spec's
     threat (C&W-L2, minimum-norm, is not); callables passed in a dict: all of them."""
@@ -330,13 +323,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_fit(model, x, y)
-    from .threat import threat_eps
-    from .user_model import detect_randomness, deterministic_options
-    _known_names(attacks)  # unknown attack names first, then the radius they need
-    eps = threat_eps(threat, eps, attacks)  # a threat is required: never CIFAR's eps on other data
-    randomized = detect_randomness(model, x)  # a deterministic model: one draw, one vote
-    if not randomized:
-        votes, attack_options = 1, deterministic_options(attack_options)
+    from .user_model import judging  # the threat (required), randomness: one draw, one vote if none
+    eps, randomized, votes, attack_options = judging(model, x, attacks, threat, eps, votes, attack_options)
     table, params = _attack_table(attacks, eps, steps, step_size, attack_options)
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):

@@ -138,3 +138,21 @@ def deterministic_options(options: dict[str, Any] | None) -> dict[str, Any]:
     out["aa"] = {**(out.get("aa") or {}), "eot_iter": 1}
     out["square"] = {**(out.get("square") or {}), "eot": 1}
     return out
+
+
+def judging(model: nn.Module, x: Tensor, attacks: Any, threat: Any, eps: float | None, votes: int,
+            options: dict[str, Any] | None) -> tuple[float | None, bool, int, dict[str, Any] | None]:
+    """How ``pni.evaluate`` judges: unknown attack names first (an AttackError), then the
+    radius (``pni.threat.threat_eps``: required by named attacks), then the randomness: a
+    model whose two passes agree gets one vote and one EOT draw. Returns ``(eps, randomized,
+    votes, options)``."""
+    from .attacks.registry import get_attack
+    from .threat import threat_eps
+
+    for name in ([] if isinstance(attacks, dict) else attacks):
+        get_attack(name)
+    eps = threat_eps(threat, eps, attacks)
+    randomized = detect_randomness(model, x)
+    if not randomized:
+        votes, options = 1, deterministic_options(options)
+    return eps, randomized, votes, options
