@@ -165,3 +165,14 @@ def test_benchmark_of_a_pni_checkpoint_takes_its_eps_and_records_its_file(tmp_pa
     assert card["threat"]["eps"] == pytest.approx(0.3) and card["model"]["weights_sha256"] == entry.sha256
     assert card["model"]["name"] == "lenet5 (PNI-W)" and card["model"]["randomized"] is True
     assert card["model"]["source"].startswith("pni checkpoint ")
+
+
+def test_a_checkpoints_eps_gives_way_to_threat(tmp_path):
+    from pni.hub import pretrained_entry, default_root
+
+    out = tmp_path / "eval"
+    assert cli.main(["eval", str(default_root() / pretrained_entry("lenet5-pni-w").path), "--threat", "linf:0.2",
+                     "--dataset", "mnist-sample", "--attacks", "clean,pgd", "--n", "10", "--trials", "1",
+                     "--steps", "1", "--votes", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["attacks"]["pgd"]["eps"] == pytest.approx(0.2) and results["randomized"] is True
