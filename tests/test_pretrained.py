@@ -55,3 +55,14 @@ def test_torch_hub_entry_points():
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
     assert callable(hubconf.resnet20_pni_w_a_a) and hubconf.dependencies == ["torch"]
+
+
+def test_the_cards_the_registry_names_are_committed_and_match_their_files():
+    from pni.benchmark import read_card
+
+    named = {(name, scale): entry for (name, scale), entry in REGISTRY.items() if entry.card}
+    assert named, "no card registered"
+    for (name, scale), entry in named.items():
+        card = read_card(ROOT / entry.card)
+        assert card["model"]["weights_sha256"] == entry.sha256, name
+        assert card["protocol"]["name"] == "pni-honest-v1"
