@@ -67,3 +67,14 @@ def test_torchattacks_pgd_under_pnis_judging(model, data):
     assert ev.attacks["torchattacks-pgd"]["steps"] == 3
     acc = ev.summary()["with_noise"]
     assert acc["worst-case"]["mean"] <= min(acc["clean"]["mean"], acc["torchattacks-pgd"]["mean"])
+
+
+def test_foolbox_pgd_under_pnis_judging(model, data):
+    foolbox = pytest.importorskip("foolbox")
+    attack = foreign_attack(foolbox.attacks.LinfPGD(steps=3), eps=EPS)
+    ev = pni.evaluate(model, data, {"clean": None, "foolbox-pgd": attack}, trials=1, votes=3, noise="on")
+    assert ev.attacks["foolbox-pgd"]["library"] == "foolbox" and ev.attacks["foolbox-pgd"]["eps"] == EPS
+    acc = ev.summary()["with_noise"]
+    assert acc["worst-case"]["mean"] <= min(acc["clean"]["mean"], acc["foolbox-pgd"]["mean"])
+    with pytest.raises(AttackError, match="needs eps"):
+        foreign_attack(foolbox.attacks.LinfPGD(steps=3))
