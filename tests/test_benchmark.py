@@ -176,3 +176,9 @@ def test_a_checkpoints_eps_gives_way_to_threat(tmp_path):
                      "--steps", "1", "--votes", "2", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["attacks"]["pgd"]["eps"] == pytest.approx(0.2) and results["randomized"] is True
+
+
+def test_benchmark_refuses_flags_it_fixes(capsys):
+    assert cli.main(["eval", "--model", "user_models:deterministic", *DATA, "--benchmark", "pni-honest-v1",
+                     "--attacks", "clean,pgd"]) == 2
+    assert "fixes the attacks" in _last_error(capsys)

@@ -77,7 +77,9 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
                           votes=votes, worst_case=not paper, attack_options=attack_options_from_args(args))
     paths = write_evaluation(evaluation, out, label)
     print(paths["markdown"].read_text())
-    print(f"randomized: {'yes' if evaluation.randomized else 'no (one draw, one vote)'}")
+    print(f"randomized: {'yes' if evaluation.randomized else 'no (one draw, one vote)'}"
+          + ("; 'Test without PNI': the model as it is, its own randomness untouched"
+             if evaluation.randomized and "with_noise" not in evaluation.accuracies else ""))
     print(f"written: {paths['json']}, {paths['markdown']}")
     return 0
 
@@ -89,6 +91,12 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.model is None):
         raise UsageError("--benchmark judges a checkpoint or a --model: give one of them")
+    fixed = [flag for flag, dest in (("--attacks", "attacks"), ("--votes", "votes"), ("--trials", "trials"),
+                                     ("--eps", "eps"), ("--steps", "steps"), ("--step-size", "step_size"))
+             if getattr(args, dest, None) is not None]
+    if fixed:
+        raise UsageError(f"--benchmark {args.benchmark} fixes the attacks, budgets and votes: {', '.join(fixed)} "
+                         f"not taken (--threat, --n and --budget are; both are written on the card)")
     device = getattr(args, "device", "cpu") or "cpu"
     if args.checkpoint is not None:
         out = _writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
