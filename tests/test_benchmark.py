@@ -182,3 +182,12 @@ def test_benchmark_refuses_flags_it_fixes(capsys):
     assert cli.main(["eval", "--model", "user_models:deterministic", *DATA, "--benchmark", "pni-honest-v1",
                      "--attacks", "clean,pgd"]) == 2
     assert "fixes the attacks" in _last_error(capsys)
+
+
+def test_benchmark_of_tensors_takes_a_stratified_sample_and_pni_info_lists_the_new_names(capsys):
+    x, y = pni.load_dataset("mnist-sample", "test").tensors()
+    card = benchmark(user_models.deterministic(), (x, y), pni.parse_threat("linf:0.1"), budget="smoke", n=10)
+    assert card["data"]["dataset"] == "user tensors" and card["data"]["n"] == 10
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5-pni-w" in out and "pni-honest-v1" in out

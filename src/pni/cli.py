@@ -62,6 +62,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"datasets:      {', '.join(DATASETS)}")
     print(f"presets:       {', '.join(list_presets())}  (scales: {', '.join(SCALES)})")
     print(f"data folder:   {default_data_dir()}  (set PNI_DATA or --data-dir)")
+    from .benchmark.protocol import PROTOCOLS
+    from .hub import pretrained_names
+    print(f"pretrained:    {', '.join(pretrained_names('cpu'))}  (scale cpu: pni.pretrained(name))")
+    print(f"benchmarks:    {', '.join(PROTOCOLS)}  (pni eval --benchmark; docs/BENCHMARK.md)")
     return 0
 
 

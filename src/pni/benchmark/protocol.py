@@ -41,7 +41,7 @@ class Protocol:
     eot_pgd_steps: int                      # EOT-PGD's iterations (its step: 2.5 eps / steps)
     attack_options: dict[str, Any] = field(default_factory=dict)
     audit_items: tuple[int, ...] = ()       # pni.audit checklist items run
-    audit_n: int = 200                      # images the audit runs on (the first of the sample)
+    audit_n: int = 200                      # images the audit runs on (a stratified sample of the n)
     audit_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
