@@ -17,6 +17,24 @@ from pni.user_model import ModelLoadError, build_user_model
 import user_models
 
 DATA = ["--dataset", "mnist-sample", "--threat", "linf:0.1"]
+
+
+class NoisyLinear(torch.nn.Module):
+    """A randomized defense defined in this test file: a linear classifier whose logits get
+    Gaussian noise at every pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(x.flatten(1))
+        return logits + 0.5 * torch.randn_like(logits)
+
+
+def noisy_linear() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return NoisyLinear()
 SMOKE = ["--attacks", "clean,pgd,eot-pgd", "--trials", "1", "--steps", "2", "--eot", "2", "--n", "20"]
 
 
@@ -191,3 +209,12 @@ def test_benchmark_of_tensors_takes_a_stratified_sample_and_pni_info_lists_the_n
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert "lenet5-pni-w" in out and "pni-honest-v1" in out
+
+
+def test_a_model_defined_in_this_test_file_gets_its_card(tmp_path):
+    out = tmp_path / "card"
+    assert cli.main(["eval", "--model", f"{__file__}:noisy_linear", *DATA, "--benchmark", "pni-honest-v1",
+                     "--budget", "smoke", "--out", str(out)]) == 0
+    card = read_card(out / "card.json")
+    assert card["model"]["randomized"] is True and card["model"]["parameters"] == 28 * 28 * 10 + 10
+    assert card["model"]["name"].endswith("test_benchmark.py:noisy_linear")
