@@ -108,11 +108,11 @@ def test_unregistered_the_toy_is_an_unknown_attack_and_a_name_is_taken_once(toy)
 
 def test_every_attack_file_registers_its_attacks_on_import():
     assert attack_names() == ["clean", "fgsm", "pgd", "eot-pgd", "cw", "zoo", "eot-zoo", "aa-rand",
-                              "aa-standard"]
-    assert attack_options() == ("eot", "eot_batch", "cw_profile", "cw", "zoo", "aa")
+                              "aa-standard", "square"]
+    assert attack_options() == ("eot", "eot_batch", "cw_profile", "cw", "zoo", "aa", "square")
     assert {get_attack(n).__class__ for n in attack_names()} == {AttackSpec}
     assert [n for n in attack_names() if not get_attack(n).in_worst_case] == ["cw"]
     assert {get_attack(n).build.__module__ for n in attack_names()} == {
         "pni.attacks.registry", "pni.attacks.gradient", "pni.attacks.cw", "pni.attacks.zoo",
-        "pni.attacks.autoattack"}
+        "pni.attacks.autoattack", "pni.attacks.square"}
     assert all(name in attack_names() for names in PROTOCOLS.values() for name in names)

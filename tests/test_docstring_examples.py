@@ -15,10 +15,12 @@ import pni
 from pni.attacks.autoattack import autoattack
 from pni.attacks.cw import cw_l2
 from pni.attacks.gradient import fgsm, pgd
+from pni.attacks.square import square
 from pni.attacks.zoo import zoo
 from pni.auditing.run import audit
 from pni.certification.smoothing import certify
 from pni.evaluation.evaluator import evaluate
+from pni.models.hub import pretrained
 from pni.noise import inject
 from pni.training.trainer import fit
 
@@ -35,6 +37,8 @@ FUNCTIONS = {
     "pni.certify": certify,
     "pni.audit": audit,
     "pni.fit": fit,
+    "pni.attacks.square": square,
+    "pni.pretrained": pretrained,
 }
 
 

@@ -165,3 +165,12 @@ def test_results_record_the_code_and_steps_stay_reused(smoke_all: tuple[Path, di
     run = json.loads((out / step.needs[0] / "config.json").read_text())
     assert run["code"]["pni"] == pni.__version__
     assert state(step, out)[0] == "done"
+
+
+def test_a_deterministic_models_single_draw_is_not_a_reduced_budget() -> None:
+    from pni.reproduce.claims import honest_attacks
+    from pni.reproduce.report_tables import honest_columns
+
+    vanilla = {"randomized": False, "attacks": {"aa-rand": {"n_iter": 100, "eot_iter": 1}, "eot-pgd": {"eot": 1}}}
+    assert honest_columns([vanilla]) == {"eot-pgd": "EOT-PGD", "aa-rand": "AA-rand"}
+    assert "reduced" not in " ".join(t for _, t, _ in honest_attacks(vanilla))

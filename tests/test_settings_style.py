@@ -48,7 +48,8 @@ def test_audit_and_eval_keep_their_flags():
              "--steps-values", "--eot-ks", "--max-eot-drop", "--random-samples", "--random-n",
              "--unbounded-steps", "--surrogate", "--no-surrogate", "--surrogate-epochs",
              "--surrogate-train-n", "--score-n", "--score-queries", "--dataset", "--data-dir",
-             "--split", "--batch-size", "--seed", "--device", "--quiet", "--out", "-h", "--help", "--debug"}
+             "--split", "--batch-size", "--seed", "--device", "--quiet", "--out", "-h", "--help", "--debug",
+             "--model", "--weights", "--threat", "--name"}  # any model (pni.cli.benchmark)
     assert _flags("audit") == audit
     assert {"--attacks", "--protocol", "--votes", "--n", "--num-images", "--trials", "--eps", "--steps",
             "--step-size", "--noise", "--dataset", "--data-dir", "--split", "--batch-size", "--seed",

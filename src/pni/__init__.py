@@ -33,6 +33,8 @@ from .data import (
     stratified_indices,
 )
 from .evaluation.evaluator import Evaluation, EvaluationError, evaluate
+from .models.hub import PretrainedError, pretrained
+from .attacks.threat import ThreatError, parse_threat
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels
 from .noise import (
     GRANULARITIES,
@@ -69,4 +71,5 @@ __all__ = [
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
     "freeze_alphas", "inject", "injection_spec", "is_injected", "keep_freed_memory", "layer_labels",
     "noise_enabled", "noise_modules", "param_groups", "remove", "set_noise",
+    "PretrainedError", "ThreatError", "parse_threat", "pretrained",
 ]

@@ -237,7 +237,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
     from ..evaluation.settings import EvalSettings
 
-    parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="checkpoint.pt written by `pni train` (or --model)")
     parser.add_argument("--attacks", type=_parse_attacks, default=None,
                         help=f"comma-separated attacks among {', '.join(attack_names())} "
                              f"(default: the protocol's)")
@@ -286,7 +287,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     """``pni audit``'s arguments; one flag per ``AuditSettings`` field (help from its metadata)."""
     from ..auditing import AuditSettings
 
-    parser.add_argument("checkpoint", help="checkpoint.pt written by `pni train`")
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="checkpoint.pt written by `pni train` (or --model)")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
     parser.add_argument("--n", type=int, default=500, help="audit a class-stratified sample of N test images (default 500)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..allocator import keep_freed_memory
+from .benchmark import add_leaderboard_parser, add_model_arguments
 from .certify import add_certify_parser
 from .args import (
     Parser,
@@ -33,6 +34,7 @@ from .args import (
     flag_fields,
     flag_values,
 )
+from ..attacks.threat import threat_eps
 from ..evaluation.settings import TransferSettings
 from .reproduce import add_reproduce_parser
 
@@ -60,6 +62,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"datasets:      {', '.join(DATASETS)}")
     print(f"presets:       {', '.join(list_presets())}  (scales: {', '.join(SCALES)})")
     print(f"data folder:   {default_data_dir()}  (set PNI_DATA or --data-dir)")
+    from ..benchmark.protocol import PROTOCOLS
+    from ..models.hub import pretrained_names
+    print(f"pretrained:    {', '.join(pretrained_names('cpu'))}  (scale cpu: pni.pretrained(name))")
+    print(f"benchmarks:    {', '.join(PROTOCOLS)}  (pni eval --benchmark; docs/BENCHMARK.md)")
     return 0
 
 
@@ -94,14 +100,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..reports.evaluation import write_evaluation
 
     from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS
+    from .benchmark import cmd_eval_model, need_checkpoint
 
+    if args.model or args.benchmark:  # any model, or a versioned protocol's card (pni.benchmark)
+        return cmd_eval_model(args)
+    need_checkpoint(args)
     paper = args.protocol == "paper"
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
     options = attack_options_from_args(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval")
     settings = eval_settings_from_args(
         args, attacks=tuple(args.attacks or PROTOCOLS[args.protocol]), n=args.n, noise=args.noise == "both",
-        votes=votes, worst_case=not paper, attack_options=options)
+        votes=votes, worst_case=not paper, attack_options=options,
+        **({"eps": threat_eps(args.threat, args.eps)} if args.threat else {}))
     device = distributed.init(settings.device)  # under torchrun: sharded, gathered on rank 0
     evaluation, label = evaluate_checkpoint(args.checkpoint, settings, device=str(device),
                                             progress=distributed.is_main(),
@@ -130,7 +141,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..auditing import audit_checkpoint
     from ..reports.audit import write_audit
+    from .benchmark import cmd_audit_model, need_checkpoint
 
+    if args.model:
+        return cmd_audit_model(args)
+    need_checkpoint(args)
+    if args.threat:
+        args.eps = threat_eps(args.threat, args.eps)
     overrides = audit_overrides(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "audit")
     report = audit_checkpoint(args.checkpoint, eps=args.eps, n=args.n, surrogate=args.surrogate,
@@ -213,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Evaluate a checkpoint: clean and attacked accuracy, mean ± std "
                                     "over trials, with and without the noise (Table 2 layout).")
     add_eval_arguments(ev)
+    add_model_arguments(ev)
     ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="the whole method on MNIST in minutes, no download",
@@ -244,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "4 random sampling, 5 increasing eps, and beyond the paper 6 PGD "
                                      "steps to 100, 7 EOT samples 1 -> 30. Each item: evidence, verdict, rule.")
     add_audit_arguments(aud)
+    add_model_arguments(aud, benchmark=False)
     aud.set_defaults(func=cmd_audit)
 
     rep = sub.add_parser("report", help="one Markdown report (tables and figures) for several runs",
@@ -253,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="pni-report", help="output folder (default pni-report)")
     rep.add_argument("--title", default="PNI runs", help="report title")
     rep.set_defaults(func=cmd_report)
+    add_leaderboard_parser(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")

@@ -112,6 +112,7 @@ class Evaluation:
     subset: dict[str, Any] | None = None  # which subset of the data (pni.data.subset_record); None: all
     labels_sha256: str | None = None      # the evaluated labels' digest (pni.evaluation.per_image.labels_digest)
     cascade: list[str] = field(default_factory=list)  # chained attacks (cumulative accuracies), in order
+    randomized: bool | None = None        # two passes of the model differ (user_model.detect_randomness)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
@@ -153,6 +154,8 @@ class Evaluation:
             out["subset"] = self.subset
         if self.cascade:
             out["cascade"] = self.cascade
+        if self.randomized is not None:
+            out["randomized"] = self.randomized
         if self.votes > 1:
             out["majority_vote_accuracy_percent"] = self.vote_summary()
             out["majority_vote_accuracy_per_trial"] = self.vote_accuracies
@@ -187,7 +190,8 @@ class Evaluation:
                        correct={setting: {name: v > 0.5 for name, v in per_attack.items()}
                                 for setting, per_attack in fractions.items()} if one_vote else {},
                        labels_sha256=(values.get("per_image") or {}).get("labels_sha256"),
-                       cascade=[str(n) for n in values.get("cascade", [])])
+                       cascade=[str(n) for n in values.get("cascade", [])],
+                       randomized=values.get("randomized"))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(f"not an evaluation written by pni eval (results.json): "
                                   f"{type(error).__name__}: {error}") from error
@@ -220,7 +224,7 @@ def _attack_table(attacks: Sequence[str] | dict[str, Attack], eps: float | None,
     from ..attacks.registry import build_attacks
 
     if isinstance(attacks, dict):
-        return dict(attacks), {name: {} for name in attacks}
+        return dict(attacks), {name: dict(getattr(a, "params", {})) for name, a in attacks.items()}
     return build_attacks(list(attacks), eps=eps, steps=steps, step_size=step_size, **(options or {}))
 
 
@@ -247,12 +251,12 @@ def _add_worst_case(result: Evaluation, setting: str, names: list[str]) -> None:
 
 def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              attacks: Sequence[str] | dict[str, Attack] = ("clean", "pgd", "fgsm"),
-             trials: int = 5, noise: bool = True, *, eps: float | None = None,
+             trials: int = 5, noise: bool | str = True, *, eps: float | None = None,
              steps: int | None = None, step_size: float | None = None, seed: int = 0,
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
              worst_case: bool = True, attack_options: dict[str, Any] | None = None,
-             cascade: Sequence[str] = ()) -> Evaluation:
+             cascade: Sequence[str] = (), threat: Any = None) -> Evaluation:
     """Accuracy under each attack, mean ± std over ``trials`` seeds (the paper's Tables 1-3).
 
     ``noise=True`` evaluates with the noise on and again with it off (Table 2's "Test with
@@ -268,8 +272,12 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             "eot-pgd", "cw", "zoo", "aa-rand", "aa-standard") or a dict of callables
             ``attack(model, x, y) -> x_adv``. Default ``("clean", "pgd", "fgsm")``: the paper's.
         trials: seeds each accuracy is averaged over (default 5, as the paper).
-        noise: also evaluate with the noise on (default True); False: noise off only.
-        eps: L-inf radius of the named attacks (default None: 8/255).
+        threat: the threat model, ``"linf:8/255"`` (``pni.attacks.threat``); named attacks other than
+            "clean" need it or ``eps`` (there is no default radius: data differ).
+        noise: also evaluate with the noise on (default True); False: noise off only; "on":
+            noise on only (the model as deployed).
+        eps: L-inf radius of the named attacks (default None: the ``threat``'s; one of them
+            is required with named attacks other than "clean").
         steps: PGD steps of the named attacks (default None: 7).
         step_size: PGD step (default None: ``2.5 * eps / steps``, Madry et al.).
         seed: seed of trial 0 (default 0); trial ``t`` uses ``seed + t``.
@@ -278,7 +286,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         progress: kept for the CLI's signature; nothing is printed (default False).
         distributed: every rank of a torchrun group calls it and evaluates a contiguous run of
             whole batches; results are gathered on every rank, equal to one process (default False).
-        votes: noise draws each prediction is judged over (default 1, the paper's single pass);
+        votes: noise draws each prediction is judged over (default 1, the paper's single pass;
+            a model whose two passes agree gets 1, and one EOT draw, automatically: ``randomized``);
             ``accuracies`` are then expected accuracies, ``vote_accuracies`` majority votes.
         worst_case: add "worst-case", per sample the worst over clean and every attack bounded
             at eps (C&W-L2, minimum-norm, excepted): the robust accuracy to quote (default True).
@@ -324,13 +333,17 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_fit(model, x, y)
+    from .user_model import judging  # the threat (required), randomness: one draw, one vote if none
+    eps, randomized, votes, attack_options = judging(model, x, attacks, threat, eps, votes, attack_options)
     table, params = _attack_table(attacks, eps, steps, step_size, attack_options)
     settings = ["with_noise", "without_noise"] if (noise and noise_modules(model)) else ["without_noise"]
     if not is_injected(model) and not noise_modules(model):
         settings = ["without_noise"]
+    if noise == "on" and noise_modules(model):  # the model as deployed only (pni.benchmark)
+        settings = ["with_noise"]
     seeds = [seed + t for t in range(trials)]
     result = Evaluation(attacks=params, trials=trials, seeds=seeds, n=len(y), votes=votes, subset=subset,
-                        labels_sha256=per_image.labels_digest(y.cpu()))
+                        labels_sha256=per_image.labels_digest(y.cpu()), randomized=randomized)
     in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
     chain = _cascade_chain(list(table), tuple(cascade), in_worst_case)

@@ -28,7 +28,9 @@ def honest_attacks(*found: dict[str, Any] | None) -> tuple[tuple[str, str, str],
     case over such an attack is not called "the honest worst case" (``pni.attacks.budget``)."""
     from ..attacks.budget import budget_text, is_reduced
 
-    params = {name: p for results in found if results for name, p in (results.get("attacks") or {}).items()}
+    # a deterministic model's one draw per step is its 20-draw average: no reduced budget there
+    params = {name: p for results in found if results and results.get("randomized") is not False
+              for name, p in (results.get("attacks") or {}).items()}
     reduced = {name: budget_text(name, params[name]) for name in ("eot-pgd", "aa-rand")
                if is_reduced(name, params.get(name))}
     out = []

@@ -87,8 +87,10 @@ def honest_columns(found: list[dict[str, Any] | None]) -> dict[str, str]:
     from ..attacks.budget import label
 
     titles = {}
+    # a deterministic model's one draw per step is its 20-draw average: no reduced budget there
+    randomized = [r for r in found if r and r.get("randomized") is not False]
     for name, title in HONEST_TITLES.items():
-        budgets = {label(name, title, (r.get("attacks") or {}).get(name)) for r in found if r}
+        budgets = {label(name, title, (r.get("attacks") or {}).get(name)) for r in randomized}
         text = " / ".join(sorted(budgets)) if budgets else title
         chains = [r.get("cascade") or [] for r in found if r]
         for chain in chains:

@@ -1,0 +1,141 @@
+"""Runs a versioned protocol on one model and returns its card.
+
+``benchmark(model, data, threat=...)`` judges any ``nn.Module`` (images in [0, 1]);
+``benchmark_checkpoint(path)`` a ``pni train`` checkpoint on its own data and eps. The
+model runs as deployed (its noise on); a model whose two passes agree is judged with one
+draw and one vote (nothing to average), and the card says it is deterministic.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..attacks.registry import build_attacks
+from ..data import Dataset, as_tensors, stratified_indices
+from ..evaluation.evaluator import WORST_CASE, evaluate
+from ..models import count_parameters
+from ..runs import madry_step_size, paper_pgd_steps
+from ..attacks.threat import Threat, parse_threat
+from ..evaluation.user_model import detect_randomness, deterministic_options
+from .card import code_record, make_card, per_image_shares
+from .protocol import BenchmarkError, Protocol, get_protocol
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sample(data: Dataset | tuple[Tensor, Tensor], protocol: Protocol) -> tuple[Any, dict[str, Any]]:
+    """The protocol's class-stratified sample of the test images, and what it is."""
+    if isinstance(data, Dataset):
+        sample = data.subset(protocol.n, protocol.subset_seed) if protocol.n < len(data) else data
+        return sample, {"dataset": data.name, "split": data.split, "n": len(sample),
+                        "subset_seed": protocol.subset_seed}
+    x, y = as_tensors(data)
+    if protocol.n < len(y):
+        idx = stratified_indices(y, protocol.n, protocol.subset_seed)
+        x, y = x[idx], y[idx]
+    return (x, y), {"dataset": "user tensors", "split": "given", "n": len(y), "subset_seed": protocol.subset_seed}
+
+
+def _attacks(protocol: Protocol, eps: float, image_shape: tuple[int, ...],
+             options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The protocol's attacks: the paper-style one at the paper's steps for this data, the
+    others at the protocol's EOT-PGD steps (2.5 eps / steps each)."""
+    table: dict[str, Any] = {}
+    params: dict[str, dict[str, Any]] = {}
+    paper_steps = paper_pgd_steps(image_shape)
+    for name in protocol.attacks:
+        steps = paper_steps if name == protocol.paper_attack else protocol.eot_pgd_steps
+        own, own_params = build_attacks([name], eps=eps, steps=steps, step_size=madry_step_size(eps, steps),
+                                        **options)
+        table.update(own)
+        params.update(own_params)
+    return table, params
+
+
+def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: str | Threat, *,
+              name: str = "model", protocol: str = "pni-honest-v1", budget: str = "full",
+              n: int | None = None, source: str = "python", weights_sha256: str | None = None,
+              device: str | torch.device | None = None, batch_size: int = 256,
+              say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Judges ``model`` under the versioned ``protocol`` and returns its card (validated).
+
+    Args:
+        model: any classifier taking images in [0, 1] (randomized or not), run as deployed.
+        data: the test set: a pni Dataset or an ``(images, labels)`` pair; the protocol's
+            class-stratified sample of ``n`` is taken from it.
+        threat: ``"linf:8/255"``: required (a pni checkpoint supplies its own, see
+            ``benchmark_checkpoint``).
+        name: the model's name on the card and the leaderboard.
+        protocol: "pni-honest-v1".
+        budget: "full" (the protocol), "cpu" or "smoke" (smaller budgets, written on the card).
+        n: fewer images than the protocol's (written on the card).
+
+    Returns:
+        dict: the card (``docs/BENCHMARK.md``); write it with ``pni.benchmark.write_card``.
+    """
+    from ..auditing import audit
+
+    proto, changes = get_protocol(protocol, budget, n)
+    code = code_record()  # the code that ran: taken before a long run, not after it
+    threat = parse_threat(threat)
+    sample, data_record = _sample(data, proto)
+    x, y = as_tensors(sample)
+    if device is not None:
+        model = model.to(device)
+        x = x.to(device)
+    randomized = detect_randomness(model, x)
+    options = dict(proto.attack_options)
+    votes = proto.votes
+    if not randomized:
+        options, votes = deterministic_options(options), 1
+    table, params = _attacks(proto, threat.eps, tuple(x.shape[1:]), options)
+    say(f"benchmark {proto.name} ({budget}) of {name}: {len(y)} images, threat {threat}, "
+        f"randomized: {'yes' if randomized else 'no'}, votes {votes}, attacks {', '.join(table)}")
+    evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
+                          device=device, votes=votes, worst_case=True)
+    setting = next(iter(evaluation.fractions))
+    shares = per_image_shares(evaluation.fractions[setting])
+    majority_worst = evaluation.correct[setting][WORST_CASE].float().mean(0)
+    data_record["labels_sha256"] = evaluation.labels_sha256
+    params[WORST_CASE] = {"over": ", ".join(table)}
+    params["_judging"] = {"votes": votes, "trials": proto.trials, "setting": setting}
+    say(f"attacks done: worst case {100 * float(shares[WORST_CASE].mean()):.2f}%")
+    report = None
+    if proto.audit_items:
+        report = audit(model, sample, threat.eps, items=proto.audit_items, n=min(proto.audit_n, len(y)),
+                       label=name, device=device, batch_size=batch_size, **proto.audit_options)
+        say(f"audit: {report.verdict()}")
+    return make_card(name=name, source=source, parameters=count_parameters(model), randomized=randomized,
+                     weights_sha256=weights_sha256, protocol=proto, budget=budget, changes=changes,
+                     data=data_record, threat=threat, per_image=shares, majority_worst=majority_worst,
+                     attacks=params, audit=report, code=code)
+
+
+def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = None, *,
+                         name: str | None = None, protocol: str = "pni-honest-v1", budget: str = "full",
+                         n: int | None = None, dataset: str | None = None, data_dir: str | None = None,
+                         device: str = "cpu",
+                         say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
+    training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
+    from ..runs import open_checkpoint
+
+    run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, device=device)
+    if threat is None:
+        if run.eps is None:
+            raise BenchmarkError(f"checkpoint {str(path)!r} records no training eps: give a threat (linf:EPS)")
+        threat = Threat("linf", float(run.eps))
+    return benchmark(run.model, run.data, threat, name=name or run.label, protocol=protocol, budget=budget, n=n,
+                     source=f"pni checkpoint {Path(path).as_posix()}", weights_sha256=file_sha256(path),
+                     device=device, say=say)

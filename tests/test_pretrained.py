@@ -1,0 +1,68 @@
+"""Pretrained models by name (``pni.pretrained``, ``hubconf.py``): each committed file is
+checked against its registered sha256; a missing or altered file is a one-line error."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import pni
+from pni.checkpoint import load_model
+from pni.models.hub import REGISTRY, PretrainedError, pretrained_entry, verified_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_registered_checkpoint_loads_by_name():
+    model = pni.pretrained("lenet5-pni-w", scale="cpu")
+    assert pni.is_injected(model) and not model.training
+    direct, _ = load_model(ROOT / pretrained_entry("lenet5-pni-w").path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
+
+
+def test_every_registered_file_is_present_and_matches_its_sha256():
+    for name, scale in REGISTRY:
+        assert verified_path(name, scale, ROOT).is_file()
+
+
+def test_an_altered_or_missing_file_is_refused(tmp_path):
+    entry = pretrained_entry("lenet5-vanilla-at")
+    copy = tmp_path / entry.path
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(ROOT / entry.path, copy)
+    assert pni.pretrained("lenet5-vanilla-at", root=tmp_path) is not None
+    with open(copy, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(PretrainedError, match="sha256 .* not the registered .*altered"):
+        pni.pretrained("lenet5-vanilla-at", root=tmp_path)
+    copy.unlink()
+    with pytest.raises(PretrainedError, match="is missing"):
+        pni.pretrained("lenet5-vanilla-at", root=tmp_path)
+    with pytest.raises(PretrainedError, match="unknown pretrained model 'lenet7'"):
+        pni.pretrained("lenet7")
+    with pytest.raises(PretrainedError, match="no 'paper' checkpoint"):
+        pni.pretrained("lenet5-pni-w", scale="paper")
+
+
+def test_torch_hub_entry_points():
+    model = torch.hub.load(str(ROOT), "lenet5_pni_w", source="local", scale="cpu")
+    assert pni.is_injected(model)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pni_hubconf", ROOT / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    assert callable(hubconf.resnet20_pni_w_a_a) and hubconf.dependencies == ["torch"]
+
+
+def test_the_cards_the_registry_names_are_committed_and_match_their_files():
+    from pni.benchmark import read_card
+
+    named = {(name, scale): entry for (name, scale), entry in REGISTRY.items() if entry.card}
+    assert named, "no card registered"
+    for (name, scale), entry in named.items():
+        card = read_card(ROOT / entry.card)
+        assert card["model"]["weights_sha256"] == entry.sha256, name
+        assert card["protocol"]["name"] == "pni-honest-v1"
