@@ -8,7 +8,11 @@ and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defen
 ``from pni.evaluate import ...``. ``pni reproduce`` (``pni.reproduce``) regenerates the
 paper's tables.
 """
-from . import attacks
+from .threads import cli_wait_policy as _cli_wait_policy
+
+_cli_wait_policy()  # the pni command only: OpenMP threads sleep, not spin, while they wait (before torch)
+
+from . import attacks  # noqa: E402
 from .allocator import keep_freed_memory
 from .errors import PNIError
 from .audit import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps

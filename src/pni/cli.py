@@ -60,7 +60,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"datasets:      {', '.join(DATASETS)}")
     print(f"presets:       {', '.join(list_presets())}  (scales: {', '.join(SCALES)})")
     print(f"data folder:   {default_data_dir()}  (set PNI_DATA or --data-dir)")
+    print(f"threads:       {_threads_line()}")
     return 0
+
+
+def _threads_line() -> str:
+    import torch
+
+    from .threads import ENV, WAIT_ENV
+
+    return (f"{torch.get_num_threads()} of {os.cpu_count()} cores (--threads / ${ENV}; OpenMP wait policy "
+            f"{os.environ.get(WAIT_ENV, 'default')})")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -70,9 +80,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import build_model, fit
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    if overrides.get("data_dir"):  # stored resolved (absolute) in config.json: found from anywhere
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     config = load_config(args.preset, args.scale, **overrides)
     check_device(config.device)
     _writable_folder(args.out)
+    sink = None
+    if args.tensorboard:
+        from .tensorboard_sink import TensorBoardSink
+
+        sink = TensorBoardSink(args.tensorboard)  # one-line error if tensorboard is not installed
     seed_everything(config.seed)  # before anything draws: same seed, same run
     train_set = load_dataset(config.dataset, "train", config.data_dir, config.download)
     if config.train_subset:
@@ -81,9 +98,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(config, train_set)
     print(f"training {config.model} (noise {config.location or 'none'}) on {config.dataset} "
           f"({len(train_set)} images), {config.epochs} epochs -> {args.out}")
-    result = fit(model, train_set, config, test_set, out_dir=args.out, resume=args.resume,
-                 overwrite=args.overwrite, max_minutes=args.max_minutes,
-                 save_every_minutes=args.save_every_minutes)
+    try:
+        result = fit(model, train_set, config, test_set, out_dir=args.out, resume=args.resume,
+                     overwrite=args.overwrite, max_minutes=args.max_minutes,
+                     save_every_minutes=args.save_every_minutes, epoch_callback=sink)
+    finally:
+        if sink is not None:
+            sink.close()
     if result.stopped_early:
         print(f"stopped after epoch {result.last.get('epoch', 0)} of {config.epochs} "
               f"(--max-minutes {args.max_minutes:g}); continue with --resume")
@@ -187,12 +208,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------
+THREADS_HELP = ("CPU threads for torch (default: $PNI_THREADS, else auto: the free cores, those not busy "
+                "with other processes at start; 'auto' or 0 asks for it). Checkpoints are byte-identical "
+                "only between runs with the same thread count")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="pni", description="Parametric Noise Injection: train, evaluate and audit PNI models.")
     parser.add_argument("--version", action="version", version=f"pni {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--threads", metavar="N", default=None, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     info = sub.add_parser("info", help="list the models, noise locations, datasets and presets")
@@ -213,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-every-minutes", type=_positive_minutes, default=None,
                        help="also write a mid-epoch checkpoint every this many minutes (SIGTERM and "
                             "SIGINT always write one after the current batch)")
+    train.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write every epoch's log record to TensorBoard event files in DIR "
+                            "(needs the tensorboard package; train_log.jsonl is written either way)")
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -260,11 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="pni-report", help="output folder (default pni-report)")
     rep.add_argument("--title", default="PNI runs", help="report title")
     rep.set_defaults(func=cmd_report)
-    for command in sub.choices.values():
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show the traceback of an error")
     add_certify_parser(sub)
     add_reproduce_parser(sub)
+    for name, command in sub.choices.items():
+        if name not in ("certify", "reproduce"):
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show the traceback of an error")
+        command.add_argument("--threads", metavar="N", default=argparse.SUPPRESS, help=THREADS_HELP)
     return parser
 
 
@@ -306,6 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     keep_freed_memory()  # large attack batches reuse freed memory instead of faulting in fresh pages
     prefix = f"pni {args.command}"
+    from .threads import ThreadsError, apply_threads
+
+    try:  # OMP_WAIT_POLICY=PASSIVE was set by pni/__init__ before torch started (pni.threads)
+        apply_threads(getattr(args, "threads", None))
+    except ThreadsError as error:
+        print(f"{prefix}: error: {error}", file=sys.stderr)
+        return 2
     try:
         with _torchrun_process():
             return int(args.func(args) or 0)

@@ -142,8 +142,9 @@ class TrainConfig:
     dataset: str = option("cifar10", 'mnist, fashion-mnist, cifar10, imagefolder or mnist-sample '
                                      '(packaged)')
     data_dir: str | None = option(None, 'folder (or zip for imagefolder) holding the dataset; default '
-                                        '$PNI_DATA or ~/.cache/pni')
-    download: bool = option(False, 'download the dataset if missing (cifar10)')
+                                        '$PNI_DATA or ~/.cache/pni (pni train stores it resolved: an '
+                                        'absolute path in config.json)')
+    download: bool = option(False, 'download the dataset if missing (cifar10, mnist, fashion-mnist; checksum-verified)')
     train_subset: int | None = option(None, 'train on a class-stratified sample of N training images '
                                             '(the same for the same N)')
     eval_subset: int = option(1000, 'test images for the per-epoch clean/PGD accuracy (0: none)')

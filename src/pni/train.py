@@ -97,6 +97,7 @@ class Trainer(CheckpointedRun):
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.step_callback = step_callback
+        self.epoch_callback: Callable[[dict[str, Any]], None] | None = None  # f(record) per epoch
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
         configure_backends(self.device, config.tf32, torch.are_deterministic_algorithms_enabled(),
@@ -368,6 +369,8 @@ class Trainer(CheckpointedRun):
                 self.history.append(record)
                 if self.out_dir is not None:
                     self._save(epoch + 1)
+                if self.epoch_callback is not None and self.is_main:
+                    self.epoch_callback(record)
                 if cfg.progress and self.is_main:
                     tqdm.write(_epoch_line(record))
                 self._epoch_seconds.append(time.perf_counter() - epoch_started)
@@ -392,7 +395,8 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         test_set: Dataset | tuple[Tensor, Tensor] | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         step_callback: StepCallback | None = None, max_minutes: float | None = None,
-        save_every_minutes: float | None = None) -> TrainResult:
+        save_every_minutes: float | None = None,
+        epoch_callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Adversarial training of ``model`` in place (the paper's Eq. 10-12); returns the history.
 
     Args:
@@ -406,6 +410,8 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         step_callback: ``f(model, epoch, step)`` after every update (default None).
         max_minutes: stop after the last epoch that fits in this wall time (default None).
         save_every_minutes: also write mid-epoch checkpoints this often (default None).
+        epoch_callback: ``f(record)`` with every epoch's log record, after it is written
+            (rank 0 only; e.g. ``pni.tensorboard_sink.TensorBoardSink``; default None).
 
     Returns:
         TrainResult: per-epoch ``history``, ``out_dir`` and ``stopped_early``.
@@ -421,6 +427,7 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         1
     """
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
+    trainer.epoch_callback = epoch_callback
     return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes,
                        save_every_minutes=save_every_minutes)
 

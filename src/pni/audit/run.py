@@ -130,6 +130,6 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
         if surrogate is not None:
             source, _ = load_model(surrogate, device=device)
         elif train_surrogate_model:
-            train_data = load_dataset(run.data.name, "train", data_dir or run.config.get("data_dir"))
+            train_data = load_dataset(run.data.name, "train", run.data_dir)
     return audit(run.model, run.data, settings=settings, surrogate=source, train_data=train_data,
                  label=run.label, device=device, progress=progress)

@@ -257,7 +257,7 @@ def download_cifar10(
     return target
 
 
-def _fetch(url: str, out: BinaryIO, progress: bool) -> str:
+def _fetch(url: str, out: BinaryIO, progress: bool, desc: str = CIFAR10_ARCHIVE) -> str:
     """Stream ``url`` into ``out``; return the md5 of what was written."""
     digest = hashlib.md5(usedforsecurity=False)
     try:
@@ -265,7 +265,7 @@ def _fetch(url: str, out: BinaryIO, progress: bool) -> str:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=CIFAR10_ARCHIVE, disable=not progress) as bar:
+                      desc=desc, disable=not progress) as bar:
                 while block := response.read(1 << 20):
                     out.write(block)
                     digest.update(block)

@@ -1,0 +1,115 @@
+"""The ``pni`` command's CPU thread policy (imports nothing from pni, and torch only inside
+functions: ``pni/__init__`` calls ``cli_wait_policy`` before torch is imported).
+
+On a machine shared with other busy processes, torch's default (one OpenMP thread per core,
+spinning while it waits for work) loses to a single thread by 2-7x: the spinning threads
+compete with the other processes for the cores the work needs. The command therefore
+
+- sets ``OMP_WAIT_POLICY=PASSIVE`` before torch starts (threads sleep instead of spinning
+  between parallel regions; only where the variable is unset: yours wins);
+- runs ``--threads N`` / ``$PNI_THREADS`` threads when given (``auto`` or 0: the default), else
+  ``auto_threads()``: the cores this process may use less the other processes running at
+  start (``/proc/loadavg``'s runnable count, the smallest of a few samples so a brief
+  blip is not counted), at least 1. ``benchmarks/threads.py`` measures it against fixed
+  choices, quiet and with competing busy processes.
+
+Library users keep torch's defaults (``torch.set_num_threads`` is theirs to call).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+ENV = "PNI_THREADS"
+WAIT_ENV = "OMP_WAIT_POLICY"
+
+
+class ThreadsError(ValueError):
+    """A ``--threads`` / ``$PNI_THREADS`` value that is not a positive integer or ``auto``."""
+
+
+def is_pni_command(argv: list[str] | None = None) -> bool:
+    """Whether this process is the ``pni`` command (the console script, ``python -m pni`` or
+    ``torchrun -m pni``), judged from the interpreter's original command line."""
+    orig = list(argv if argv is not None else getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    if "-m" in orig[:-1]:
+        return orig[orig.index("-m") + 1] in ("pni", "pni.cli", "pni.__main__")
+    script = os.path.basename(orig[1]) if len(orig) > 1 else ""
+    return script in ("pni", "pni.exe", "pni-script.py")
+
+
+def cli_wait_policy(environ: dict[str, str] | None = None, argv: list[str] | None = None) -> bool:
+    """Sets ``OMP_WAIT_POLICY=PASSIVE`` for the ``pni`` command when torch is not imported yet
+    and the variable is unset; returns whether it did."""
+    environ = os.environ if environ is None else environ
+    if "torch" in sys.modules or WAIT_ENV in environ or not is_pni_command(argv):
+        return False
+    environ[WAIT_ENV] = "PASSIVE"
+    return True
+
+
+def parse_threads(value: str | int | None) -> int | None:
+    """``None``, ``""``, ``"auto"`` or 0: the automatic choice (None); else a positive int."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in ("", "auto", "0"):
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise ThreadsError(f"threads must be a positive integer or 'auto', got {value!r}") from None
+    if number < 0:
+        raise ThreadsError(f"threads must be a positive integer or 'auto', got {value!r}")
+    return number
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def others_running(samples: int = 5, interval: float = 0.02, path: str = "/proc/loadavg") -> int | None:
+    """Other runnable processes right now (the smallest of ``samples`` readings of the
+    kernel's runnable count, less this process); None where ``/proc/loadavg`` is missing."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open(path, encoding="ascii") as handle:
+                running = int(handle.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        counts.append(running - 1)
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0, min(counts))
+
+
+def auto_threads(cores: int | None = None, others: int | None = None) -> int:
+    """The cores free for this process: ``cores`` (default: the usable ones) less the other
+    running processes (default: measured), at least 1."""
+    cores = usable_cores() if cores is None else cores
+    others = others_running() if others is None else others
+    return max(1, cores - (others or 0))
+
+
+def choose_threads(flag: str | int | None = None, environ: dict[str, str] | None = None) -> tuple[int, str]:
+    """(threads, why): ``flag`` (``--threads``), else ``$PNI_THREADS``, else ``auto_threads()``."""
+    environ = os.environ if environ is None else environ
+    for value, source in ((flag, "--threads"), (environ.get(ENV), f"${ENV}")):
+        number = parse_threads(value)
+        if number is not None:
+            return number, source
+    return auto_threads(), "auto"
+
+
+def apply_threads(flag: str | int | None = None) -> tuple[int, str]:
+    """Sets torch's intra-op threads by ``choose_threads``; returns (threads, why)."""
+    import torch
+
+    threads, why = choose_threads(flag)
+    torch.set_num_threads(threads)
+    return threads, why
