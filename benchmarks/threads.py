@@ -7,8 +7,8 @@ A short LeNet-5 PNI-W adversarial training (``pni train --preset mnist-lenet --s
   (spin, then sleep): what ``pni`` did before;
 - ``1 thread``: ``--threads 1``;
 - ``all cores passive``: one thread per core with ``OMP_WAIT_POLICY=PASSIVE``;
-- ``pni default``: what the ``pni`` command now does (passive wait, ``--threads`` auto: the
-  cores not busy with other processes at start);
+- ``pni default``: what the ``pni`` command now does (passive wait, ``--threads`` auto: torch's
+  count, one per core), run through the command's own thread code;
 
 each on a quiet machine and with 1 and 3 competing busy processes (pure-Python spin loops
 pinned to nothing). Each timing is one fresh process (the wait policy must be set before torch
@@ -16,7 +16,7 @@ starts); the time is the training call's wall time, import excluded. Prints one 
 seconds and each setting's ratio to the best fixed choice (``1 thread`` or ``all cores,
 passive``) under the same load.
 
-    python benchmarks/threads.py                       # about 2-4 minutes on 2 cores
+    python benchmarks/threads.py      # about 10 minutes on 2 cores: torch's default is that slow under load
     python benchmarks/threads.py --epochs 1 --competitors 0,1 --repeats 1
 
 The numbers are only comparable within one run: other load on the machine adds to every cell.

@@ -56,9 +56,8 @@ def test_thread_choice() -> None:
     for bad in ("x", "-1", "1.5"):
         with pytest.raises(ThreadsError):
             parse_threads(bad)
-    assert auto_threads(cores=2, others=0) == 2
-    assert auto_threads(cores=2, others=1) == 1 and auto_threads(cores=2, others=3) == 1
-    assert auto_threads(cores=8, others=3) == 5
+    assert auto_threads(cores=2, default=2) == 2 and auto_threads(cores=1, default=2) == 1
+    assert auto_threads(cores=8, default=4) == 4 and auto_threads(cores=8, default=0) == 1
     assert choose_threads("4", {"PNI_THREADS": "2"}) == (4, "--threads")
     assert choose_threads(None, {"PNI_THREADS": "2"}) == (2, "$PNI_THREADS")
     assert choose_threads("auto", {"PNI_THREADS": "auto"})[1] == "auto"

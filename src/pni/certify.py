@@ -355,6 +355,6 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
         announce("pni certify", certify_seconds(len(run.data), n0, n, rate), len(run.data), (n0 + n) / 3,
-                 hint="--subset or --n")
+                 hint="--num-images or --noise-samples")
     return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run
 

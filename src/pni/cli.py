@@ -26,12 +26,15 @@ from .cli_args import (
     _writable_folder,
     add_audit_arguments,
     add_dataclass_flags,
+    add_deprecated_flag,
     add_eval_arguments,
     attack_options_from_args,
     audit_overrides,
     eval_settings_from_args,
     flag_fields,
     flag_values,
+    peek_option,
+    unknown_flags_message,
 )
 from .evaluate_settings import TransferSettings
 from .reproduce.cli import add_reproduce_parser
@@ -208,12 +211,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------
-THREADS_HELP = ("CPU threads for torch (default: $PNI_THREADS, else auto: the free cores, those not busy "
-                "with other processes at start; 'auto' or 0 asks for it). Checkpoints are byte-identical "
-                "only between runs with the same thread count")
+THREADS_HELP = ("CPU threads for torch (default: $PNI_THREADS, else auto: one per core, waiting passively, "
+                "which holds up on a machine shared with other busy processes; 'auto' or 0 asks for it). "
+                "Checkpoints are byte-identical only between runs with the same thread count")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="pni", description="Parametric Noise Injection: train, evaluate and audit PNI models.")
     parser.add_argument("--version", action="version", version=f"pni {__version__}")
@@ -242,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", metavar="DIR", default=None,
                        help="also write every epoch's log record to TensorBoard event files in DIR "
                             "(needs the tensorboard package; train_log.jsonl is written either way)")
-    _add_config_flags(train)
+    words = list(sys.argv[1:] if argv is None else argv)  # --help shows the chosen preset's values
+    _add_config_flags(train, peek_option(words, "--preset") or "cifar-resnet20",
+                      peek_option(words, "--scale") or "cpu")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy under attacks over trials, noise on and off",
@@ -269,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("source", help="checkpoint A (its dataset and training eps are used)")
     tr.add_argument("target", help="checkpoint B")
     tr.add_argument("more", nargs="*", help="further checkpoints C, D, ...")
-    add_dataclass_flags(tr, TransferSettings)
+    add_dataclass_flags(tr, TransferSettings, exclude=("n",))
+    tr.add_argument("--num-images", dest="n", type=int, default=None, metavar="N",
+                    help="a class-stratified sample of N test images (default: all)")
+    add_deprecated_flag(tr, "--n", "--num-images", "n", int)
     tr.add_argument("--out", default=None,
                     help="folder for transfer.json and transfer.md (default: <A's folder>/transfer)")
     tr.set_defaults(func=cmd_transfer)
@@ -325,12 +333,14 @@ def _one_line(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from .runfolder import TrainingInterrupted
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the command it was given to, in one line
-        prog = f"pni {args.command}" if getattr(args, "command", None) else "pni"
-        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)",
-              file=sys.stderr)
+    if unknown:  # named by the command it was given to, in one line, with the closest flags
+        command = getattr(args, "command", None)
+        prog = f"pni {command}" if command else "pni"
+        sub = next((a.choices[command] for a in parser._subparsers._group_actions if command in a.choices),
+                   parser) if command and parser._subparsers else parser
+        print(f"{prog}: error: {unknown_flags_message(sub, unknown)} (see {prog} --help)", file=sys.stderr)
         return 2
     if not getattr(args, "func", None):
         parser.print_help()

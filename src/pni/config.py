@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
-from .errors import PNIError
+from .errors import PNIError, did_you_mean
 from .helpfield import field_help, option
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
@@ -314,7 +314,7 @@ def preset_file(name: str) -> Any:
         return resources.files("pni") / "presets" / f"{name}.toml"
     if name.endswith(".toml") or os.sep in name:
         return Path(name)
-    raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(names)}, "
+    raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, names)}; expected one of: {', '.join(names)}, "
                       f"or the path of a .toml file")
 
 

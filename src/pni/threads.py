@@ -2,18 +2,24 @@
 functions: ``pni/__init__`` calls ``cli_wait_policy`` before torch is imported).
 
 On a machine shared with other busy processes, torch's default (one OpenMP thread per core,
-spinning while it waits for work) loses to a single thread by 2-7x: the spinning threads
-compete with the other processes for the cores the work needs. The command therefore
+*spinning* while it waits for work) loses badly: its threads burn the cores the other
+processes need, and each parallel region waits for the thread that was descheduled. Measured
+side by side (``benchmarks/threads.py``, LeNet-5 PNI-W training, 2 cores): with one and three
+competing busy processes, torch's default took 9-11x the time of the best fixed choice,
+while one thread per core with a *passive* wait policy stayed within 1.2x of the best fixed
+choice quiet and under load (better than one thread under heavy load: it gets a larger
+share of the cores). The command therefore
 
 - sets ``OMP_WAIT_POLICY=PASSIVE`` before torch starts (threads sleep instead of spinning
   between parallel regions; only where the variable is unset: yours wins);
-- runs ``--threads N`` / ``$PNI_THREADS`` threads when given (``auto`` or 0: the default), else
-  ``auto_threads()``: the cores this process may use less the other processes running at
-  start (``/proc/loadavg``'s runnable count, the smallest of a few samples so a brief
-  blip is not counted), at least 1. ``benchmarks/threads.py`` measures it against fixed
-  choices, quiet and with competing busy processes.
+- runs ``--threads N`` / ``$PNI_THREADS`` threads when given (``auto`` or 0: the default),
+  else torch's own count ($OMP_NUM_THREADS if set, else one per physical core; within the cores
+  this process may use).
+  A cap by the load seen at start (``others_running``) was measured too and lost.
 
 Library users keep torch's defaults (``torch.set_num_threads`` is theirs to call).
+Checkpoints are byte-identical across runs only with the same thread count (the order of
+floating-point reductions depends on it).
 """
 from __future__ import annotations
 
@@ -88,12 +94,15 @@ def others_running(samples: int = 5, interval: float = 0.02, path: str = "/proc/
     return max(0, min(counts))
 
 
-def auto_threads(cores: int | None = None, others: int | None = None) -> int:
-    """The cores free for this process: ``cores`` (default: the usable ones) less the other
-    running processes (default: measured), at least 1."""
+def auto_threads(cores: int | None = None, default: int | None = None) -> int:
+    """torch's default thread count (``default``; measured when None), at most ``cores``
+    (default: the cores this process may use), at least 1."""
+    if default is None:
+        import torch
+
+        default = torch.get_num_threads()
     cores = usable_cores() if cores is None else cores
-    others = others_running() if others is None else others
-    return max(1, cores - (others or 0))
+    return max(1, min(cores, default))
 
 
 def choose_threads(flag: str | int | None = None, environ: dict[str, str] | None = None) -> tuple[int, str]:

@@ -68,7 +68,7 @@ def measure_pass_rate(model: nn.Module, x: Tensor, rounds: int = 3) -> float:
     return len(x) / max(min(timings[1:]), 1e-9)
 
 
-def announce(what: str, seconds: float, images: int, passes: float, hint: str = "--n") -> str | None:
+def announce(what: str, seconds: float, images: int, passes: float, hint: str = "--num-images") -> str | None:
     """The line ``pni eval`` / ``pni audit`` print (to stderr) before a long run (over a
     minute); None for a short one."""
     if seconds < 60:

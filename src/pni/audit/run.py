@@ -115,7 +115,7 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     from ..runs import open_checkpoint
 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise AuditError(f"--n must be a positive number of images, got {n!r}")
+        raise AuditError(f"--num-images must be a positive number of images, got {n!r}")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
     settings = make_settings(run.eps if eps is None else eps, **overrides)
     if progress:  # say up front how long it will take

@@ -66,6 +66,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .steps import ReproduceError
 
     try:
+        if args.name not in NAMES:
+            from ..errors import did_you_mean
+
+            raise ReproduceError(f"unknown plan {args.name!r}{did_you_mean(args.name, NAMES)}; expected one of: "
+                                 f"{', '.join(NAMES)}")
         plans = get_plans(args.name)
         if args.max_minutes is not None and not args.max_minutes > 0:
             raise ReproduceError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes:g}")
