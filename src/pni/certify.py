@@ -258,9 +258,9 @@ def _check_settings(sigma: Any, n0: Any, n: Any, alpha: Any, batch_size: Any) ->
 
 
 def _progress_bar(total: int) -> Any:
-    from tqdm import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, unit="sample", unit_scale=True, desc="certify", leave=False)
+    return progress_bar(total, "certify", unit="sample", unit_scale=True)  # log files: a line per few %
 
 
 # --- the result -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from . import distributed
 from .attacks import AttackError, pgd
 from .attacks._common import check_model_inputs
 from .attacks.gradient import pgd_unchecked
+from .progress import counted, progress_bar
 from .config import TrainConfig, check_device
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from .data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
@@ -294,10 +295,9 @@ class Trainer(CheckpointedRun):
         for _ in range(first):  # skipped batches redraw their augmentation: the same stream
             next(batches)
         pending: Tensor | None = None
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
-                   initial=first, total=len(self.loader),
-                   disable=None if cfg.progress and self.is_main else True)  # None: terminals only
-        for step, (x, y) in enumerate(bar, start=first):
+        bar = progress_bar(len(self.loader), f"epoch {epoch + 1}/{cfg.epochs}", "batch", initial=first,
+                           enabled=cfg.progress and self.is_main)  # tqdm on a terminal, else a line per few %
+        for step, (x, y) in enumerate(counted(batches, bar), start=first):
             if self.step_callback is not None:
                 self.step_callback(self.net, epoch, step)
             stats, finite = self._step(x, y, adversarial)
@@ -307,7 +307,7 @@ class Trainer(CheckpointedRun):
             for key, value in stats.items():  # summed on the device: no per-step copy
                 sums[key] = sums[key] + value.float() * n if key in sums else value.float() * n
             count += n
-            if step % 25 == 0:
+            if step % 25 == 0 and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
             if self._pause_requested():
                 self._check_finite(pending)  # a bad state is never saved

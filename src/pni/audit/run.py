@@ -122,8 +122,9 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
         from ..work_estimate import announce, audit_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
-        announce("pni audit", audit_seconds(settings, len(run.data), rate), len(run.data),
-                 audit_seconds(settings, len(run.data), 1.0) / len(run.data))
+        trains = surrogate is None and train_surrogate_model  # counts only the items it will run
+        announce("pni audit", audit_seconds(settings, len(run.data), rate, trains), len(run.data),
+                 audit_seconds(settings, len(run.data), 1.0, trains) / len(run.data))
     source = None
     train_data = None
     if 2 in settings.items:

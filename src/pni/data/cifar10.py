@@ -27,8 +27,8 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .dataset import DataError, Dataset
 from .stats import NORMALIZATION
 
@@ -264,8 +264,7 @@ def _fetch(url: str, out: BinaryIO, progress: bool, desc: str = CIFAR10_ARCHIVE)
         with urllib.request.urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=desc, disable=not progress) as bar:
+            with progress_bar(total, desc, "B", enabled=progress, unit_scale=True, unit_divisor=1024) as bar:
                 while block := response.read(1 << 20):
                     out.write(block)
                     digest.update(block)
