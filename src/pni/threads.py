@@ -1,4 +1,4 @@
-"""The ``pni`` command's CPU thread policy (imports nothing from pni, and torch only inside
+"""The ``pni`` command's CPU thread policy (imports only ``pni.errors``, and torch only inside
 functions: ``pni/__init__`` calls ``cli_wait_policy`` before torch is imported).
 
 On a machine shared with other busy processes, torch's default (one OpenMP thread per core,
@@ -27,11 +27,13 @@ import os
 import sys
 import time
 
+from .errors import PNIError
+
 ENV = "PNI_THREADS"
 WAIT_ENV = "OMP_WAIT_POLICY"
 
 
-class ThreadsError(ValueError):
+class ThreadsError(PNIError):
     """A ``--threads`` / ``$PNI_THREADS`` value that is not a positive integer or ``auto``."""
 
 

@@ -55,7 +55,7 @@ from .dataset import (
     subset_tensors,
     warn_missing_classes,
 )
-from .idx import _load_idx_dataset, _load_mnist_sample, encode_idx, read_idx
+from .idx import _load_idx_dataset, _load_mnist_sample, _locate_idx, encode_idx, read_idx
 from .idx_download import download_idx
 from .imagefolder import _load_imagefolder, channel_stats
 from .limits import max_image_pixels, max_inflated_bytes
@@ -122,6 +122,8 @@ def load_dataset(
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if name == "cifar10":
         return _load_cifar10(root, split, download)
+    if download and isinstance(_locate_idx(name, root, split), list):
+        download_idx(name, root)  # the missing IDX files, md5-checked
     return _load_idx_dataset(name, root, split, download)
 
 

@@ -205,12 +205,7 @@ def _locate_idx(name: str, root: Path, split: str) -> tuple[Path, Path] | list[P
 
 
 def _load_idx_dataset(name: str, root: Path, split: str, download: bool) -> Dataset:
-    found = _locate_idx(name, root, split)
-    if isinstance(found, list) and download:
-        from .idx_download import download_idx
-
-        download_idx(name, root)
-        found = _locate_idx(name, root, split)
+    found = _locate_idx(name, root, split)  # download=True: load_dataset fetched missing files first
     if isinstance(found, list):
         image_stem, label_stem = _IDX_FILES[split]
         raise DataError(
