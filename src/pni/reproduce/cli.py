@@ -85,9 +85,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             steps = [s for s in steps if s.track == args.track]
         out = Path(args.out) if args.out else Path("results") / args.scale
         if args.report:
-            from .report import write_readme_summary, write_results
-
-            from .report import check_replace
+            from .report import check_replace, write_readme_summary, write_results
 
             target = args.report_out or (REPORT_OUT if args.update_docs else str(out / "RESULTS.md"))
             readme = args.readme if args.readme is not None else ("README.md" if args.update_docs else "")
