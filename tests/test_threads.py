@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pni.threads import (ThreadsError, auto_threads, choose_threads, cli_wait_policy, is_pni_command,
-                         others_running, parse_threads)
+                         parse_threads)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -61,10 +61,3 @@ def test_thread_choice() -> None:
     assert choose_threads("4", {"PNI_THREADS": "2"}) == (4, "--threads")
     assert choose_threads(None, {"PNI_THREADS": "2"}) == (2, "$PNI_THREADS")
     assert choose_threads("auto", {"PNI_THREADS": "auto"})[1] == "auto"
-
-
-def test_others_running_reads_the_runnable_count(tmp_path: Path) -> None:
-    fake = tmp_path / "loadavg"
-    fake.write_text("3.10 2.00 1.00 4/300 12345\n")
-    assert others_running(samples=2, interval=0, path=str(fake)) == 3
-    assert others_running(path=str(tmp_path / "missing")) is None

@@ -15,7 +15,8 @@ share of the cores). The command therefore
 - runs ``--threads N`` / ``$PNI_THREADS`` threads when given (``auto`` or 0: the default),
   else torch's own count ($OMP_NUM_THREADS if set, else one per physical core; within the cores
   this process may use).
-  A cap by the load seen at start (``others_running``) was measured too and lost.
+  A cap by the load seen at start (cores less the other running processes) was measured
+  too and lost: one thread under load ran up to 1.8x slower than one per core, passive.
 
 Library users keep torch's defaults (``torch.set_num_threads`` is theirs to call).
 Checkpoints are byte-identical across runs only with the same thread count (the order of
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-
 from .errors import PNIError
 
 ENV = "PNI_THREADS"
@@ -78,22 +77,6 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def others_running(samples: int = 5, interval: float = 0.02, path: str = "/proc/loadavg") -> int | None:
-    """Other runnable processes right now (the smallest of ``samples`` readings of the
-    kernel's runnable count, less this process); None where ``/proc/loadavg`` is missing."""
-    counts = []
-    for i in range(samples):
-        try:
-            with open(path, encoding="ascii") as handle:
-                running = int(handle.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        counts.append(running - 1)
-        if i + 1 < samples:
-            time.sleep(interval)
-    return max(0, min(counts))
 
 
 def auto_threads(cores: int | None = None, default: int | None = None) -> int:
