@@ -92,7 +92,8 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
         history = fit(model, train_set, config, test_set, out_dir=out / key, overwrite=True).history
         histories[key] = history
         print(f"[{key}] evaluating on {len(test_set)} test images, {EVAL_TRIALS} trials ...", flush=True)
-        evaluation = evaluate(model, test_set, attacks, trials=EVAL_TRIALS, seed=seed, votes=VOTES)
+        evaluation = evaluate(model, test_set, attacks, trials=EVAL_TRIALS, seed=seed, votes=VOTES,
+                              progress=progress)
         evaluation.attacks = attack_params
         rows.append((title, evaluation))
         results["models"][key] = {"title": title, "location": location, "config": config.to_dict(),
