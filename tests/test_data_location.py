@@ -78,3 +78,15 @@ def test_the_committed_cpu_runs_find_the_repository_data(monkeypatch, tmp_path: 
     monkeypatch.chdir(tmp_path)
     run = open_checkpoint(checkpoint, n=100)
     assert len(run.data) == 100 and Path(run.data_dir) == (REPO.parent / "shared" / "data").resolve()
+
+
+def test_transfer_between_committed_runs_finds_the_data_too(monkeypatch, tmp_path: Path) -> None:
+    runs = REPO / "results" / "cpu"
+    a, b = runs / "lenet5-W-at-mnist-501bbc46" / "checkpoint.pt", runs / "lenet5-none-at-mnist-b590ab06" / "checkpoint.pt"
+    if not (a.is_file() and b.is_file() and (REPO.parent / "shared" / "data" / "mnist").is_dir()):
+        pytest.skip("needs the committed results/cpu runs and ../shared/data")
+    monkeypatch.delenv("PNI_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["transfer", str(a), str(b), "--num-images", "10", "--trials", "1", "--steps", "2",
+                 "--threads", "1", "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "transfer.json").is_file()

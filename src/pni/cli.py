@@ -151,6 +151,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     out = _writable_folder(Path(args.out) if args.out else Path(args.source).resolve().parent / "transfer")
     settings = dataclasses.asdict(TransferSettings(**flag_values(args, [f.name for f in flag_fields(TransferSettings)])))
+    if settings.get("data_dir") is None:  # A records no data folder: found as pni eval finds it
+        from .checkpoint import read_checkpoint
+        from .runs import run_data
+
+        config = read_checkpoint(args.source).get("config") or {}
+        if config.get("data_dir") is None:
+            settings["data_dir"] = run_data(args.source, config, settings["split"], settings.get("dataset"))[1]
     matrix = transfer_checkpoints([args.source, args.target, *args.more], settings.pop("attack"), **settings)
     paths = write_transfer(matrix, out)
     print(paths["markdown"].read_text())
