@@ -391,13 +391,13 @@ def checkpoints(tmp_path_factory):
 def test_cli_eval_runs_the_honest_suite_by_default_and_the_paper_protocol_on_request(
         checkpoints, tmp_path, capsys):
     ckpt = str(checkpoints[1])
-    assert cli.main(["eval", ckpt, "--n", "16", "--trials", "2", "--steps", "2", "--eot", "2",
+    assert cli.main(["eval", ckpt, "--num-images", "16", "--trials", "2", "--steps", "2", "--eot", "2",
                      "--votes", "3", "--aa-iterations", "2", "--out", str(tmp_path / "honest")]) == 0
     honest = json.loads((tmp_path / "honest" / "results.json").read_text())
     assert list(honest["attacks"]) == ["clean", "pgd", "fgsm", "eot-pgd", "aa-rand", "worst-case"]
     assert honest["votes"] == 3 and honest["attacks"]["eot-pgd"]["eot"] == 2
     assert "worst-case" in honest["accuracy_percent"]["with_noise"]
-    assert cli.main(["eval", ckpt, "--n", "16", "--trials", "2", "--steps", "2", "--protocol", "paper",
+    assert cli.main(["eval", ckpt, "--num-images", "16", "--trials", "2", "--steps", "2", "--protocol", "paper",
                      "--out", str(tmp_path / "paper")]) == 0
     paper = json.loads((tmp_path / "paper" / "results.json").read_text())
     assert list(paper["attacks"]) == ["clean", "pgd", "fgsm"] and paper["votes"] == 1
@@ -406,7 +406,7 @@ def test_cli_eval_runs_the_honest_suite_by_default_and_the_paper_protocol_on_req
 
 
 def test_cli_transfer_prints_the_a_to_b_matrix(checkpoints, tmp_path, capsys):
-    code = cli.main(["transfer", str(checkpoints[0]), str(checkpoints[1]), "--n", "16", "--trials", "2",
+    code = cli.main(["transfer", str(checkpoints[0]), str(checkpoints[1]), "--num-images", "16", "--trials", "2",
                      "--steps", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0

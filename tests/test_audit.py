@@ -350,7 +350,7 @@ def pni_run(tmp_path_factory, mnist):
     return out
 
 
-CLI_FAST = ["--n", "48", "--steps", "3", "--random-n", "8", "--random-samples", "40",
+CLI_FAST = ["--num-images", "48", "--steps", "3", "--random-n", "8", "--random-samples", "40",
             "--eot-ks", "1,2", "--steps-values", "2,4", "--unbounded-steps", "10", "--score-n", "4",
             "--score-queries", "300", "--quiet"]
 
@@ -389,7 +389,7 @@ def test_cli_audit_items_and_no_surrogate(pni_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, match", [
     (["--items", "1,9"], "--items"),
-    (["--n", "0"], "--n"),
+    (["--num-images", "0"], "--num-images"),
     (["--eot-ks", "3"], "--eot-ks"),
     (["--steps", "0"], "--steps"),
     (["--eps", "2"], "--eps"),
@@ -409,7 +409,7 @@ def test_cli_audit_of_a_missing_checkpoint_names_the_file(tmp_path, capsys):
 def test_cli_report_gathers_log_evaluation_and_audit(pni_run, tmp_path, capsys):
     if not (pni_run / "audit" / "audit.json").exists():
         assert cli.main(["audit", str(pni_run / "checkpoint.pt"), *CLI_FAST, "--no-surrogate"]) == 0
-    assert cli.main(["eval", str(pni_run / "checkpoint.pt"), "--n", "32", "--trials", "2",
+    assert cli.main(["eval", str(pni_run / "checkpoint.pt"), "--num-images", "32", "--trials", "2",
                      "--steps", "2", "--attacks", "clean,pgd,fgsm"]) == 0
     capsys.readouterr()
     out = tmp_path / "report"

@@ -383,7 +383,7 @@ def _certify_command(*argv: str) -> int:
 
 def test_certify_command_writes_results_next_to_the_checkpoint(tmp_path, capsys):
     path = _checkpoint(tmp_path)
-    code = _certify_command(path, "--sigma", "0.25", "--n", "40", "--n0", "10", "--subset", "10",
+    code = _certify_command(path, "--sigma", "0.25", "--noise-samples", "40", "--n0", "10", "--num-images", "10",
                             "--batch-size", "200", "--quiet")
     out = capsys.readouterr().out
     assert code == 0 and "lenet5 (PNI-W)" in out and "r = 0.5" in out
@@ -406,7 +406,7 @@ def test_certify_command_check_attacks_the_certified_images(tmp_path, capsys, mo
 
     monkeypatch.setattr(certify_check, "cross_check_certificates", spy)
     # sigma 0.01: the random model is nearly deterministic, so it certifies images to attack
-    code = _certify_command(path, "--sigma", "0.01", "--n", "40", "--n0", "10", "--subset", "6",
+    code = _certify_command(path, "--sigma", "0.01", "--noise-samples", "40", "--n0", "10", "--num-images", "6",
                             "--batch-size", "200", "--quiet", "--check", "2", "--check-steps", "2")
     out = capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "certify" / "check.json").read_text())
@@ -418,7 +418,7 @@ def test_certify_command_check_attacks_the_certified_images(tmp_path, capsys, mo
         _certify_command(path, "--sigma", "0.25", "--check", "-1")
 
 
-@pytest.mark.parametrize("argv, match", [(("--sigma", "-1"), "sigma"), (("--sigma", "0.25", "--n0", "50", "--n", "10"), "n0")])
+@pytest.mark.parametrize("argv, match", [(("--sigma", "-1"), "sigma"), (("--sigma", "0.25", "--n0", "50", "--noise-samples", "10"), "n0")])
 def test_certify_command_rejects_bad_values_in_one_line(tmp_path, argv, match):
     with pytest.raises(CertifyError, match=match):
         _certify_command(_checkpoint(tmp_path), *argv)
@@ -428,9 +428,9 @@ def test_pni_certify_rejects_a_bad_flag_value_in_one_line(tmp_path, capsys):
     from pni.cli import commands as cli
 
     with pytest.raises(SystemExit) as stop:
-        cli.main(["certify", str(_checkpoint(tmp_path)), "--sigma", "0.25", "--subset", "0"])
+        cli.main(["certify", str(_checkpoint(tmp_path)), "--sigma", "0.25", "--num-images", "0"])
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and "--subset" in err and len(err.strip().splitlines()) == 1
+    assert stop.value.code == 2 and "--num-images" in err and len(err.strip().splitlines()) == 1
 
 
 # --- training building blocks ---------------------------------------------------------------

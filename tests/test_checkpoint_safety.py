@@ -94,9 +94,9 @@ def test_python_api_refuses_a_checkpoint_that_runs_code(good, tmp_path, loader):
 def test_every_cli_path_refuses_a_checkpoint_that_runs_code(good, tmp_path, capsys, command):
     path, marker = _hostile(good, tmp_path / "run")
     argv = {
-        "eval": ["eval", str(path), "--n", "8", "--trials", "1"],
-        "audit": ["audit", str(path), "--n", "8", "--no-surrogate", "--quiet"],
-        "transfer": ["transfer", str(path), str(path), "--n", "8", "--trials", "1"],
+        "eval": ["eval", str(path), "--num-images", "8", "--trials", "1"],
+        "audit": ["audit", str(path), "--num-images", "8", "--no-surrogate", "--quiet"],
+        "transfer": ["transfer", str(path), str(path), "--num-images", "8", "--trials", "1"],
         "train": ["train", "--preset", "mnist-lenet", "--scale", "smoke", "--out", str(path.parent),
                   "--resume", "--train-subset", "64", "--eval-subset", "0", "--progress", "false"],
     }[command]

@@ -46,7 +46,7 @@ def test_train_then_eval_writes_checkpoint_log_and_results(trained_run, capsys, 
     log = [json.loads(x) for x in (trained_run / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["epoch"] == 1 and "conv0:W" in log[0]["alphas"] and "test_pgd_acc" in log[0]
     code, out, err = run(capsys, "eval", str(trained_run / "checkpoint.pt"), "--trials", "2",
-                         "--n", "16", "--steps", "2", "--attacks", "clean,pgd,fgsm",
+                         "--num-images", "16", "--steps", "2", "--attacks", "clean,pgd,fgsm",
                          "--out", str(tmp_path / "ev"))
     assert code == 0, err
     assert "Test with PNI" in out and "Test without PNI" in out
@@ -92,7 +92,7 @@ def test_train_rejects_bad_attack_settings(capsys, tmp_path, flag, value, match)
     ("--trials", "-2", "trials must be an integer >= 1"),
 ])
 def test_eval_rejects_bad_values(trained_run, capsys, tmp_path, flag, value, match):
-    code, _, err = run(capsys, "eval", str(trained_run / "checkpoint.pt"), "--n", "8",
+    code, _, err = run(capsys, "eval", str(trained_run / "checkpoint.pt"), "--num-images", "8",
                        "--out", str(tmp_path), flag, value)
     assert code == 2
     assert pytest.importorskip("re").search(match, err), err
@@ -104,7 +104,7 @@ def test_eval_of_a_checkpoint_of_another_architecture_lists_mismatched_keys(trai
     checkpoint["model_meta"]["input_shape"] = [3, 32, 32]
     checkpoint["model_meta"]["normalize"] = None
     torch.save(checkpoint, tmp_path / "other.pt")
-    code, _, err = run(capsys, "eval", str(tmp_path / "other.pt"), "--n", "8")
+    code, _, err = run(capsys, "eval", str(tmp_path / "other.pt"), "--num-images", "8")
     assert code == 2
     assert "does not fit the model" in err
     assert "missing keys" in err and "bn0.running_mean" in err

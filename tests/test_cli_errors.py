@@ -207,7 +207,7 @@ def test_evaluation_data_or_weights_that_do_not_fit(capsys, tmp_path, case, matc
             model.fc0.parametrizations.weight.original[0, 0] = float("nan")
     path = _checkpoint(tmp_path, f"{case}.pt", model)
     for command in ("eval", "audit"):
-        line = error_line(*run(capsys, command, path, "--n", "16", "--trials", "1"), command)
+        line = error_line(*run(capsys, command, path, "--num-images", "16", "--trials", "1"), command)
         assert match in line
 
 

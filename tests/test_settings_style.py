@@ -44,19 +44,19 @@ def test_generated_flags_are_typed_and_only_given_values_come_back():
 
 
 def test_audit_and_eval_keep_their_flags():
-    audit = {"--eps", "--n", "--items", "--steps", "--step-size", "--trials", "--eps-values",
+    audit = {"--eps", "--num-images", "--n", "--items", "--steps", "--step-size", "--trials", "--eps-values",
              "--steps-values", "--eot-ks", "--max-eot-drop", "--random-samples", "--random-n",
              "--unbounded-steps", "--surrogate", "--no-surrogate", "--surrogate-epochs",
              "--surrogate-train-n", "--score-n", "--score-queries", "--dataset", "--data-dir",
              "--split", "--batch-size", "--seed", "--device", "--quiet", "--out", "-h", "--help", "--debug",
-             "--model", "--weights", "--threat", "--name"}  # any model (pni.cli.benchmark)
-    assert _flags("audit") == audit
+             "--model", "--weights", "--threat", "--name", "--threads"}  # any model (pni.cli.benchmark)
+    assert _flags("audit") == audit   # --n: the deprecated spelling of --num-images
     assert {"--attacks", "--protocol", "--votes", "--n", "--num-images", "--trials", "--eps", "--steps",
             "--step-size", "--noise", "--dataset", "--data-dir", "--split", "--batch-size", "--seed",
             "--device", "--out"} <= _flags("eval")
-    assert _flags("transfer") == {"--attack", "--trials", "--n", "--eps", "--steps", "--step-size", "--votes",
+    assert _flags("transfer") == {"--attack", "--trials", "--num-images", "--n", "--eps", "--steps", "--step-size", "--votes",
                                   "--dataset", "--data-dir", "--split", "--batch-size", "--seed", "--device",
-                                  "--out", "-h", "--help", "--debug"}
+                                  "--out", "-h", "--help", "--debug", "--threads"}
     parsed = build_parser().parse_args(["transfer", "a.pt", "b.pt", "--eps", "8/255", "--trials", "2"])
     assert flag_values(parsed, [f.name for f in dataclasses.fields(TransferSettings)]) == {
         "eps": 8 / 255, "trials": 2}

@@ -190,7 +190,7 @@ def folder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_cli_eval_n_20_on_a_10_class_folder_takes_two_of_each(folder_run, capsys, tmp_path) -> None:
     _, checkpoint = folder_run
-    code = cli.main(["eval", str(checkpoint), "--n", "20", "--attacks", "clean", "--trials", "1",
+    code = cli.main(["eval", str(checkpoint), "--num-images", "20", "--attacks", "clean", "--trials", "1",
                      "--protocol", "paper", "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err
     assert code == 0, err

@@ -8,7 +8,11 @@ and evaluation (``evaluate``, ``audit``) needed to judge such a randomized defen
 ``pni.training``, ``pni.evaluation``, ``pni.auditing``, ``pni.certification``, ``pni.reports``,
 ``pni.reproduce`` (the paper's tables) and ``pni.cli`` (docs/ARCHITECTURE.md).
 """
-from . import attacks
+from .threads import cli_wait_policy as _cli_wait_policy
+
+_cli_wait_policy()  # the pni command only: OpenMP threads sleep, not spin, while they wait (before torch)
+
+from . import attacks  # noqa: E402
 from .allocator import keep_freed_memory
 from .errors import PNIError
 from .auditing import AuditReport, audit, sweep_eot, sweep_eps, sweep_steps

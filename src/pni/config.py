@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
-from .errors import PNIError
+from .errors import PNIError, did_you_mean
 from .settings import field_help, option
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
@@ -142,8 +142,9 @@ class TrainConfig:
     dataset: str = option("cifar10", 'mnist, fashion-mnist, cifar10, imagefolder or mnist-sample '
                                      '(packaged)')
     data_dir: str | None = option(None, 'folder (or zip for imagefolder) holding the dataset; default '
-                                        '$PNI_DATA or ~/.cache/pni')
-    download: bool = option(False, 'download the dataset if missing (cifar10)')
+                                        '$PNI_DATA or ~/.cache/pni (pni train stores it resolved: an '
+                                        'absolute path in config.json)')
+    download: bool = option(False, 'download the dataset if missing (cifar10, mnist, fashion-mnist; checksum-verified)')
     train_subset: int | None = option(None, 'train on a class-stratified sample of N training images '
                                             '(the same for the same N)')
     eval_subset: int = option(1000, 'test images for the per-epoch clean/PGD accuracy (0: none)')
@@ -336,7 +337,7 @@ def preset_file(name: str) -> Any:
         return resources.files("pni") / "presets" / f"{name}.toml"
     if name.endswith(".toml") or os.sep in name:
         return Path(name)
-    raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(names)}, "
+    raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, names)}; expected one of: {', '.join(names)}, "
                       f"or the path of a .toml file")
 
 

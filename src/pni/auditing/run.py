@@ -115,21 +115,22 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     from ..runs import open_checkpoint
 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise AuditError(f"--n must be a positive number of images, got {n!r}")
+        raise AuditError(f"--num-images must be a positive number of images, got {n!r}")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
     settings = make_settings(run.eps if eps is None else eps, **overrides)
     if progress:  # say up front how long it will take
         from ..evaluation.estimate import announce, audit_seconds, measure_pass_rate, sample_images
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
-        announce("pni audit", audit_seconds(settings, len(run.data), rate), len(run.data),
-                 audit_seconds(settings, len(run.data), 1.0) / len(run.data))
+        trains = surrogate is None and train_surrogate_model  # counts only the items it will run
+        announce("pni audit", audit_seconds(settings, len(run.data), rate, trains), len(run.data),
+                 audit_seconds(settings, len(run.data), 1.0, trains) / len(run.data))
     source = None
     train_data = None
     if 2 in settings.items:
         if surrogate is not None:
             source, _ = load_model(surrogate, device=device)
         elif train_surrogate_model:
-            train_data = load_dataset(run.data.name, "train", data_dir or run.config.get("data_dir"))
+            train_data = load_dataset(run.data.name, "train", run.data_dir)
     return audit(run.model, run.data, settings=settings, surrogate=source, train_data=train_data,
                  label=run.label, device=device, progress=progress)

@@ -274,9 +274,9 @@ def _check_settings(sigma: Any, n0: Any, n: Any, alpha: Any, batch_size: Any) ->
 
 
 def _progress_bar(total: int) -> Any:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, unit="sample", unit_scale=True, desc="certify", leave=False)
+    return progress_bar(total, "certify", unit="sample", unit_scale=True)  # log files: a line per few %
 
 
 # --- the result -----------------------------------------------------------------------------
@@ -373,6 +373,6 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
 
         rate = measure_pass_rate(run.model, sample_images(run.data, device))
         announce("pni certify", certify_seconds(len(run.data), n0, n, rate), len(run.data), (n0 + n) / 3,
-                 hint="--subset or --n")
+                 hint="--num-images or --noise-samples")
     return certify(run.model, run.data, sigma, n0, n, alpha, batch_size, seed, progress), run
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import PNIError
+from ..errors import PNIError, did_you_mean
 
 class UsageError(PNIError):
     """A bad command-line value found after parsing (an --out that cannot be written, ...)."""
@@ -23,7 +23,46 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line, ``pni <cmd>: error: ...`` (status 2)."""
 
     def error(self, message: str) -> typing.NoReturn:
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # a mistyped command or choice: the closest one
+            message += did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def unknown_flags_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``unrecognized arguments: ...``, each mistyped ``--flag`` with the closest flag of
+    ``parser`` (the sub-command's parser)."""
+    flags = [o for o in parser._option_string_actions if o.startswith("--")]
+    words = [f"{u}{did_you_mean(u.split('=')[0], flags)}" if u.startswith("--") else u for u in unknown]
+    return f"unrecognized arguments: {' '.join(words)}"
+
+
+# --- deprecated spellings --------------------------------------------------------------
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag, kept for one version: stores into the new flag's ``dest``
+    and prints one warning line naming the new spelling."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"{parser.prog}: warning: {option_string} is deprecated and goes away in the next version; "
+              f"write {self.new}", file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, new: str, dest: str,
+                        type: Callable[[str], Any] | None = None) -> None:  # noqa: A002
+    """``old`` as a hidden, warning alias of the flag ``new`` (whose value lives in ``dest``)."""
+    parser.add_argument(old, dest=dest, type=type, default=argparse.SUPPRESS, action=_DeprecatedFlag,
+                        new=new, help=argparse.SUPPRESS)
 
 
 # --- argument types ------------------------------------------------------------------
@@ -162,13 +201,13 @@ def _default_of(field: dataclasses.Field) -> Any:
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, group_title: str | None = None,
                         exclude: tuple[str, ...] = (), *, dest_prefix: str = "",
                         default: Any = None, show_default: Callable[[Any], str] | None = repr,
-                        ) -> list[str]:
+                        shown: dict[str, Any] | None = None) -> list[str]:
     """One ``--field-name`` flag per field of dataclass ``cls`` (see ``flag_fields``), typed
     from the field's hint, its help from ``metadata["help"]`` followed by ``(default ...)``:
     ``metadata["default_text"]`` when the field states its default rule in words, else
     ``show_default(the field's default)`` (None: no default shown). A flag not given leaves
-    ``dest_prefix + name`` at ``default`` (``argparse.SUPPRESS``: absent). Returns the
-    field names."""
+    ``dest_prefix + name`` at ``default`` (``argparse.SUPPRESS``: absent). ``shown``: the
+    defaults to show instead of the fields' own (a preset's values). Returns the field names."""
     group = parser.add_argument_group(group_title) if group_title else parser
     names = []
     for field in flag_fields(cls, exclude):
@@ -176,7 +215,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, group_title:
         if "default_text" in field.metadata:
             text += f" (default: {field.metadata['default_text']})"
         elif show_default is not None:
-            text += f" (default {show_default(_default_of(field))})"
+            value = shown[field.name] if shown is not None and field.name in shown else _default_of(field)
+            text += f" (default {show_default(value)})"
         group.add_argument("--" + field.name.replace("_", "-"), dest=dest_prefix + field.name,
                            type=_field_parser(cls, field), default=default,
                            metavar=field.name.upper(), help=text)
@@ -191,19 +231,45 @@ def flag_values(args: argparse.Namespace, names: list[str] | tuple[str, ...],
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from ..config import TrainConfig
+def _add_config_flags(parser: argparse.ArgumentParser, preset: str = "cifar-resnet20",
+                      scale: str = "cpu") -> None:
+    """The ``TrainConfig`` flags of ``pni train``, their help showing ``preset``'s values at
+    ``scale`` (the preset and scale on the command line; an unknown one: the fields' own)."""
+    from ..config import TrainConfig, load_config
 
-    add_dataclass_flags(parser, TrainConfig, "training fields (override the preset)",
-                        dest_prefix="cfg_", default=argparse.SUPPRESS)
+    try:
+        shown: dict[str, Any] | None = load_config(preset, scale).to_dict()
+        title = f"training fields (override the preset; defaults shown: {preset} at {scale} scale)"
+    except PNIError:
+        shown, title = None, "training fields (override the preset)"
+    add_dataclass_flags(parser, TrainConfig, title, dest_prefix="cfg_", default=argparse.SUPPRESS, shown=shown)
+
+
+def peek_option(argv: list[str], name: str) -> str | None:
+    """The value of option ``name`` in ``argv`` (``--name V`` or ``--name=V``), before parsing."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 # --- commands ------------------------------------------------------------------------
 
 def _parse_attacks(text: str) -> list[str]:
+    """Comma-separated registered attack names; a mistyped one is refused here, at parsing
+    (before any time estimate), with the closest name."""
+    from ..attacks.registry import attack_names
+
     names = [a.strip() for a in text.split(",") if a.strip()]
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of attack names")
+    known = attack_names()
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown attack {name!r}{did_you_mean(name, known)}; "
+                                             f"expected among: {', '.join(known)}")
     return names
 
 
@@ -250,9 +316,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"noise draws each prediction is judged over: expected and majority-vote "
                              f"accuracy (default {DEFAULT_VOTES}; 1 with --protocol paper)")
     add_attack_flags(parser)
-    parser.add_argument("--n", "--num-images", dest="n", type=int, default=None,
-                        help="evaluate a class-stratified sample of N test images (default: all); under torchrun "
-                             "write --num-images (torchrun takes --n for its own --nnodes)")
+    parser.add_argument("--num-images", dest="n", type=int, default=None, metavar="N",
+                        help="evaluate a class-stratified sample of N test images (default: all)")
+    add_deprecated_flag(parser, "--n", "--num-images", "n", int)
     parser.add_argument("--noise", choices=("both", "off"), default="both",
                         help="both: test with and without PNI (Table 2); off: without only")
     add_dataclass_flags(parser, EvalSettings, "evaluation settings", show_default=_show_setting)
@@ -291,7 +357,9 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint.pt written by `pni train` (or --model)")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
-    parser.add_argument("--n", type=int, default=500, help="audit a class-stratified sample of N test images (default 500)")
+    parser.add_argument("--num-images", dest="n", type=int, default=500, metavar="N",
+                        help="audit a class-stratified sample of N test images (default 500)")
+    add_deprecated_flag(parser, "--n", "--num-images", "n", int)
     add_dataclass_flags(parser, AuditSettings, "audit settings", show_default=_show_setting)
     parser.add_argument("--surrogate", default=None,
                         help="item 2: checkpoint of the transfer attack's source model "

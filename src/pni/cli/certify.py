@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .args import _parse_device, _positive_int
+from .args import _parse_device, _positive_int, add_deprecated_flag
 
 
 def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,15 +15,17 @@ def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, required=True,
                         help="std of the Gaussian noise in [0, 1] pixel units (Cohen et al.: 0.12, 0.25, "
                              "0.5, 1.0); certify a model trained with about the same input noise")
-    parser.add_argument("--n", type=_positive_int, default=10_000,
-                        help="noise samples that bound the top class's probability (default 10000; "
-                             "Cohen et al.: 100000)")
+    parser.add_argument("--noise-samples", dest="n", type=_positive_int, default=10_000, metavar="N",
+                        help="noise samples that bound the top class's probability (Cohen et al.'s n; "
+                             "default 10000, theirs 100000); they bound the largest certifiable radius")
+    add_deprecated_flag(parser, "--n", "--noise-samples", "n", _positive_int)
     parser.add_argument("--n0", type=_positive_int, default=100,
                         help="noise samples that select the top class (default 100)")
     parser.add_argument("--alpha", type=float, default=0.001,
                         help="failure probability of each certificate (default 0.001)")
-    parser.add_argument("--subset", type=_positive_int, default=None,
-                        help="certify a class-stratified sample of K test images (default: all)")
+    parser.add_argument("--num-images", dest="subset", type=_positive_int, default=None, metavar="N",
+                        help="certify a class-stratified sample of N test images (default: all)")
+    add_deprecated_flag(parser, "--subset", "--num-images", "subset", _positive_int)
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="dataset split (default test)")

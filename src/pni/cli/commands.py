@@ -27,12 +27,15 @@ from .args import (
     _writable_folder,
     add_audit_arguments,
     add_dataclass_flags,
+    add_deprecated_flag,
     add_eval_arguments,
     attack_options_from_args,
     audit_overrides,
     eval_settings_from_args,
     flag_fields,
     flag_values,
+    peek_option,
+    unknown_flags_message,
 )
 from ..attacks.threat import threat_eps
 from ..evaluation.settings import TransferSettings
@@ -66,7 +69,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     from ..models.hub import pretrained_names
     print(f"pretrained:    {', '.join(pretrained_names('cpu'))}  (scale cpu: pni.pretrained(name))")
     print(f"benchmarks:    {', '.join(PROTOCOLS)}  (pni eval --benchmark; docs/BENCHMARK.md)")
+    print(f"threads:       {_threads_line()}")
     return 0
+
+
+def _threads_line() -> str:
+    import torch
+
+    from ..threads import ENV, WAIT_ENV
+
+    return (f"{torch.get_num_threads()} of {os.cpu_count()} cores (--threads / ${ENV}; OpenMP wait policy "
+            f"{os.environ.get(WAIT_ENV, 'default')})")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -74,15 +87,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.run import train_data, train_run
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    if overrides.get("data_dir"):  # stored resolved (absolute) in config.json: found from anywhere
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     config = load_config(args.preset, args.scale, **overrides)
     check_device(config.device)
     _writable_folder(args.out)
+    sink = None
+    if args.tensorboard:
+        from ..training.tensorboard_sink import TensorBoardSink
+
+        sink = TensorBoardSink(args.tensorboard)  # one-line error if tensorboard is not installed
     train_set, test_set = train_data(config)
     print(f"training {config.model} (noise {config.location or 'none'}) on {config.dataset} "
           f"({len(train_set)} images), {config.epochs} epochs -> {args.out}")
-    result = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                       max_minutes=args.max_minutes, save_every_minutes=args.save_every_minutes,
-                       data=(train_set, test_set))
+    try:
+        result = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                           max_minutes=args.max_minutes, save_every_minutes=args.save_every_minutes,
+                           data=(train_set, test_set), epoch_callback=sink)
+    finally:
+        if sink is not None:
+            sink.close()
     if result.stopped_early:
         print(f"stopped after epoch {result.last.get('epoch', 0)} of {config.epochs} "
               f"(--max-minutes {args.max_minutes:g}); continue with --resume")
@@ -131,6 +155,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     out = _writable_folder(Path(args.out) if args.out else Path(args.source).resolve().parent / "transfer")
     settings = dataclasses.asdict(TransferSettings(**flag_values(args, [f.name for f in flag_fields(TransferSettings)])))
+    if settings.get("data_dir") is None:  # A records no data folder: found as pni eval finds it
+        from ..checkpoint import read_checkpoint
+        from ..runs import run_data
+
+        config = read_checkpoint(args.source).get("config") or {}
+        if config.get("data_dir") is None:
+            settings["data_dir"] = run_data(args.source, config, settings["split"], settings.get("dataset"))[1]
     matrix = transfer_checkpoints([args.source, args.target, *args.more], settings.pop("attack"), **settings)
     paths = write_transfer(matrix, out)
     print(paths["markdown"].read_text())
@@ -197,12 +228,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------
+THREADS_HELP = ("CPU threads for torch (default: $PNI_THREADS, else auto: one per core, waiting passively, "
+                "which holds up on a machine shared with other busy processes; 'auto' or 0 asks for it). "
+                "Checkpoints are byte-identical only between runs with the same thread count")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="pni", description="Parametric Noise Injection: train, evaluate and audit PNI models.")
     parser.add_argument("--version", action="version", version=f"pni {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--threads", metavar="N", default=None, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     info = sub.add_parser("info", help="list the models, noise locations, datasets and presets")
@@ -223,7 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save-every-minutes", type=_positive_minutes, default=None,
                        help="also write a mid-epoch checkpoint every this many minutes (SIGTERM and "
                             "SIGINT always write one after the current batch)")
-    _add_config_flags(train)
+    train.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write every epoch's log record to TensorBoard event files in DIR "
+                            "(needs the tensorboard package; train_log.jsonl is written either way)")
+    words = list(sys.argv[1:] if argv is None else argv)  # --help shows the chosen preset's values
+    _add_config_flags(train, peek_option(words, "--preset") or "cifar-resnet20",
+                      peek_option(words, "--scale") or "cpu")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="accuracy under attacks over trials, noise on and off",
@@ -251,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("source", help="checkpoint A (its dataset and training eps are used)")
     tr.add_argument("target", help="checkpoint B")
     tr.add_argument("more", nargs="*", help="further checkpoints C, D, ...")
-    add_dataclass_flags(tr, TransferSettings)
+    add_dataclass_flags(tr, TransferSettings, exclude=("n",))
+    tr.add_argument("--num-images", dest="n", type=int, default=None, metavar="N",
+                    help="a class-stratified sample of N test images (default: all)")
+    add_deprecated_flag(tr, "--n", "--num-images", "n", int)
     tr.add_argument("--out", default=None,
                     help="folder for transfer.json and transfer.md (default: <A's folder>/transfer)")
     tr.set_defaults(func=cmd_transfer)
@@ -273,11 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", default="PNI runs", help="report title")
     rep.set_defaults(func=cmd_report)
     add_leaderboard_parser(sub)
-    for command in sub.choices.values():
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show the traceback of an error")
     add_certify_parser(sub)
     add_reproduce_parser(sub)
+    for name, command in sub.choices.items():
+        if name not in ("certify", "reproduce"):
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show the traceback of an error")
+        command.add_argument("--threads", metavar="N", default=argparse.SUPPRESS, help=THREADS_HELP)
     return parser
 
 
@@ -307,18 +353,27 @@ def _one_line(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..training.run_folder import TrainingInterrupted
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the command it was given to, in one line
-        prog = f"pni {args.command}" if getattr(args, "command", None) else "pni"
-        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)",
-              file=sys.stderr)
+    if unknown:  # named by the command it was given to, in one line, with the closest flags
+        command = getattr(args, "command", None)
+        prog = f"pni {command}" if command else "pni"
+        sub = next((a.choices[command] for a in parser._subparsers._group_actions if command in a.choices),
+                   parser) if command and parser._subparsers else parser
+        print(f"{prog}: error: {unknown_flags_message(sub, unknown)} (see {prog} --help)", file=sys.stderr)
         return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     keep_freed_memory()  # large attack batches reuse freed memory instead of faulting in fresh pages
     prefix = f"pni {args.command}"
+    from ..threads import ThreadsError, apply_threads
+
+    try:  # OMP_WAIT_POLICY=PASSIVE was set by pni/__init__ before torch started (pni.threads)
+        apply_threads(getattr(args, "threads", None))
+    except ThreadsError as error:
+        print(f"{prefix}: error: {error}", file=sys.stderr)
+        return 2
     try:
         with _torchrun_process():
             return int(args.func(args) or 0)

@@ -42,12 +42,19 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
     rep.add_argument("--report", action="store_true",
                      help="write the report (paper vs ours, honest counterparts, verdicts) from the "
                           "results already in --out; runs nothing")
-    rep.add_argument("--report-out", metavar="PATH", default=REPORT_OUT,
-                     help="where --report writes (default docs/RESULTS.md)")
+    rep.add_argument("--report-out", metavar="PATH", default=None,
+                     help="where --report writes (default <out>/RESULTS.md, the results folder; "
+                          "docs/RESULTS.md with --update-docs)")
+    rep.add_argument("--update-docs", action="store_true",
+                     help="with --report: write the committed docs/RESULTS.md and the README's verdict "
+                          "block (what the repository's own cpu-scale report is regenerated with)")
     rep.add_argument("--readme", metavar="PATH", default=None,
                      help="README whose block between <!-- verdicts:start --> and <!-- verdicts:end --> "
-                          "--report rewrites with one line per claim (default README.md when --report-out "
-                          "is left at its default, else none; '' for none)")
+                          "--report rewrites with one line per claim (default README.md with --update-docs, "
+                          "else none; '' for none)")
+    rep.add_argument("--force", action="store_true",
+                     help="with --report: replace a report (or README block) built from another scale or "
+                          "results folder (refused otherwise)")
     rep.set_defaults(func=cmd_reproduce)
     return rep
 
@@ -59,6 +66,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..reproduce.steps import ReproduceError
 
     try:
+        if args.name not in NAMES:
+            from ..errors import did_you_mean
+
+            raise ReproduceError(f"unknown plan {args.name!r}{did_you_mean(args.name, NAMES)}; expected one of: "
+                                 f"{', '.join(NAMES)}")
         plans = get_plans(args.name)
         if args.max_minutes is not None and not args.max_minutes > 0:
             raise ReproduceError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes:g}")
@@ -73,14 +85,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             steps = [s for s in steps if s.track == args.track]
         out = Path(args.out) if args.out else Path("results") / args.scale
         if args.report:
-            from ..reproduce.report import write_readme_summary, write_results
+            from ..reproduce.report import check_replace, write_readme_summary, write_results
 
-            path = write_results(plans, args.scale, out, args.report_out, args.data_dir)
-            print(f"report of {args.name} at {args.scale} scale from {out} written to {path}")
-            readme = args.readme if args.readme is not None else (
-                "README.md" if args.report_out == REPORT_OUT else "")
+            target = args.report_out or (REPORT_OUT if args.update_docs else str(out / "RESULTS.md"))
+            readme = args.readme if args.readme is not None else ("README.md" if args.update_docs else "")
+            flags = " --update-docs" if args.update_docs else ""
+            for path, block in ((target, False), (readme, True)):  # refuse before writing either
+                if path:
+                    check_replace(path, args.scale, out, args.force, block=block)
+            path = write_results(plans, args.scale, out, target, args.data_dir, force=True, flags=flags)
+            print(f"report of {args.name} at {args.scale} scale from {out} written to {path}"
+                  + ("" if args.update_docs or args.report_out else
+                     " (docs/RESULTS.md and the README's verdicts: add --update-docs)"))
             if readme:
-                print(write_readme_summary(plans, args.scale, out, readme, path, args.data_dir))
+                print(write_readme_summary(plans, args.scale, out, readme, path, args.data_dir, force=True,
+                                           flags=flags))
             return 0
         if args.dry_run:
             print_plan(plans, steps, args.scale, out, args.device, args.data_dir)

@@ -5,7 +5,8 @@ float ``[0, 1]`` only per batch. Supported datasets (see :data:`DATASETS`), one 
 
 * ``mnist`` / ``fashion-mnist`` (:mod:`pni.data.idx`): the four standard IDX files,
   read from ``<dir>/mnist`` (``<dir>/fashion-mnist``), ``<dir>/MNIST/raw``, ..., then
-  ``<dir>``; no automatic download (``download=True`` only changes the error message).
+  ``<dir>``; ``download=True`` fetches the missing ones into ``<dir>/<name>``, md5-checked
+  (:mod:`pni.data.idx_download`).
 * ``cifar10`` (:mod:`pni.data.cifar10`): the official python version, the extracted
   folder or the archive read in place; md5-checked, ``download=True`` fetches it.
 * ``imagefolder`` (:mod:`pni.data.imagefolder`): a folder or ``.zip`` holding
@@ -51,7 +52,8 @@ from .dataset import (
     subset_tensors,
     warn_missing_classes,
 )
-from .idx import _load_idx_dataset, _load_mnist_sample, encode_idx, read_idx
+from .idx import _load_idx_dataset, _load_mnist_sample, _locate_idx, encode_idx, read_idx
+from .idx_download import download_idx
 from .imagefolder import _load_imagefolder, channel_stats
 from .limits import max_dataset_bytes, max_image_pixels, max_inflated_bytes
 from .loader import BatchLoader, crop_flip
@@ -79,6 +81,7 @@ __all__ = [
     "crop_flip",
     "default_data_dir",
     "download_cifar10",
+    "download_idx",
     "encode_idx",
     "load_dataset",
     "max_dataset_bytes",
@@ -114,4 +117,6 @@ def load_dataset(
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if name == "cifar10":
         return _load_cifar10(root, split, download)
+    if download and isinstance(_locate_idx(name, root, split), list):
+        download_idx(name, root)  # the missing IDX files, md5-checked
     return _load_idx_dataset(name, root, split, download)

@@ -26,8 +26,8 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .dataset import DataError, Dataset
 from .stats import NORMALIZATION
 
@@ -256,15 +256,14 @@ def download_cifar10(
     return target
 
 
-def _fetch(url: str, out: BinaryIO, progress: bool) -> str:
+def _fetch(url: str, out: BinaryIO, progress: bool, desc: str = CIFAR10_ARCHIVE) -> str:
     """Stream ``url`` into ``out``; return the md5 of what was written."""
     digest = hashlib.md5(usedforsecurity=False)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=CIFAR10_ARCHIVE, disable=not progress) as bar:
+            with progress_bar(total, desc, "B", enabled=progress, unit_scale=True, unit_divisor=1024) as bar:
                 while block := response.read(1 << 20):
                     out.write(block)
                     digest.update(block)

@@ -2,8 +2,8 @@
 
 ``mnist`` / ``fashion-mnist``: the four standard IDX files (gzipped or not), read from
 ``<dir>/mnist`` (``<dir>/fashion-mnist``), ``<dir>/MNIST/raw``, ..., then ``<dir>``. There
-is no automatic download for these; ``download=True`` only matters when the files are
-missing (the error then says where to get them). ``mnist-sample``: 6,000 MNIST test images
+``download=True`` fetches the files that are missing into ``<dir>/<name>/`` from the standard
+mirrors, checksum-verified (:mod:`pni.data.idx_download`). ``mnist-sample``: 6,000 MNIST test images
 shipped with the package (5,000 train / 1,000 test), for tests and quick demos.
 A gzipped stream is inflated only up to what its IDX header announces.
 """
@@ -205,15 +205,14 @@ def _locate_idx(name: str, root: Path, split: str) -> tuple[Path, Path] | list[P
 
 
 def _load_idx_dataset(name: str, root: Path, split: str, download: bool) -> Dataset:
-    found = _locate_idx(name, root, split)
+    found = _locate_idx(name, root, split)  # download=True: load_dataset fetched missing files first
     if isinstance(found, list):
         image_stem, label_stem = _IDX_FILES[split]
-        note = ("download=True (--download) is not available for this dataset: automatic "
-                "download is only supported for cifar10. " if download else "")
         raise DataError(
             f"{name} {split} files {image_stem}[.gz] and {label_stem}[.gz] not found; searched: "
-            f"{', '.join(str(f) for f in found)}. {note}Get the four IDX files from "
-            f"{_IDX_SOURCES[name]} and put them in {root / name} (or pass data_dir / set PNI_DATA)."
+            f"{', '.join(str(f) for f in found)}. Pass download=True (--download true) to fetch them, "
+            f"or get the four IDX files from {_IDX_SOURCES[name]} and put them in {root / name} "
+            f"(or pass data_dir / set PNI_DATA)."
         )
     image_path, label_path = found
     images, labels = _idx_pair(read_idx(image_path, IDX_IMAGES_MAGIC),

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ..progress import counted, progress_bar
 from .dataset import SPLITS, DataError, Dataset, default_data_dir
 from .limits import (ENV_MAX_DATASET_BYTES, ENV_MAX_IMAGE_PIXELS, max_dataset_bytes, max_image_file_bytes,
                      max_image_pixels)
@@ -305,9 +305,8 @@ def _decode_images(source: _ImageSource, read: Callable[[str], bytes]) -> Tensor
     """
     out: np.ndarray | None = None
     all_gray = True
-    with tqdm(source.files, desc=f"decoding {source.path.name} {source.split}", unit="img",
-              disable=None, leave=False) as bar:
-        for i, (name, _) in enumerate(bar):
+    with progress_bar(len(source.files), f"decoding {source.path.name} {source.split}", "img") as bar:
+        for i, (name, _) in enumerate(counted(source.files, bar)):
             where = f"{source.path}/{name}"
             try:
                 blob = read(name)

@@ -68,7 +68,7 @@ def measure_pass_rate(model: nn.Module, x: Tensor, rounds: int = 3) -> float:
     return len(x) / max(min(timings[1:]), 1e-9)
 
 
-def announce(what: str, seconds: float, images: int, passes: float, hint: str = "--n") -> str | None:
+def announce(what: str, seconds: float, images: int, passes: float, hint: str = "--num-images") -> str | None:
     """The line ``pni eval`` / ``pni audit`` print (to stderr) before a long run (over a
     minute); None for a short one."""
     if seconds < 60:
@@ -89,14 +89,23 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def audit_seconds(settings: Any, n: int, pass_rate: float) -> float:
+def audit_seconds(settings: Any, n: int, pass_rate: float, surrogate_training: bool = True) -> float:
     """Seconds of ``pni audit`` (an ``AuditSettings``) on ``n`` images at ``pass_rate``
-    forward+backward images/s: the PGD-based checks and sweeps, random sampling and the
-    score-based black box, and the transfer surrogate's training."""
+    forward+backward images/s, counting only the items in ``settings.items``: the PGD and FGSM
+    passes items 1, 2 and 4 share, item 3's unbounded PGD, item 4's random points, item 5's
+    eps sweep, item 6's steps sweep, item 7's EOT sweep, and item 2's score-based black box
+    and (``surrogate_training``) the transfer surrogate's training."""
     a = settings
-    passes = (a.steps * (3 + 6 + sum(a.eot_ks)) + sum(a.steps_values) + a.unbounded_steps) * a.trials
-    passes += a.random_n * a.random_samples / (3 * n) + a.score_n * a.score_queries / (3 * n)
-    surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs
+    items = set(getattr(a, "items", (1, 2, 3, 4, 5, 6, 7)))
+    eps_count = len(a.eps_values) if a.eps_values else 6
+    per_trial = {3: a.unbounded_steps, 5: a.steps * eps_count, 6: sum(a.steps_values),
+                 7: a.steps * sum(a.eot_ks)}                                    # passes per image and trial
+    once = {4: a.random_n * a.random_samples / (3 * n), 2: a.score_n * a.score_queries / (3 * n)}
+    passes = sum(v for item, v in per_trial.items() if item in items)
+    if items & {1, 2, 4}:  # PGD, FGSM and the transfer examples, shared by items 1, 2 and 4
+        passes += a.steps * 3
+    passes = passes * a.trials + sum(v for item, v in once.items() if item in items)
+    surrogate = (a.surrogate_train_n or 10000) * a.surrogate_epochs if 2 in items and surrogate_training else 0
     return (n * passes + surrogate) / pass_rate
 
 

@@ -22,6 +22,7 @@ from . import per_image
 from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
+from ..progress import progress_bar
 from ..seeding import batch_seed
 from ..errors import PNIError
 from .settings import EvalSettings
@@ -283,7 +284,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         seed: seed of trial 0 (default 0); trial ``t`` uses ``seed + t``.
         batch_size: images per attacked batch (default 256).
         device: where to evaluate (default None: the model's device).
-        progress: kept for the CLI's signature; nothing is printed (default False).
+        progress: count the attacks x trials done (``pni.progress``: a bar on a terminal, a line
+            every few percent with the time left elsewhere; default False).
         distributed: every rank of a torchrun group calls it and evaluates a contiguous run of
             whole batches; results are gathered on every rank, equal to one process (default False).
         votes: noise draws each prediction is judged over (default 1, the paper's single pass;
@@ -350,6 +352,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
+    bar = progress_bar(len(settings) * len(table) * trials, "eval", "attack x trial",
+                       enabled=progress and (not distributed or dist_utils.is_main()))
     with eval_mode(model):
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,
@@ -367,6 +371,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                         if chained:
                             running[t] = (outcome["fraction"], outcome["correct"])
                         per_trial.append(outcome)
+                    bar.update(len(per_trial))
                     stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]
                                if all(key in o for o in per_trial)}  # (an empty cascade step has no extras)
                     if distributed:
@@ -388,6 +393,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         for name in chain:
             result.attacks[name] = {**result.attacks.get(name, {}), "cascade": " -> ".join(chain)}
     result.cascade = list(chain)
+    bar.close()
     return result
 
 

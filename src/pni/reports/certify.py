@@ -14,6 +14,26 @@ from .markdown import md_table
 CHECK_ATTACK_TITLES = {"cw": "C&W-L2 (strong)", "pgd-l2": "L2 PGD + EOT"}
 
 
+def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
+    """The largest L2 radius CERTIFY can give with ``n`` samples at ``alpha``: every sample on
+    the top class gives the one-sided Clopper-Pearson bound ``alpha ** (1 / n)``, and the
+    radius ``sigma * Phi^-1`` of it. No image is certified beyond it, whatever the model."""
+    from scipy.stats import norm
+
+    return float(sigma * norm.ppf(alpha ** (1.0 / n)))
+
+
+def radius_note(result: Any) -> str:
+    """One sentence: the largest certifiable radius for the run's n, and which report radii
+    lie beyond it (their columns are 0 by construction, not by the model)."""
+    limit = max_certifiable_radius(result.sigma, result.n, result.alpha)
+    beyond = [r for r in result.summary()["certified_accuracy_percent"] if float(r) > limit]
+    tail = (f"; the columns r = {', '.join(map(str, beyond))} lie beyond it and are 0 by construction "
+            f"(more noise samples, --noise-samples, reach further)" if beyond else "")
+    return (f"Largest radius certifiable with n = {result.n} noise samples at alpha = {result.alpha:g}: "
+            f"{limit:.3f} (sigma * Phi^-1(alpha^(1/n))){tail}.\n")
+
+
 def certification_markdown(result: Any, label: str = "model") -> str:
     """``certify.md``: the settings, certified accuracy (%) at the report radii, abstentions."""
     summary = result.summary()
@@ -27,7 +47,7 @@ def certification_markdown(result: Any, label: str = "model") -> str:
             f"Randomized smoothing (Cohen et al. 2019, CERTIFY): sigma = {result.sigma:g} in [0, 1] pixel "
             f"units, n0 = {result.n0}, n = {result.n}, alpha = {result.alpha:g}; {len(result.labels)} images"
             f"{subset_note}. Certified accuracy (%) at L2 radius r: the share of images whose class is "
-            f"right and certified at a radius >= r.\n\n{table}"
+            f"right and certified at a radius >= r.\n\n{table}\n{radius_note(result)}"
             f"\nTime per image: {result.time_per_image:.3f} s ({result.n0 + result.n} forward "
             f"samples each).\n")
 

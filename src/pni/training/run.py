@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
@@ -27,16 +28,18 @@ def train_data(config: TrainConfig, load: DatasetLoader = load_dataset) -> tuple
 def train_run(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
               max_minutes: float | None = None, save_every_minutes: float | None = None,
               data: tuple[Dataset, Dataset] | None = None,
-              load: DatasetLoader = load_dataset) -> TrainResult:
+              load: DatasetLoader = load_dataset, epoch_callback: Any = None) -> TrainResult:
     """Trains the run ``config`` describes into the run folder ``out`` (``fit``'s checkpoint,
     log and config.json). Seeds every generator with ``config.seed`` first, then loads the data
     (``data``: the (train, test) sets already loaded, else ``train_data(config, load)``), builds
     the model (``build_model``) and fits it; ``resume``, ``overwrite``, ``max_minutes`` and
-    ``save_every_minutes`` as ``fit`` takes them."""
+    ``save_every_minutes`` as ``fit`` takes them; ``epoch_callback`` (e.g. a TensorBoard sink)
+    gets every epoch's log record."""
     seed_everything(config.seed)  # before anything draws: same seed, same run
     train_set, test_set = data if data is not None else train_data(config, load)
     model = build_model(config, train_set)
     result = trainer.fit(model, train_set, config, test_set, out_dir=out, resume=resume, overwrite=overwrite,
-                         max_minutes=max_minutes, save_every_minutes=save_every_minutes)
+                         max_minutes=max_minutes, save_every_minutes=save_every_minutes,
+                         epoch_callback=epoch_callback)
     result.model = model
     return result

@@ -27,6 +27,7 @@ from ..attacks import AttackError, pgd
 from ..attacks._common import check_model_inputs
 from ..attacks.gradient import pgd_unchecked
 from ..config import TrainConfig, check_device
+from ..progress import counted, progress_bar
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from ..errors import PNIError
@@ -106,6 +107,7 @@ class Trainer(CheckpointedRun):
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.step_callback = step_callback
+        self.epoch_callback: Callable[[dict[str, Any]], None] | None = None  # f(record) per epoch
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
         configure_backends(self.device, config.tf32, torch.are_deterministic_algorithms_enabled(),
@@ -315,10 +317,9 @@ class Trainer(CheckpointedRun):
         for _ in range(first):  # skipped batches redraw their augmentation: the same stream
             next(batches)
         pending: Tensor | None = None
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
-                   initial=first, total=len(self.loader),
-                   disable=None if cfg.progress and self.is_main else True)  # None: terminals only
-        for step, (x, y) in enumerate(bar, start=first):
+        bar = progress_bar(len(self.loader), f"epoch {epoch + 1}/{cfg.epochs}", "batch", initial=first,
+                           enabled=cfg.progress and self.is_main)  # tqdm on a terminal, else a line per few %
+        for step, (x, y) in enumerate(counted(batches, bar), start=first):
             if self.step_callback is not None:
                 self.step_callback(self.net, epoch, step)
             stats, finite = self._step(x, y, adversarial)
@@ -328,7 +329,7 @@ class Trainer(CheckpointedRun):
             for key, value in stats.items():  # summed on the device: no per-step copy
                 sums[key] = sums[key] + value.float() * n if key in sums else value.float() * n
             count += n
-            if step % 25 == 0:
+            if step % 25 == 0 and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
             if self._pause_requested():
                 self._check_finite(pending)  # a bad state is never saved
@@ -405,6 +406,8 @@ class Trainer(CheckpointedRun):
                 if self.out_dir is not None:
                     self._check_probe(epoch + 1)  # a diverged state never becomes the checkpoint
                     self._save(epoch + 1)
+                if self.epoch_callback is not None and self.is_main:
+                    self.epoch_callback(record)
                 if cfg.progress and self.is_main:
                     tqdm.write(_epoch_line(record))
                 self._epoch_seconds.append(time.perf_counter() - epoch_started)
@@ -429,7 +432,8 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         test_set: Dataset | tuple[Tensor, Tensor] | None = None, *,
         out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
         step_callback: StepCallback | None = None, max_minutes: float | None = None,
-        save_every_minutes: float | None = None) -> TrainResult:
+        save_every_minutes: float | None = None,
+        epoch_callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Adversarial training of ``model`` in place (the paper's Eq. 10-12); returns the history.
 
     Args:
@@ -443,6 +447,8 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         step_callback: ``f(model, epoch, step)`` after every update (default None).
         max_minutes: stop after the last epoch that fits in this wall time (default None).
         save_every_minutes: also write mid-epoch checkpoints this often (default None).
+        epoch_callback: ``f(record)`` with every epoch's log record, after it is written
+            (rank 0 only; e.g. ``pni.tensorboard_sink.TensorBoardSink``; default None).
 
     Returns:
         TrainResult: per-epoch ``history``, ``out_dir`` and ``stopped_early``.
@@ -458,6 +464,7 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         1
     """
     trainer = Trainer(model, train_set, config, test_set, out_dir, step_callback)
+    trainer.epoch_callback = epoch_callback
     return trainer.fit(resume=resume, overwrite=overwrite, max_minutes=max_minutes,
                        save_every_minutes=save_every_minutes)
 
