@@ -12,7 +12,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,17 @@ __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFold
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
 
 StepCallback = Callable[[nn.Module, int, int], None]
+Steps = Generator[None, None, Any]  # yields after every training step, returns the result
+
+
+def drive(steps: Steps) -> Any:
+    """Runs a step generator (``Trainer.fit_steps``, ``Trainer.epoch_steps``) to its end and
+    returns its value: the plain, one-run loop."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 class TrainingError(PNIError, RuntimeError):
     """A training run that cannot go on (diverged); the message names the parameter."""
@@ -304,6 +315,10 @@ class Trainer(CheckpointedRun):
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch (from the batch a mid-epoch checkpoint stopped at, after a resume); after
         each batch, a stop signal or ``save_every_minutes`` writes a mid-epoch checkpoint."""
+        return drive(self.epoch_steps(epoch))
+
+    def epoch_steps(self, epoch: int) -> Steps:
+        """``run_epoch`` as a generator: yields after every batch, returns the epoch's record."""
         cfg = self.config
         adversarial = cfg.adversarial and epoch >= cfg.warmup_epochs
         self.loader.set_epoch(epoch)
@@ -338,6 +353,7 @@ class Trainer(CheckpointedRun):
                             "seconds": time.perf_counter() - started}
                 self._save(epoch, position)
                 self._raise_if_stopped(epoch, step + 1)
+            yield
         self._check_finite(pending)
         totals = {key: float(value) for key, value in sums.items()}
         if self.world_size > 1:  # metrics over the global batch; BN statistics agree again
@@ -370,8 +386,15 @@ class Trainer(CheckpointedRun):
         With an output folder, SIGTERM/SIGINT write a checkpoint after the current batch and
         raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints.
         The output folder is locked for the whole call: one writer per run folder."""
+        return drive(self.fit_steps(resume, overwrite, max_minutes, save_every_minutes))
+
+    def fit_steps(self, resume: bool = False, overwrite: bool = False, max_minutes: float | None = None,
+                  save_every_minutes: float | None = None, catch_signals: bool = True) -> Steps:
+        """``fit`` as a generator that yields after every training step and returns the
+        TrainResult: several runs advance in turn in one process (``pni.training.concurrent``).
+        ``catch_signals=False``: the caller installs ``self._stop`` (one handler for all runs)."""
         try:
-            return self._fit(resume, overwrite, max_minutes, save_every_minutes)
+            return (yield from self._fit(resume, overwrite, max_minutes, save_every_minutes, catch_signals))
         except Exception as error:
             if self._overwriting and self._aside and [type(a) for a in error.args] == [str]:
                 error.args = (f"{error.args[0]}; the replaced run is kept in {self._aside}",)
@@ -382,7 +405,7 @@ class Trainer(CheckpointedRun):
                 self._lock = None
 
     def _fit(self, resume: bool, overwrite: bool, max_minutes: float | None,
-             save_every_minutes: float | None) -> TrainResult:
+             save_every_minutes: float | None, catch_signals: bool = True) -> Steps:
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
@@ -391,12 +414,12 @@ class Trainer(CheckpointedRun):
             self._prepare_out_dir(resume, overwrite)
         if not self._resumed:
             seed_everything(rank_seed(cfg.seed, self.rank))
-        with self._stop.installed(active=self.out_dir is not None):
+        with self._stop.installed(active=self.out_dir is not None and catch_signals):
             for epoch in range(self.start_epoch, cfg.epochs):
                 if self._out_of_time(started, max_minutes):
                     return TrainResult(self.history, self.out_dir, stopped_early=True)
                 epoch_started = time.perf_counter()
-                record = self.run_epoch(epoch)
+                record = yield from self.epoch_steps(epoch)
                 if self._note is not None:
                     record["note"], self._note = self._note, None
                 if self._changes:
