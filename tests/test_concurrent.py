@@ -1,0 +1,116 @@
+"""K runs trained together in one process (pni.training.concurrent) equal each run trained
+alone: same checkpoints, same logs but for the wall times, also across a resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pni.config import load_config, replace
+from pni.training import train_run
+from pni.training.concurrent import train_concurrently
+
+
+def _configs(epochs: int = 2) -> list:
+    base = load_config("mnist-lenet", "smoke", train_subset=128, eval_subset=32, batch_size=64, steps=2,
+                       epochs=epochs, progress=False, milestones=[1])
+    return [base, replace(base, seed=1), replace(base, location="A-a", seed=2)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b or (a != a and b != b)  # NaN equals NaN here
+
+
+def _log(folder: Path) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+
+
+def _assert_same_run(alone: Path, together: Path) -> None:
+    a = torch.load(alone / "checkpoint.pt", weights_only=True)
+    b = torch.load(together / "checkpoint.pt", weights_only=True)
+    assert _same(a, b), [k for k in a if not _same(a[k], b.get(k))]
+    assert _log(alone) == _log(together)
+    assert (alone / "config.json").read_text() == (together / "config.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("alone")
+    folders = [root / f"run{i}" for i in range(3)]
+    for config, folder in zip(_configs(), folders):
+        train_run(config, folder)
+    return folders
+
+
+def test_runs_trained_together_equal_each_run_alone(alone, tmp_path):
+    folders = [tmp_path / f"run{i}" for i in range(3)]
+    results = train_concurrently(_configs(), folders)
+    assert [len(r.history) for r in results] == [2, 2, 2]
+    assert all(r.model is not None for r in results)
+    for a, b in zip(alone, folders):
+        _assert_same_run(a, b)
+    # the runs differ from each other: nothing was shared between them
+    first, second = (torch.load(f / "checkpoint.pt", weights_only=True)["model"] for f in folders[:2])
+    assert not all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_together_resumed_equals_alone(alone, tmp_path):
+    """One epoch together, then the second together from the checkpoints beside a run that
+    starts afresh: the same as each run resumed alone (the resume logs its config change)."""
+    configs = _configs()
+    folders = [tmp_path / f"run{i}" for i in range(3)]
+    train_concurrently([replace(c, epochs=1) for c in configs[:2]], folders[:2])
+    results = train_concurrently(configs, folders, resume=[True, True, False])
+    assert [r.history[-1]["epoch"] for r in results] == [2, 2, 2]
+    assert results[0].history[-1]["config_changes"] == {"epochs": [1, 2]}
+    for i, config in enumerate(configs[:2]):
+        resumed_alone = tmp_path / f"alone{i}"
+        train_run(replace(config, epochs=1), resumed_alone)
+        train_run(config, resumed_alone, resume=True)
+        _assert_same_run(resumed_alone, folders[i])
+    _assert_same_run(alone[2], folders[2])
+
+
+def test_one_failing_run_does_not_stop_the_others(alone, tmp_path):
+    configs = _configs()
+    folders = [tmp_path / f"run{i}" for i in range(3)]
+    train_run(replace(configs[1], epochs=1), folders[1])  # a run already there: not resumed, refused
+    with pytest.raises(Exception, match="run"):
+        train_concurrently(configs, folders)
+    _assert_same_run(alone[0], folders[0])
+    _assert_same_run(alone[2], folders[2])
+
+
+def test_arguments_are_checked(tmp_path):
+    configs = _configs()
+    with pytest.raises(ValueError, match="3 configs for 2"):
+        train_concurrently(configs, [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="share a run folder"):
+        train_concurrently(configs[:2], [tmp_path / "a", tmp_path / "a"])
+    with pytest.raises(ValueError, match="resume has 1 values"):
+        train_concurrently(configs[:2], [tmp_path / "a", tmp_path / "b"], resume=[True])
+
+
+@pytest.mark.cuda
+def test_runs_together_on_cuda_equal_alone(tmp_path):
+    """On a GPU (each run on its own stream, graphed steps): the same checkpoints as alone."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    configs = [replace(c, device="cuda") for c in _configs()]
+    alone_folders = [tmp_path / f"alone{i}" for i in range(3)]
+    for config, folder in zip(configs, alone_folders):
+        train_run(config, folder)
+    folders = [tmp_path / f"together{i}" for i in range(3)]
+    train_concurrently(configs, folders)
+    for a, b in zip(alone_folders, folders):
+        _assert_same_run(a, b)
