@@ -114,3 +114,40 @@ def test_runs_together_on_cuda_equal_alone(tmp_path):
     train_concurrently(configs, folders)
     for a, b in zip(alone_folders, folders):
         _assert_same_run(a, b)
+
+
+def _train_steps(count: int) -> list:
+    from pni.reproduce import get_plans, resolve
+
+    steps = [s for s in resolve(get_plans("table2"), "smoke") if s.kind == "train"]
+    assert len(steps) >= count
+    return steps[:count]
+
+
+def test_reproduce_trains_runs_together_as_alone(tmp_path, capsys):
+    """``Runner(concurrent=K)``: the plan's runs trained K at a time give the same run folders
+    (checkpoints, logs, config.json) as one at a time; timing.json says how many shared."""
+    from pni.reproduce import Runner
+
+    steps = _train_steps(3)
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    assert Runner(alone).run(steps) == {s.key: "ran" for s in steps}
+    outcome = Runner(together, concurrent=2).run(steps)
+    assert outcome == {s.key: "ran" for s in steps}
+    printed = capsys.readouterr().out
+    assert printed.count("together with 1 other run(s)") == 2  # the third ran alone
+    for step in steps:
+        _assert_same_run(alone / step.key, together / step.key)
+    timings = [json.loads((together / s.key / "timing.json").read_text()) for s in steps]
+    assert [t.get("concurrent") for t in timings] == [2, 2, None]
+    assert Runner(together, concurrent=3).run(steps) == {s.key: "reused" for s in steps}
+
+
+def test_reproduce_concurrent_flag(tmp_path, capsys):
+    from pni import cli
+    from pni.reproduce.runner import auto_concurrency
+
+    assert auto_concurrency("cpu") == 1
+    assert cli.main(["reproduce", "table2", "--scale", "smoke", "--concurrent", "0",
+                     "--out", str(tmp_path)]) == 2
+    assert "--concurrent must be a whole number >= 1 or auto, got '0'" in capsys.readouterr().err

@@ -36,6 +36,10 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="CIFAR-10 as an image folder or zip (train/<class>/*, test/<class>/*) for the "
                           "CIFAR tracks, e.g. the JPEG copy on a machine that cannot download CIFAR-10 "
                           "(other data: other run keys; the report says which data)")
+    rep.add_argument("--concurrent", metavar="K", default="auto",
+                     help="train up to K unfinished runs of the plan together in this process, each "
+                          "as it would be alone (default auto: 1 off CUDA; on CUDA free GiB // "
+                          "4, at most 9)")
     rep.add_argument("--max-minutes", type=float, default=None,
                      help="stop after the last training epoch that fits in this wall time (checkpointed; "
                           "run again to continue)")
@@ -87,7 +91,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if args.name == "all" and args.only is None and args.track is None:
                 print_unplanned(steps, out)
             return 0
-        runner = Runner(out, args.device, max_minutes=args.max_minutes)
+        runner = Runner(out, args.device, max_minutes=args.max_minutes,
+                        concurrent=_concurrency(args.concurrent, args.device))
         outcome = runner.run(steps)
     except ReproduceError as error:
         print(f"pni reproduce: error: {error}", file=sys.stderr)
@@ -97,6 +102,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{args.name} at {args.scale} scale: {ran} step(s) run, {len(outcome) - ran} reused{stopped}; "
           f"results in {out}")
     return 0
+
+
+def _concurrency(text: str, device: str) -> int:
+    """``--concurrent``: a whole number >= 1, or ``auto`` (``runner.auto_concurrency``)."""
+    from ..reproduce.runner import auto_concurrency
+    from ..reproduce.steps import ReproduceError
+
+    if text == "auto":
+        return auto_concurrency(device)
+    if not text.isdigit() or int(text) < 1:
+        raise ReproduceError(f"--concurrent must be a whole number >= 1 or auto, got {text!r}")
+    return int(text)
 
 
 def unplanned_folders(steps: list[Any], out: Path) -> list[Path]:
