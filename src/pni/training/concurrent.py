@@ -92,8 +92,8 @@ def _advance(run: ConcurrentRun) -> None:
     """One step of ``run`` with its random state and backend settings swapped in."""
     trainer = run.trainer
     set_rng_state(run.rng)
-    configure_backends(trainer.device, run.config.tf32, torch.are_deterministic_algorithms_enabled(),
-                       run.config.cudnn_benchmark)
+    configure_backends(trainer.device, trainer.config.precision, torch.are_deterministic_algorithms_enabled(),
+                       trainer.config.cudnn_benchmark)
     try:
         with _stream_context(run):
             next(run.steps)

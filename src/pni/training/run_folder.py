@@ -39,7 +39,7 @@ from ..checkpoint import (
     read_checkpoint,
     temp_files,
 )
-from ..config import TrainConfig
+from ..config import TrainConfig, migrate_precision
 from ..errors import PNIError
 from ..folder_lock import FolderLock
 from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
@@ -254,6 +254,8 @@ def config_changes(saved: dict[str, Any], requested: dict[str, Any], source: str
     """``{field: [saved, requested]}`` for the fields a resume changes; raises RunFolderError
     listing every other differing field (those change what the run computes)."""
     defaults = dataclasses.asdict(TrainConfig())  # a field newer than the run: its default
+    saved = migrate_precision(saved)
+    saved.setdefault("precision", "float32")  # a run from before precision and tf32/bf16: float32
     saved = {name: saved.get(name, defaults.get(name)) for name in requested}
     differing = {name: [saved[name], requested[name]] for name in requested
                  if saved[name] != requested[name]}

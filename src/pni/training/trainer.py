@@ -26,7 +26,7 @@ from .. import distributed
 from ..attacks import AttackError, pgd
 from ..attacks._common import check_model_inputs
 from ..attacks.gradient import pgd_unchecked
-from ..config import TrainConfig, check_device
+from ..config import TrainConfig, check_device, effective_precision, replace as replace_config
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from ..errors import PNIError
@@ -110,16 +110,18 @@ class Trainer(CheckpointedRun):
                  config: TrainConfig, test_set: Dataset | tuple[Tensor, Tensor] | None = None,
                  out_dir: str | os.PathLike | None = None,
                  step_callback: StepCallback | None = None) -> None:
-        self.config = config.validate()
-        check_device(config.device)
+        check_device(config.validate().device)
         self.device = distributed.init(config.device)
+        # the precision used on this device, recorded in config.json and the checkpoint
+        config = replace_config(config, precision=effective_precision(config.precision, self.device.type))
+        self.config = config
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.step_callback = step_callback
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
-        configure_backends(self.device, config.tf32, torch.are_deterministic_algorithms_enabled(),
+        configure_backends(self.device, config.precision, torch.are_deterministic_algorithms_enabled(),
                            config.cudnn_benchmark)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
@@ -179,8 +181,8 @@ class Trainer(CheckpointedRun):
     # --- the step -------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for every pass of the step when ``config.bf16`` (off by default)."""
-        if not self.config.bf16:
+        """bf16 autocast for every pass of the step when ``config.precision`` is bf16."""
+        if self.config.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
