@@ -151,3 +151,33 @@ def test_reproduce_concurrent_flag(tmp_path, capsys):
     assert cli.main(["reproduce", "table2", "--scale", "smoke", "--concurrent", "0",
                      "--out", str(tmp_path)]) == 2
     assert "--concurrent must be a whole number >= 1 or auto, got '0'" in capsys.readouterr().err
+
+
+def test_a_signal_checkpoints_every_run_and_they_resume_as_alone(tmp_path):
+    """SIGTERM while K runs train together: each writes a (mid-epoch) checkpoint and
+    TrainingInterrupted is raised once all have; resumed together, they equal the runs alone."""
+    import os
+    import signal
+    import threading
+
+    from pni.training import TrainingInterrupted
+
+    configs = [replace(c, train_subset=512, epochs=3, eval_subset=0) for c in _configs()[:2]]
+    folders = [tmp_path / f"run{i}" for i in range(2)]
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(TrainingInterrupted):
+            train_concurrently(configs, folders)
+    finally:
+        timer.cancel()
+    assert all((f / "checkpoint.pt").exists() for f in folders)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    train_concurrently(configs, folders, resume=True)
+    for config, folder in zip(configs, folders):
+        reference = tmp_path / f"alone-{folder.name}"
+        train_run(config, reference)
+        a = torch.load(reference / "checkpoint.pt", weights_only=True)
+        b = torch.load(folder / "checkpoint.pt", weights_only=True)
+        assert _same(a["model"], b["model"]) and _same(a["optimizer"], b["optimizer"])
+        assert [r["train_loss"] for r in _log(reference)] == [r["train_loss"] for r in _log(folder)]
