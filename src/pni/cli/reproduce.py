@@ -189,4 +189,34 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
         print(f"CPU time recorded by {counted} of the done steps: {format_seconds(cpu)} (their wall time "
               f"{format_seconds(wall)}{shared})")
     print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
+    if scale == "paper":
+        print_gpu_minutes(steps, out, data_dir)
     return total
+
+
+def print_gpu_minutes(steps: list[Any], out: Path, data_dir: str | None) -> float | None:
+    """GPU-minutes of training left per run of ``steps`` and for Tables 1-2 at the last rate
+    measured on CUDA (``estimate.gpu_minutes_left``); returns Tables 1-2's (None: a run has
+    no rate yet)."""
+    from ..reproduce.estimate import gpu_minutes_left
+    from ..reproduce.plans import get_plans, resolve
+
+    def minutes(rows: list[Any]) -> tuple[float, list[str]]:
+        missing = [step.key for step, left, seconds, _ in rows if seconds is None and left]
+        return sum(left * seconds for _, left, seconds, _ in rows if seconds is not None) / 60, missing
+
+    rows = [r for r in gpu_minutes_left(steps, out) if r[1]]
+    print("GPU-minutes of training left at the last rate measured on CUDA (median of a run's last 5 logged "
+          "epochs, training steps only, one run at a time; several runs at once: not measured yet):")
+    for step, left, seconds, source in rows:
+        rate = "no rate measured on CUDA yet" if seconds is None else \
+            f"{left} epochs x {seconds:.1f} s = {left * seconds / 60:.1f} min" + \
+            ("" if source == "own log" else " (rate of a run like it)")
+        print(f"  {step.key}: {rate}")
+    tables = [r for r in gpu_minutes_left(resolve(get_plans("table2") + get_plans("table1"), "paper",
+                                                  data_dir=data_dir), out)]
+    total, missing = minutes(tables)
+    left = sum(1 for r in tables if r[1])
+    print(f"Tables 1-2 ({len(tables)} runs, {left} unfinished): {total:.1f} GPU-minutes of training left"
+          + (f", plus {len(missing)} run(s) with no rate yet" if missing else ""))
+    return None if missing else total
