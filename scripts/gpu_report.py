@@ -24,9 +24,43 @@ OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh   # on the GPU machine, .c
 for f in /tmp/gpu/*.tar; do tar -xf "$f" -C results/paper; done   # back here; then commit
 ```
 
-`gpu_session.sh` runs the `cuda` tests and `benchmarks/gpu.py`, then advances the training
-runs of `pni reproduce table2 --scale paper --data-dir ../shared/data/cifar10-jpeg.zip` with
-the time left (`scripts/gpu_step.py`: the plan's own run keys, so `pni reproduce` reuses them).
+`gpu_session.sh` runs the `cuda` tests when the code they test changed since they last passed
+(the hash it leaves as `OUT/cuda_tests_passed`: commit it as `results/gpu/cuda_tests_passed`),
+`benchmarks/gpu.py` only with `BENCH_S` > 0, then advances the training runs of Tables 2 and 1
+(`pni reproduce table2`, then `table1`, `--scale paper --data-dir ../shared/data/cifar10-jpeg.zip`)
+with the time left, `CONCURRENT` of them at once in one process (`scripts/gpu_step.py
+--concurrent`, default `auto`: free GiB // 4, at most 9; the plan's own run keys, so `pni
+reproduce` reuses them). `timeout` sends SIGTERM before the budget ends: every run writes a
+mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearses it here.
+
+## Several runs at once; precision (issue 20, built and tested on CPU, not yet measured)
+
+- `pni.training.train_concurrently(configs, outs)` trains K runs in one process: each is an
+  ordinary `Trainer` (own model, optimizer, schedule, loader, run folder, lock, checkpoints,
+  resume) advanced one step at a time in turn (`Trainer.fit_steps`, `fit` as a generator), with
+  its random state and CUDA backend flags swapped in around each step and its work on its own
+  CUDA stream, so steps of different runs (each one graph replay) may overlap on the GPU. On
+  CPU, K runs together give bitwise the checkpoints and logs of each run alone (but the wall
+  times), also across a resume and a SIGTERM (`tests/test_concurrent.py`); the same test
+  on CUDA is marked `cuda` and runs first in the next window.
+- `pni reproduce ... --concurrent K|auto` (and `gpu_step.py --concurrent`) trains the plan's
+  unfinished runs K at a time before its other steps; `timing.json` records `concurrent`.
+  A run's logged epoch seconds are then wall seconds shared with K-1 other runs.
+- `TrainConfig.precision`: `auto` (default: PyTorch's own defaults, TF32 cuDNN convolutions
+  on CUDA, float32 elsewhere), `tf32`, `float32` (strict), `bf16` (autocast); config.json
+  records the precision used (`float32` on a CPU). The plans' rows are explicit `float32`,
+  so every run keeps its key (the paper-scale control `resnet20-none-at-folder-fd203045`
+  included); a TF32 or bf16 row is another run with its own key.
+- `pni reproduce table2 --scale paper --dry-run --data-dir ../shared/data/cifar10-jpeg.zip`
+  prints the GPU-minutes of training left per run and for Tables 1-2 at the last rate logged
+  on CUDA (one run at a time).
+
+To measure in the next window: the cuda tests of `tests/test_concurrent.py` (K runs together
+equal each alone on CUDA, graphs and streams) and `tests/test_precision.py`; then the
+aggregate images/s of K runs together (`K x 50,000 x epochs / wall seconds` from the logs of
+one session, or `--concurrent 1, 2, 4, 9` in turn) and the memory per run
+(`nvidia-smi` before/after; `RUN_MEMORY_GIB` in `pni/reproduce/runner.py` is a guess of 4 GiB);
+TF32 and bf16 twins of the control need plan rows with `precision` (not added yet).
 """
 
 
@@ -35,7 +69,7 @@ def paper_runs(root: Path) -> str:
     import gpu_step
 
     rows = []
-    planned = [s.key for s in gpu_step.train_steps("table2", "paper", gpu_step.DATA, "cuda")]
+    planned = [s.key for s in gpu_step.train_steps("table2,table1", "paper", gpu_step.DATA, "cuda")]
     names = planned + sorted(p.parent.name for p in root.glob("*/config.json") if p.parent.name not in planned)
     for name in names:
         log = root / name / "train_log.jsonl"
