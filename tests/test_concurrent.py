@@ -3,6 +3,7 @@ alone: same checkpoints, same logs but for the wall times, also across a resume.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import torch
 from pni.config import load_config, replace
 from pni.training import train_run
 from pni.training.concurrent import train_concurrently
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts: determinism on CUDA
 
 
 def _configs(epochs: int = 2) -> list:
@@ -101,17 +104,30 @@ def test_arguments_are_checked(tmp_path):
         train_concurrently(configs[:2], [tmp_path / "a", tmp_path / "b"], resume=[True])
 
 
+@pytest.fixture
+def _deterministic_cuda():
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
 @pytest.mark.cuda
-def test_runs_together_on_cuda_equal_alone(tmp_path):
-    """On a GPU (each run on its own stream, graphed steps): the same checkpoints as alone."""
+def test_runs_together_on_cuda_equal_alone(tmp_path, _deterministic_cuda):
+    """On a GPU (each run on its own stream with its own generator state, graphed steps
+    recorded again at the milestone): the same checkpoints and logs as each run alone."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    configs = [replace(c, device="cuda") for c in _configs()]
+    configs = [replace(c, device="cuda", train_subset=512) for c in _configs()]
     alone_folders = [tmp_path / f"alone{i}" for i in range(3)]
     for config, folder in zip(configs, alone_folders):
         train_run(config, folder)
     folders = [tmp_path / f"together{i}" for i in range(3)]
-    train_concurrently(configs, folders)
+    results = train_concurrently(configs, folders)
+    assert all(r.history[-1]["epoch"] == 2 for r in results)
+    assert json.loads((folders[0] / "config.json").read_text())["precision"] == "tf32"
     for a, b in zip(alone_folders, folders):
         _assert_same_run(a, b)
 

@@ -12,7 +12,13 @@ trained together give the same checkpoints and logs as each trained alone (bitwi
 
 On CUDA each run's work is queued on its own stream, so the steps of different runs (each
 usually one CUDA-graph replay, ``cuda_graphs.GraphedStep``) may overlap on the GPU while Python
-goes on to the next run. Not yet measured on a GPU (docs/GPU.md says what to measure).
+goes on to the next run. Each run also has its own CUDA generator *state object*
+(``Generator.graphsafe_set_state``, swapped in around its steps) rather than its values
+swapped into one: a captured graph registers the state that was current at capture and, at
+each replay, writes that state's seed and offset into tensors of that state which the graph's
+kernels read later on their stream; with one state shared by all runs, a replay of run B on
+its stream could overwrite them before run A's kernels read them. Not yet measured on a GPU
+(docs/GPU.md says what to measure; ``tests/test_concurrent.py`` has the CUDA check).
 
 A signal (SIGTERM/SIGINT) is caught once for all runs: each run writes a mid-epoch checkpoint
 after its current step and stops; ``TrainingInterrupted`` is raised when all have. A run that
@@ -51,6 +57,7 @@ class ConcurrentRun:
     steps: Steps
     rng: dict[str, Any]
     stream: Any = None
+    cuda_state: Any = None  # this run's CUDA generator state object (graph-safe), on CUDA
     result: TrainResult | None = None
     error: BaseException | None = None
     step_count: int = 0
@@ -63,6 +70,18 @@ def _per_run(value: Any, count: int, name: str) -> list[Any]:
             raise ValueError(f"train_concurrently: {name} has {len(value)} values for {count} runs")
         return list(value)
     return [value] * count
+
+
+def _cuda_generator(device: torch.device) -> torch.Generator:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.default_generators[index]
+
+
+def _host_rng() -> dict[str, Any]:
+    """The random state but CUDA's (on CUDA each run has its own generator state object)."""
+    state = rng_state()
+    state.pop("cuda", None)
+    return state
 
 
 def _stream_context(run: ConcurrentRun) -> contextlib.AbstractContextManager:
@@ -81,17 +100,21 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, max_mi
     trainer._stop = stop  # one handler for every run, installed by train_concurrently
     steps = trainer.fit_steps(resume=resume, overwrite=overwrite, max_minutes=max_minutes,
                               save_every_minutes=save_every_minutes, catch_signals=False)
-    stream = None
+    stream = cuda_state = None
     if trainer.device.type == "cuda":
         stream = torch.cuda.Stream(device=trainer.device)
         stream.wait_stream(torch.cuda.current_stream(trainer.device))  # the model and data copies
-    return ConcurrentRun(config, out, trainer, steps, rng_state(), stream)
+        cuda_state = _cuda_generator(trainer.device).clone_state()  # seeded as train_run seeds it
+    return ConcurrentRun(config, out, trainer, steps, _host_rng() if stream is not None else rng_state(),
+                         stream, cuda_state)
 
 
 def _advance(run: ConcurrentRun) -> None:
     """One step of ``run`` with its random state and backend settings swapped in."""
     trainer = run.trainer
     set_rng_state(run.rng)
+    if run.cuda_state is not None:
+        _cuda_generator(trainer.device).graphsafe_set_state(run.cuda_state)
     configure_backends(trainer.device, trainer.config.precision, torch.are_deterministic_algorithms_enabled(),
                        trainer.config.cudnn_benchmark)
     try:
@@ -103,7 +126,7 @@ def _advance(run: ConcurrentRun) -> None:
     except Exception as error:  # this run ends; the others go on (raised at the end)
         run.error, run.done = error, True
     finally:
-        run.rng = rng_state()
+        run.rng = _host_rng() if run.cuda_state is not None else rng_state()
     if run.done and run.stream is not None:
         torch.cuda.current_stream(trainer.device).wait_stream(run.stream)
 
@@ -131,6 +154,9 @@ def train_concurrently(configs: Sequence[TrainConfig], outs: Sequence[str | Path
     overwrites = _per_run(overwrite, len(configs), "overwrite")
     stop = StopRequest()
     runs: list[ConcurrentRun] = []
+    devices = {torch.device(c.device) for c in configs if c.device.startswith("cuda")}
+    generators = [_cuda_generator(d) for d in devices] if torch.cuda.is_available() else []
+    saved = [(g, g.graphsafe_get_state()) for g in generators]  # put back at the end
     try:
         with stop.installed():
             for config, out, res, over in zip(configs, outs, resumes, overwrites):
@@ -144,6 +170,8 @@ def train_concurrently(configs: Sequence[TrainConfig], outs: Sequence[str | Path
         for run in runs:
             if not run.done:  # an error outside a step (KeyboardInterrupt): release the folders
                 run.steps.close()
+        for generator, state in saved:
+            generator.graphsafe_set_state(state)
     errors = [run.error for run in runs if run.error is not None]
     interrupted = [e for e in errors if isinstance(e, TrainingInterrupted)]
     failures = [e for e in errors if not isinstance(e, TrainingInterrupted)]
