@@ -35,7 +35,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _log(folder: Path) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("train_seconds", "concurrent")} for r in records]
 
 
 def _assert_same_run(alone: Path, together: Path) -> None:
@@ -59,6 +59,8 @@ def test_runs_trained_together_equal_each_run_alone(alone, tmp_path):
     folders = [tmp_path / f"run{i}" for i in range(3)]
     results = train_concurrently(_configs(), folders)
     assert [len(r.history) for r in results] == [2, 2, 2]
+    assert [r.history[-1].get("concurrent") for r in results] == [3, 3, 3]  # the wall seconds were shared
+    assert "concurrent" not in json.loads((alone[0] / "train_log.jsonl").read_text().splitlines()[-1])
     assert all(r.model is not None for r in results)
     for a, b in zip(alone, folders):
         _assert_same_run(a, b)

@@ -27,6 +27,10 @@ def test_rates_come_from_the_last_cuda_epochs_of_a_run_or_one_like_it(tmp_path):
     _fake_run(tmp_path / "elsewhere", pni_w.config, [1.0], device="cpu")  # not a CUDA rate
     assert cuda_epoch_seconds(tmp_path / control.key) == 10.0  # the median of the last 5
     assert cuda_epoch_seconds(tmp_path / "elsewhere") is None
+    shared = tmp_path / "shared"
+    _fake_run(shared, control.config, [])
+    (shared / "train_log.jsonl").write_text(json.dumps({"epoch": 1, "train_seconds": 30.0, "concurrent": 3}) + "\n")
+    assert cuda_epoch_seconds(shared) == 10.0  # 30 wall seconds shared by 3 runs
     rows = {step.key: (left, seconds, source) for step, left, seconds, source in gpu_minutes_left(steps, tmp_path)}
     assert rows[control.key] == (160, 10.0, "own log")  # no checkpoint: every epoch is left
     assert rows[pni_w.key] == (160, 10.0, "like")

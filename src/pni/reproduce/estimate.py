@@ -248,18 +248,25 @@ def cpu_spent(steps: list[Step], out: Path) -> tuple[float, float, int]:
 
 
 def cuda_epoch_seconds(folder: Path, last: int = 5) -> float | None:
-    """The median training seconds of the last ``last`` epochs a run in ``folder`` logged on
-    CUDA (None: no log, or trained elsewhere). Training steps only: the per-epoch probe
-    evaluation is not counted."""
+    """The median GPU seconds per epoch of the last ``last`` epochs a run in ``folder`` logged
+    on CUDA: an epoch's wall seconds over the runs that shared them (its ``concurrent``); None
+    with no log, or one trained elsewhere. Training steps only: the per-epoch probe evaluation
+    is not counted."""
     try:
         recorded = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(recorded, dict) or not str(recorded.get("device") or "").startswith("cuda"):
         return None
-    seconds = [float(r["train_seconds"]) for r in train_log(folder)
+    seconds = [float(r["train_seconds"]) / _shared_by(r) for r in train_log(folder)
                if _finite(r.get("train_seconds")) and r["train_seconds"] > 0]
     return statistics.median(seconds[-last:]) if seconds else None
+
+
+def _shared_by(record: dict[str, Any]) -> int:
+    """How many runs trained at once during a logged epoch (``concurrent``; 1 when absent)."""
+    value = record.get("concurrent", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
 def gpu_minutes_left(steps: list[Step], out: Path) -> list[tuple[Step, int, float | None, str]]:

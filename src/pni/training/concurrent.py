@@ -8,7 +8,8 @@ random streams; the runs advance in turn, one training step each (``Trainer.fit_
 (torch CPU and CUDA, Python's ``random``, numpy) and its CUDA backend settings are swapped in,
 after it they are captured again, so every run draws exactly what it would draw alone: K runs
 trained together give the same checkpoints and logs as each trained alone (bitwise on CPU,
-``tests/test_concurrent.py``; the wall times in the log differ).
+``tests/test_concurrent.py``), but for the wall times: each epoch's log record also says how
+many runs shared them (``concurrent``, when more than one).
 
 On CUDA each run's work is queued on its own stream, so the steps of different runs (each
 usually one CUDA-graph replay, ``cuda_graphs.GraphedStep``) may overlap on the GPU while Python
@@ -164,6 +165,7 @@ def train_concurrently(configs: Sequence[TrainConfig], outs: Sequence[str | Path
             active = list(runs)
             while active:
                 for run in active:
+                    run.trainer.concurrent = len(active)  # logged with each epoch's wall seconds
                     _advance(run)
                 active = [run for run in active if not run.done]
     finally:

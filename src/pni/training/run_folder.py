@@ -340,11 +340,12 @@ class CheckpointedRun:
         """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
         collective call: every rank's random state (and position) is gathered (``rng_ranks``).
         ``position``: where in epoch ``epoch + 1`` a mid-epoch checkpoint stops (batch, data
-        order, partial sums). Wall times are left out: same seed, same bytes."""
+        order, partial sums). Wall times (and how many runs shared them) are left out: same
+        seed, same bytes."""
         gathered = distributed.all_gather_object((rng_state(self.device if self.world_size > 1 else None),
                                                   position))
         last = self.history[-1] if self.history else {}
-        metrics = {k: v for k, v in last.items() if k != "train_seconds"}
+        metrics = {k: v for k, v in last.items() if k not in ("train_seconds", "concurrent")}
         checkpoint = {
             "format": FORMAT, "version": VERSION, "epoch": epoch,
             "model": self.net.state_dict(), "model_meta": model_meta(self.net),

@@ -158,6 +158,7 @@ class Trainer(CheckpointedRun):
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._note: str | None = None
+        self.concurrent = 1  # runs training at once in this process (pni.training.concurrent sets it)
         self._changes: dict[str, list[Any]] = {}
         self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self._resumed = self._overwriting = False
@@ -371,6 +372,8 @@ class Trainer(CheckpointedRun):
         record: dict[str, Any] = {"epoch": epoch + 1, "adversarial": adversarial, "lr": lr}
         record.update({f"train_{k}": v / max(count, 1) for k, v in totals.items()})
         record["train_seconds"] = time.perf_counter() - started
+        if self.concurrent > 1:  # the wall seconds were shared with other runs
+            record["concurrent"] = self.concurrent
         record.update(self._evaluate())
         record["alphas"] = alpha_values(self.net)
         return record
