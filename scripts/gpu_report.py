@@ -20,8 +20,11 @@ edit by hand. How a GPU session runs:
 
 ```bash
 bash scripts/pack_cifar.sh                     # once: the CIFAR-10 JPEG copy, 18 MB, in .carry/
-OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh   # on the GPU machine, .carry carried
-for f in /tmp/gpu/*.tar; do tar -xf "$f" -C results/paper; done   # back here; then commit
+BUDGET_S=540 CONCURRENT=auto bash scripts/gpu_session.sh   # on the GPU machine (OUT: its output
+                                                           # folder), .carry carried
+for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done   # back here, then:
+cp OUT/cuda_tests_passed results/gpu/ 2>/dev/null; mkdir -p results/gpu/DATE-CARD
+cp OUT/*.log results/gpu/DATE-CARD/; python scripts/gpu_report.py   # and commit
 ```
 
 `gpu_session.sh` runs the `cuda` tests when the code they test changed since they last passed
@@ -45,7 +48,8 @@ mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearse
   on CUDA is marked `cuda` and runs first in the next window.
 - `pni reproduce ... --concurrent K|auto` (and `gpu_step.py --concurrent`) trains the plan's
   unfinished runs K at a time before its other steps; `timing.json` records `concurrent`.
-  A run's logged epoch seconds are then wall seconds shared with K-1 other runs.
+  Each epoch's log record then says how many runs shared its wall seconds (`concurrent`);
+  the GPU-minutes of `--dry-run` divide by it.
 - `TrainConfig.precision`: `auto` (default: PyTorch's own defaults, TF32 cuDNN convolutions
   on CUDA, float32 elsewhere), `tf32`, `float32` (strict), `bf16` (autocast); config.json
   records the precision used (`float32` on a CPU). The plans' rows are explicit `float32`,
@@ -53,7 +57,7 @@ mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearse
   included); a TF32 or bf16 row is another run with its own key.
 - `pni reproduce table2 --scale paper --dry-run --data-dir ../shared/data/cifar10-jpeg.zip`
   prints the GPU-minutes of training left per run and for Tables 1-2 at the last rate logged
-  on CUDA (one run at a time).
+  on CUDA (an epoch trained beside other runs counts its share of the wall seconds).
 
 To measure in the next window: the cuda tests of `tests/test_concurrent.py` (K runs together
 equal each alone on CUDA, graphs and streams) and `tests/test_precision.py`; then the
@@ -75,23 +79,27 @@ def paper_runs(root: Path) -> str:
         log = root / name / "train_log.jsonl"
         config_file = root / name / "config.json"
         if not log.exists() or not config_file.exists():
-            rows.append(f"| {name} | 0 | - | - | - | - | - |")
+            rows.append(f"| {name} | 0 | - | - | - | - | - | - | - |")
             continue
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         config = json.loads(config_file.read_text())
         last = records[-1]
         seconds = statistics.median(r["train_seconds"] for r in records)
+        precision = config.get("precision") or ("bf16" if config.get("bf16") else "tf32" if config.get("tf32")
+                                                else "float32")
         rows.append(f"| {name} | {last['epoch']} / {config['epochs']} | "
                     f"{100 * last.get('test_clean_acc', float('nan')):.1f} | "
                     f"{100 * last.get('test_pgd_acc', float('nan')):.1f} | {seconds:.1f} | "
-                    f"{last['train_seconds']:.1f} | "
+                    f"{last['train_seconds']:.1f} | {last.get('concurrent', 1)} | {precision} | "
                     f"{config['device']} |")
     header = ["## Paper-scale runs (CIFAR-10 JPEG copy, ResNet-20, the paper's schedule)", "",
               "Accuracies are the per-epoch metrics of the last epoch done (a fixed class-stratified "
               "sample of 1,000 test images, PGD-7 as in training), not the final evaluation. A run "
-              "may have trained on several cards (see the sessions below), so its epoch times differ.", "",
-              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | s / last epoch | device |",
-              "|---|---|---|---|---|---|---|"]
+              "may have trained on several cards (see the sessions below), so its epoch times differ. "
+              "Runs at once: how many runs shared the last epoch's wall seconds (`pni.training.concurrent`); "
+              "their aggregate rate is runs x 50,000 images / s per last epoch.", "",
+              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | s / last epoch | runs at once | precision | device |",
+              "|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(header + rows) + "\n"
 
 

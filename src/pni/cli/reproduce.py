@@ -207,7 +207,7 @@ def print_gpu_minutes(steps: list[Any], out: Path, data_dir: str | None) -> floa
 
     rows = [r for r in gpu_minutes_left(steps, out) if r[1]]
     print("GPU-minutes of training left at the last rate measured on CUDA (median of a run's last 5 logged "
-          "epochs, training steps only, one run at a time; several runs at once: not measured yet):")
+          "epochs, training steps only; an epoch trained beside other runs counts its share of the wall time):")
     for step, left, seconds, source in rows:
         rate = "no rate measured on CUDA yet" if seconds is None else \
             f"{left} epochs x {seconds:.1f} s = {left * seconds / 60:.1f} min" + \
