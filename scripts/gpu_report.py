@@ -52,8 +52,9 @@ mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearse
   the GPU-minutes of `--dry-run` divide by it.
 - `TrainConfig.precision`: `auto` (default: PyTorch's own defaults, TF32 cuDNN convolutions
   on CUDA, float32 elsewhere), `tf32`, `float32` (strict), `bf16` (autocast); config.json
-  records the precision used (`float32` on a CPU). The plans' rows are explicit `float32`,
-  so every run keeps its key (the paper-scale control `resnet20-none-at-folder-fd203045`
+  records it, `auto` resolved on the device (`float32` on a CPU). Run keys name a precision
+  other than float32 (device-free: an explicit `tf32` is one run on a CPU and a GPU). The
+  plans' rows are explicit `float32`, so every run keeps its key (the paper-scale control `resnet20-none-at-folder-fd203045`
   included); a TF32 or bf16 row is another run with its own key.
 - `pni reproduce table2 --scale paper --dry-run --data-dir ../shared/data/cifar10-jpeg.zip`
   prints the GPU-minutes of training left per run and for Tables 1-2 at the last rate logged

@@ -44,10 +44,10 @@ def test_run_keys_of_existing_runs_stay():
     config = load_config("mnist-lenet", "cpu")
     float32 = run_key(replace(config, precision="float32"))
     assert run_key(config) == float32  # auto on the cpu is float32
-    assert run_key(replace(config, precision="tf32")) == float32  # no TF32 on the cpu
-    assert len({float32, run_key(replace(config, precision="bf16")),
-                run_key(replace(config, precision="tf32", device="cuda")),
-                run_key(replace(config, precision="auto", device="cuda"))}) == 3  # auto on cuda is tf32
+    tf32 = run_key(replace(config, precision="tf32"))
+    assert tf32 != float32 and tf32 == run_key(replace(config, precision="tf32", device="cuda"))  # device-free
+    assert run_key(replace(config, precision="auto", device="cuda")) == tf32  # auto on CUDA is tf32
+    assert run_key(replace(config, precision="bf16")) not in (float32, tf32)
 
 
 def test_config_json_records_the_precision_used(tmp_path):
@@ -58,6 +58,8 @@ def test_config_json_records_the_precision_used(tmp_path):
     assert recorded["precision"] == "float32" and "tf32" not in recorded and "bf16" not in recorded
     # resuming with auto again is the same run (auto -> float32 on the cpu both times)
     train_run(replace(config, epochs=2), tmp_path / "run", resume=True)
+    train_run(replace(config, precision="tf32"), tmp_path / "tf32")  # explicit: recorded as declared
+    assert json.loads((tmp_path / "tf32" / "config.json").read_text())["precision"] == "tf32"
 
 
 def test_a_checkpoint_from_before_precision_resumes():

@@ -184,7 +184,8 @@ class TrainConfig:
     precision: str = option("auto", 'auto (PyTorch\'s defaults: tf32 on CUDA, float32 elsewhere), tf32 '
                                     '(TF32 cuDNN convolutions, float32 matmuls: PyTorch\'s own CUDA '
                                     'default), float32 (strict: no TF32) or bf16 (autocast for the '
-                                    'training and attack passes); config.json records the precision used')
+                                    'training and attack passes); config.json records it, auto resolved '
+                                    'on the device (tf32 on a CPU computes float32: there is no TF32)')
     compile: bool = option(False, 'torch.compile the training forwards (turns cuda_graphs off)')
     cudnn_benchmark: bool = option(False, 'cuDNN autotuning on CUDA (off: no faster for the graphed '
                                           'ResNet-20 step on an H100, 38.1 vs 38.1 ms)')
@@ -239,6 +240,13 @@ def migrate_precision(values: Mapping[str, Any]) -> dict[str, Any]:
         if "precision" not in values:
             values["precision"] = "bf16" if bf16 is True else "tf32" if tf32 is True else "float32"
     return values
+
+
+def declared_precision(precision: str, device: str) -> str:
+    """The precision a run declares (config.json, run keys): ``auto`` resolved on ``device``
+    (tf32 on CUDA, float32 elsewhere), an explicit value as it is (tf32 on a CPU stays tf32:
+    the same run as on a GPU, as a run's device is not part of what it is)."""
+    return effective_precision(precision, device) if precision == "auto" else precision
 
 
 def effective_precision(precision: str, device: str) -> str:

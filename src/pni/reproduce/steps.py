@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import TrainConfig, effective_precision
+from ..config import TrainConfig, declared_precision
 from ..errors import PNIError
 
 
@@ -123,12 +123,14 @@ Spec = Train | Eval | Transfer | Audit | Alphas | Certify | Substitute
 
 def config_key_values(config: TrainConfig) -> dict[str, Any]:
     """The fields that define what a run computes (``RUNTIME_FIELDS`` left out). The precision
-    (``effective_precision`` on the config's device) appears as the two booleans runs recorded
-    before it (``tf32``, ``bf16``, both false) and, when it is not float32, by name too: every
-    float32 run keeps the key it had before ``precision``, and another precision is another run."""
+    (``declared_precision``: auto resolved on the config's device, an explicit one as it is)
+    appears as the two booleans runs recorded before it (``tf32``, ``bf16``, both false) and,
+    when it is not float32, by name too: every float32 run keeps the key it had before
+    ``precision``, and another precision is another run. The plans' rows name their precision,
+    so their keys do not depend on the device."""
     values = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS and k != "precision"}
     values["tf32"] = values["bf16"] = False
-    precision = effective_precision(config.precision, config.device)
+    precision = declared_precision(config.precision, config.device)
     if precision != "float32":
         values["precision"] = precision
     return values

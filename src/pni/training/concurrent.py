@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, effective_precision
 from ..data import Dataset, load_dataset
 from ..seeding import rng_state, seed_everything, set_rng_state
 from .cuda_graphs import configure_backends
@@ -116,8 +116,8 @@ def _advance(run: ConcurrentRun) -> None:
     set_rng_state(run.rng)
     if run.cuda_state is not None:
         _cuda_generator(trainer.device).graphsafe_set_state(run.cuda_state)
-    configure_backends(trainer.device, trainer.config.precision, torch.are_deterministic_algorithms_enabled(),
-                       trainer.config.cudnn_benchmark)
+    configure_backends(trainer.device, effective_precision(trainer.config.precision, trainer.device.type),
+                       torch.are_deterministic_algorithms_enabled(), trainer.config.cudnn_benchmark)
     try:
         with _stream_context(run):
             next(run.steps)

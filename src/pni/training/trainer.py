@@ -26,7 +26,8 @@ from .. import distributed
 from ..attacks import AttackError, pgd
 from ..attacks._common import check_model_inputs
 from ..attacks.gradient import pgd_unchecked
-from ..config import TrainConfig, check_device, effective_precision, replace as replace_config
+from ..config import TrainConfig, check_device, declared_precision, effective_precision
+from ..config import replace as replace_config
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
 from ..errors import PNIError
@@ -112,8 +113,8 @@ class Trainer(CheckpointedRun):
                  step_callback: StepCallback | None = None) -> None:
         check_device(config.validate().device)
         self.device = distributed.init(config.device)
-        # the precision used on this device, recorded in config.json and the checkpoint
-        config = replace_config(config, precision=effective_precision(config.precision, self.device.type))
+        # auto resolved on this device, recorded in config.json and the checkpoint
+        config = replace_config(config, precision=declared_precision(config.precision, self.device.type))
         self.config = config
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
@@ -121,7 +122,8 @@ class Trainer(CheckpointedRun):
         self.step_callback = step_callback
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
-        configure_backends(self.device, config.precision, torch.are_deterministic_algorithms_enabled(),
+        configure_backends(self.device, effective_precision(config.precision, self.device.type),
+                           torch.are_deterministic_algorithms_enabled(),
                            config.cudnn_benchmark)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
@@ -183,7 +185,7 @@ class Trainer(CheckpointedRun):
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for every pass of the step when ``config.precision`` is bf16."""
-        if self.config.precision != "bf16":
+        if self.config.precision != "bf16":  # bf16 autocasts on every device
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
