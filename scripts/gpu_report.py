@@ -24,11 +24,13 @@ BUDGET_S=540 CONCURRENT=auto bash scripts/gpu_session.sh   # on the GPU machine 
                                                            # folder), .carry carried
 for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done   # back here, then:
 cp OUT/cuda_tests_passed results/gpu/ 2>/dev/null; mkdir -p results/gpu/DATE-CARD
-cp OUT/*.log results/gpu/DATE-CARD/; python scripts/gpu_report.py   # and commit
+cp OUT/*.log OUT/concurrency/concurrency.* results/gpu/DATE-CARD/; python scripts/gpu_report.py  # commit
 ```
 
 `gpu_session.sh` runs the `cuda` tests when the code they test changed since they last passed
 (the hash it leaves as `OUT/cuda_tests_passed`: commit it as `results/gpu/cuda_tests_passed`),
+`benchmarks/concurrency.py` (`CONC_S`, 150 s: aggregate images/s of K = 1, 2, 4, 9 ResNet-20
+runs at once in TF32 and bf16, peak memory per run, Tables 1-2 GPU-minutes at each rate),
 `benchmarks/gpu.py` only with `BENCH_S` > 0, then advances the training runs of Tables 2 and 1
 (`pni reproduce table2`, then `table1`, `--scale paper --data-dir ../shared/data/cifar10-jpeg.zip`)
 with the time left, `CONCURRENT` of them at once in one process (`scripts/gpu_step.py
@@ -60,12 +62,15 @@ mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearse
   prints the GPU-minutes of training left per run and for Tables 1-2 at the last rate logged
   on CUDA (an epoch trained beside other runs counts its share of the wall seconds).
 
-To measure in the next window: the cuda tests of `tests/test_concurrent.py` (K runs together
-equal each alone on CUDA, graphs and streams) and `tests/test_precision.py`; then the
-aggregate images/s of K runs together (`K x 50,000 x epochs / wall seconds` from the logs of
-one session, or `--concurrent 1, 2, 4, 9` in turn) and the memory per run
-(`nvidia-smi` before/after; `RUN_MEMORY_GIB` in `pni/reproduce/runner.py` is a guess of 4 GiB);
-TF32 and bf16 twins of the control need plan rows with `precision` (not added yet).
+To measure in the next window (the session script does all of it): the cuda tests of
+`tests/test_concurrent.py` (K runs together equal each alone on CUDA: streams, per-run
+generator states, graph replays) and `tests/test_precision.py`; the aggregate images/s of K
+runs at once, TF32 and bf16, and the memory per run (`benchmarks/concurrency.py`;
+`RUN_MEMORY_GIB` in `pni/reproduce/runner.py`, which `auto` divides the free memory by, is a
+guess of 4 GiB until then); the epochs the paper runs advance at `--concurrent auto`. Not
+built yet: plan rows in TF32 at paper scale with a TF32 twin of the float32 control (the 8
+runs not started could change key freely; the control must stay float32), RESULTS.md showing
+the precision, the honest evaluation steps inside the window (item 3), item 6's warning.
 """
 
 

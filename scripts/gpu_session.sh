@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session in a fixed wall-time budget: the cuda tests of the code that changed since
-# they last passed, optionally benchmarks/gpu.py (BENCH_S > 0), then the paper-scale runs of
+# they last passed, benchmarks/concurrency.py (aggregate images/s of K = 1, 2, 4, 9 runs at
+# once, TF32 and bf16; CONC_S), optionally benchmarks/gpu.py (BENCH_S > 0), then the paper-scale runs of
 # Tables 2 and 1 advanced with whatever time is left, CONCURRENT of them at once in one
 # process (default auto: free GiB // 4, at most 9), every result under OUT.
 #
@@ -17,6 +18,7 @@ OUT=${OUT:?set OUT to an output folder}
 BUDGET_S=${BUDGET_S:-540}      # the whole script, start to end
 BENCH_S=${BENCH_S:-0}          # benchmarks/gpu.py at most (0: skipped; it was measured twice)
 TESTS_S=${TESTS_S:-120}        # the cuda tests at most
+CONC_S=${CONC_S:-150}          # benchmarks/concurrency.py at most (0: skipped): aggregate img/s of K runs at once
 CONCURRENT=${CONCURRENT:-auto} # runs trained at once (scripts/gpu_step.py --concurrent)
 DEVICE=${DEVICE:-cuda}
 SCALE=${SCALE:-paper}
@@ -46,6 +48,13 @@ if [ "$(cat results/gpu/cuda_tests_passed 2>/dev/null)" != "$tested" ]; then
     echo "[session] cuda tests done after $(elapsed) s"
 else
     echo "[session] cuda tests skipped: the code under test passed them before ($tested)"
+fi
+
+if [ "$CONC_S" -gt 0 ]; then
+    small=""; [ "$DEVICE" = cpu ] && small="--model lenet5 --images 256 --ks 1,2 --precisions float32"
+    timeout "$CONC_S" $PYTHON benchmarks/concurrency.py --out "$OUT/concurrency" --device "$DEVICE" $small \
+        2>&1 | tee "$OUT/concurrency.log"
+    echo "[session] concurrency benchmark done after $(elapsed) s"
 fi
 
 if [ "$BENCH_S" -gt 0 ]; then

@@ -199,3 +199,18 @@ def test_a_signal_checkpoints_every_run_and_they_resume_as_alone(tmp_path):
         b = torch.load(folder / "checkpoint.pt", weights_only=True)
         assert _same(a["model"], b["model"]) and _same(a["optimizer"], b["optimizer"])
         assert [r["train_loss"] for r in _log(reference)] == [r["train_loss"] for r in _log(folder)]
+
+
+def test_the_concurrency_benchmark_runs_on_cpu(tmp_path, capsys):
+    """benchmarks/concurrency.py (what the next GPU window measures) end to end, tiny, on CPU."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import concurrency
+
+    assert concurrency.main(["--out", str(tmp_path), "--device", "cpu", "--model", "lenet5", "--images", "128",
+                             "--ks", "1,2", "--precisions", "float32"]) == 0
+    report = json.loads((tmp_path / "concurrency.json").read_text())
+    assert [(r["k"], r["precision"]) for r in report["results"]] == [(1, "float32"), (2, "float32")]
+    assert report["errors"] == {}
+    assert "| float32 | 2 |" in (tmp_path / "concurrency.md").read_text()
