@@ -128,7 +128,7 @@ def lenet(mnist):
     train, test = mnist
     config = TrainConfig(model="lenet5", dataset="mnist-sample", epochs=2, batch_size=64, lr=0.02,
                          milestones=[], eps=0.2, step_size=0.05, steps=3, train_subset=1024,
-                         eval_subset=0, device="cuda", progress=False)
+                         eval_subset=0, device="cuda", progress=False, precision="float32")
     model = build_model(config, train)
     fit(model, train.subset(list(range(1024))), config)
     model.eval()
