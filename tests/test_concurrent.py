@@ -214,3 +214,14 @@ def test_the_concurrency_benchmark_runs_on_cpu(tmp_path, capsys):
     assert [(r["k"], r["precision"]) for r in report["results"]] == [(1, "float32"), (2, "float32")]
     assert report["errors"] == {}
     assert "| float32 | 2 |" in (tmp_path / "concurrency.md").read_text()
+
+
+@pytest.mark.cuda
+def test_auto_concurrency_on_cuda_follows_the_free_memory():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from pni.reproduce.runner import MAX_CONCURRENT, RUN_MEMORY_GIB, auto_concurrency
+
+    free = torch.cuda.mem_get_info(0)[0] / 2**30
+    expected = max(1, min(MAX_CONCURRENT, int(free // RUN_MEMORY_GIB)))
+    assert auto_concurrency("cuda") == expected and auto_concurrency("cuda:0") == expected

@@ -35,7 +35,8 @@ def auto_concurrency(device: str) -> int:
 
     if not device.startswith("cuda") or not torch.cuda.is_available():
         return 1
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    index = torch.device(device).index
+    free, _ = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
     return max(1, min(MAX_CONCURRENT, int(free / 2**30 // RUN_MEMORY_GIB)))
 
 
