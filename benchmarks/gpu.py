@@ -9,7 +9,7 @@ One prepared script, about 4-6 minutes on one H100/H200:
                         channels_last, BatchNorm folded for the attack passes, the whole
                         step recorded once as a CUDA graph and replayed
         pni-graph-bf16  the same with bf16 autocast (not the same function)
-        pni-graph-tf32  the same with TF32 convolutions and matmuls (``tf32``; not the same function)
+        pni-graph-tf32  the same with TF32 convolutions (``precision="tf32"``, PyTorch's CUDA default; not the same function)
         pni-eager       pni's step without the CUDA graph (``cuda_graphs = false``)
         pni-graph-autotune  pni-graph recorded with cuDNN autotuning (``cudnn_benchmark``)
         floor-graph     the bare passes of the plain model (no noise), recorded as a graph:
@@ -92,7 +92,7 @@ def _batch(channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 def pni_config(**changes: Any) -> TrainConfig:
     values = dict(model="resnet20", steps=STEPS, eps=EPS, step_size=STEP, batch_size=BATCH,
-                  progress=False, eval_subset=0, device=str(DEVICE))
+                  progress=False, eval_subset=0, device=str(DEVICE), precision="float32")
     values.update(changes)
     return TrainConfig(**values)
 
@@ -173,7 +173,7 @@ def make_original() -> Step:
 
 VARIANTS: dict[str, Callable[[], Step]] = {
     "pni-graph": lambda: make_pni(),
-    "pni-graph-bf16": lambda: make_pni(bf16=True),
+    "pni-graph-bf16": lambda: make_pni(precision="bf16"),
     "pni-eager": lambda: make_pni(cuda_graphs=False),
     "floor-graph": lambda: make_floor(True),
     "floor-eager": lambda: make_floor(False),
@@ -184,7 +184,7 @@ COMPILED = {"pni-compile": lambda: make_pni(compile=True)}
 
 def make_pni_recorded_with(**flags: Any) -> Step:
     """pni's graphed step recorded under a process-wide backend flag (``cudnn_benchmark``,
-    ``tf32``); the flags go back to the defaults once the graph holds its kernels, so the
+    ``precision="tf32"``); the flags go back to the defaults once the graph holds its kernels, so the
     other variants keep true float32 with cuDNN's heuristics."""
     step = make_pni(**flags)
     try:
@@ -199,7 +199,7 @@ def make_pni_recorded_with(**flags: Any) -> Step:
 
 # last: the variants above keep the default backend flags
 VARIANTS["pni-graph-autotune"] = lambda: make_pni_recorded_with(cudnn_benchmark=True)
-VARIANTS["pni-graph-tf32"] = lambda: make_pni_recorded_with(tf32=True)
+VARIANTS["pni-graph-tf32"] = lambda: make_pni_recorded_with(precision="tf32")
 
 
 def time_steps(rounds: int, steps: int, variants: dict[str, Callable[[], Step]]
@@ -259,7 +259,7 @@ def bf16_accuracy(data_dir: str, train_n: int, epochs: int) -> dict[str, Any]:
     results: dict[str, Any] = {"train_images": len(train), "epochs": epochs}
     for label, bf16 in (("float32", False), ("bf16", True)):
         torch.manual_seed(0)
-        config = pni_config(bf16=bf16, epochs=epochs, milestones=[], eval_subset=1000, lr=0.1)
+        config = pni_config(precision="bf16" if bf16 else "float32", epochs=epochs, milestones=[], eval_subset=1000, lr=0.1)
         model = build_model(config, train)
         start = time.perf_counter()
         result = fit(model, train, config, test)

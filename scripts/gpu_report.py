@@ -20,13 +20,57 @@ edit by hand. How a GPU session runs:
 
 ```bash
 bash scripts/pack_cifar.sh                     # once: the CIFAR-10 JPEG copy, 18 MB, in .carry/
-OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh   # on the GPU machine, .carry carried
-for f in /tmp/gpu/*.tar; do tar -xf "$f" -C results/paper; done   # back here; then commit
+BUDGET_S=540 CONCURRENT=auto bash scripts/gpu_session.sh   # on the GPU machine (OUT: its output
+                                                           # folder), .carry carried
+for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done   # back here, then:
+cp OUT/cuda_tests_passed results/gpu/ 2>/dev/null; mkdir -p results/gpu/DATE-CARD
+cp OUT/*.log OUT/concurrency/concurrency.* results/gpu/DATE-CARD/; python scripts/gpu_report.py  # commit
 ```
 
-`gpu_session.sh` runs the `cuda` tests and `benchmarks/gpu.py`, then advances the training
-runs of `pni reproduce table2 --scale paper --data-dir ../shared/data/cifar10-jpeg.zip` with
-the time left (`scripts/gpu_step.py`: the plan's own run keys, so `pni reproduce` reuses them).
+`gpu_session.sh` runs the `cuda` tests when the code they test changed since they last passed
+(the hash it leaves as `OUT/cuda_tests_passed`: commit it as `results/gpu/cuda_tests_passed`),
+`benchmarks/concurrency.py` (`CONC_S`, 150 s: aggregate images/s of K = 1, 2, 4, 9 ResNet-20
+runs at once in TF32 and bf16, peak memory per run, Tables 1-2 GPU-minutes at each rate),
+`benchmarks/gpu.py` only with `BENCH_S` > 0, then advances the training runs of Tables 2 and 1
+(`pni reproduce table2`, then `table1`, `--scale paper --data-dir ../shared/data/cifar10-jpeg.zip`)
+with the time left, `CONCURRENT` of them at once in one process (`scripts/gpu_step.py
+--concurrent`, default `auto`: free GiB // 4, at most 9; the plan's own run keys, so `pni
+reproduce` reuses them). `timeout` sends SIGTERM before the budget ends: every run writes a
+mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearses it here.
+
+## Several runs at once; precision (issue 20, built and tested on CPU, not yet measured)
+
+- `pni.training.train_concurrently(configs, outs)` trains K runs in one process: each is an
+  ordinary `Trainer` (own model, optimizer, schedule, loader, run folder, lock, checkpoints,
+  resume) advanced one step at a time in turn (`Trainer.fit_steps`, `fit` as a generator), with
+  its random state and CUDA backend flags swapped in around each step and its work on its own
+  CUDA stream, so steps of different runs (each one graph replay) may overlap on the GPU. On
+  CPU, K runs together give bitwise the checkpoints and logs of each run alone (but the wall
+  times), also across a resume and a SIGTERM (`tests/test_concurrent.py`); the same test
+  on CUDA is marked `cuda` and runs first in the next window.
+- `pni reproduce ... --concurrent K|auto` (and `gpu_step.py --concurrent`) trains the plan's
+  unfinished runs K at a time before its other steps; `timing.json` records `concurrent`.
+  Each epoch's log record then says how many runs shared its wall seconds (`concurrent`);
+  the GPU-minutes of `--dry-run` divide by it.
+- `TrainConfig.precision`: `auto` (default: PyTorch's own defaults, TF32 cuDNN convolutions
+  on CUDA, float32 elsewhere), `tf32`, `float32` (strict), `bf16` (autocast); config.json
+  records it, `auto` resolved on the device (`float32` on a CPU). Run keys name a precision
+  other than float32 (device-free: an explicit `tf32` is one run on a CPU and a GPU). The
+  plans' rows are explicit `float32`, so every run keeps its key (the paper-scale control `resnet20-none-at-folder-fd203045`
+  included); a TF32 or bf16 row is another run with its own key.
+- `pni reproduce table2 --scale paper --dry-run --data-dir ../shared/data/cifar10-jpeg.zip`
+  prints the GPU-minutes of training left per run and for Tables 1-2 at the last rate logged
+  on CUDA (an epoch trained beside other runs counts its share of the wall seconds).
+
+To measure in the next window (the session script does all of it): the cuda tests of
+`tests/test_concurrent.py` (K runs together equal each alone on CUDA: streams, per-run
+generator states, graph replays) and `tests/test_precision.py`; the aggregate images/s of K
+runs at once, TF32 and bf16, and the memory per run (`benchmarks/concurrency.py`;
+`RUN_MEMORY_GIB` in `pni/reproduce/runner.py`, which `auto` divides the free memory by, is a
+guess of 4 GiB until then); the epochs the paper runs advance at `--concurrent auto`. Not
+built yet: plan rows in TF32 at paper scale with a TF32 twin of the float32 control (the 8
+runs not started could change key freely; the control must stay float32), RESULTS.md showing
+the precision, the honest evaluation steps inside the window (item 3), item 6's warning.
 """
 
 
@@ -35,29 +79,33 @@ def paper_runs(root: Path) -> str:
     import gpu_step
 
     rows = []
-    planned = [s.key for s in gpu_step.train_steps("table2", "paper", gpu_step.DATA, "cuda")]
+    planned = [s.key for s in gpu_step.train_steps("table2,table1", "paper", gpu_step.DATA, "cuda")]
     names = planned + sorted(p.parent.name for p in root.glob("*/config.json") if p.parent.name not in planned)
     for name in names:
         log = root / name / "train_log.jsonl"
         config_file = root / name / "config.json"
         if not log.exists() or not config_file.exists():
-            rows.append(f"| {name} | 0 | - | - | - | - | - |")
+            rows.append(f"| {name} | 0 | - | - | - | - | - | - | - |")
             continue
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         config = json.loads(config_file.read_text())
         last = records[-1]
         seconds = statistics.median(r["train_seconds"] for r in records)
+        precision = config.get("precision") or ("bf16" if config.get("bf16") else "tf32" if config.get("tf32")
+                                                else "float32")
         rows.append(f"| {name} | {last['epoch']} / {config['epochs']} | "
                     f"{100 * last.get('test_clean_acc', float('nan')):.1f} | "
                     f"{100 * last.get('test_pgd_acc', float('nan')):.1f} | {seconds:.1f} | "
-                    f"{last['train_seconds']:.1f} | "
+                    f"{last['train_seconds']:.1f} | {last.get('concurrent', 1)} | {precision} | "
                     f"{config['device']} |")
     header = ["## Paper-scale runs (CIFAR-10 JPEG copy, ResNet-20, the paper's schedule)", "",
               "Accuracies are the per-epoch metrics of the last epoch done (a fixed class-stratified "
               "sample of 1,000 test images, PGD-7 as in training), not the final evaluation. A run "
-              "may have trained on several cards (see the sessions below), so its epoch times differ.", "",
-              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | s / last epoch | device |",
-              "|---|---|---|---|---|---|---|"]
+              "may have trained on several cards (see the sessions below), so its epoch times differ. "
+              "Runs at once: how many runs shared the last epoch's wall seconds (`pni.training.concurrent`); "
+              "their aggregate rate is runs x 50,000 images / s per last epoch.", "",
+              "| run | epochs | clean % | PGD-7 % | s / epoch (median) | s / last epoch | runs at once | precision | device |",
+              "|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(header + rows) + "\n"
 
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# One GPU session in a fixed wall-time budget: the CUDA tests and benchmarks/gpu.py, then
-# the paper-scale queue advanced with whatever time is left, every result under OUT.
+# One GPU session in a fixed wall-time budget: the cuda tests of the code that changed since
+# they last passed, benchmarks/concurrency.py (aggregate images/s of K = 1, 2, 4, 9 runs at
+# once, TF32 and bf16; CONC_S), optionally benchmarks/gpu.py (BENCH_S > 0), then the paper-scale runs of
+# Tables 2 and 1 advanced with whatever time is left, CONCURRENT of them at once in one
+# process (default auto: free GiB // 4, at most 9), every result under OUT.
 #
 #   OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh
 #
-# DEVICE=cpu rehearses the whole call on a machine without a GPU (the benchmark then fails).
+# DEVICE=cpu SCALE=smoke RUNS=/tmp/runs rehearses the whole call on a machine without a GPU
+# (the cuda tests then skip). PYTHON names the interpreter (default python3).
 # Expects the CIFAR-10 JPEG copy packed as .carry/cifar10-jpeg.tar.xz (scripts/pack_cifar.sh)
 # and, for the AutoAttack test, pyautoattack importable (for example from .carry/site).
 # Bring the runs back with: for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done
@@ -12,32 +16,66 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to an output folder}
 BUDGET_S=${BUDGET_S:-540}      # the whole script, start to end
-BENCH_S=${BENCH_S:-330}        # benchmarks/gpu.py at most
+BENCH_S=${BENCH_S:-0}          # benchmarks/gpu.py at most (0: skipped; it was measured twice)
+TESTS_S=${TESTS_S:-120}        # the cuda tests at most
+CONC_S=${CONC_S:-150}          # benchmarks/concurrency.py at most (0: skipped): aggregate img/s of K runs at once
+CONCURRENT=${CONCURRENT:-auto} # runs trained at once (scripts/gpu_step.py --concurrent)
+DEVICE=${DEVICE:-cuda}
+SCALE=${SCALE:-paper}
+RUNS=${RUNS:-results/paper}    # the run folders (pni reproduce --out)
+PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:$PWD/.carry/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader || true
+$PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 # the CIFAR-10 JPEG copy as a zip at the path the plans name (../shared/data/cifar10-jpeg.zip)
-python3 scripts/gpu_step.py --pack .carry/cifar10-jpeg.tar.xz --max-minutes 0
-python3 -c "import pni; [pni.load_dataset('imagefolder', s, '../shared/data/cifar10-jpeg.zip') for s in ('train', 'test')]"
+if [ "$SCALE" = paper ]; then
+    $PYTHON scripts/gpu_step.py --pack .carry/cifar10-jpeg.tar.xz --max-minutes 0
+    $PYTHON -c "import pni; [pni.load_dataset('imagefolder', s, '../shared/data/cifar10-jpeg.zip') for s in ('train', 'test')]"
+fi
 echo "[session] data ready after $(elapsed) s"
 
-timeout "$BENCH_S" python3 benchmarks/gpu.py --out "$OUT/bench" --data ../shared/data/cifar10-jpeg.zip --compile \
-    2>&1 | tee "$OUT/bench.log"
-echo "[session] benchmark done after $(elapsed) s"
+# the cuda tests, only when the code they test changed since they last passed here
+tested=$(cat src/pni/training/*.py src/pni/config.py src/pni/noise.py tests/test_cuda.py \
+         tests/test_concurrent.py tests/test_precision.py | sha256sum | cut -c1-16)
+if [ "$(cat results/gpu/cuda_tests_passed 2>/dev/null)" != "$tested" ]; then
+    timeout "$TESTS_S" $PYTHON -m pytest -q -m cuda tests/test_concurrent.py tests/test_precision.py tests/test_cuda.py \
+        2>&1 | tee "$OUT/cuda_tests.log"
+    if [ "${PIPESTATUS[0]}" = 0 ] && [ "$DEVICE" != cpu ]; then echo "$tested" > "$OUT/cuda_tests_passed"; fi
+    echo "[session] cuda tests done after $(elapsed) s"
+else
+    echo "[session] cuda tests skipped: the code under test passed them before ($tested)"
+fi
+
+if [ "$CONC_S" -gt 0 ]; then
+    small=""; [ "$DEVICE" = cpu ] && small="--model lenet5 --images 256 --ks 1,2 --precisions float32"
+    timeout "$CONC_S" $PYTHON benchmarks/concurrency.py --out "$OUT/concurrency" --device "$DEVICE" $small \
+        2>&1 | tee "$OUT/concurrency.log"
+    echo "[session] concurrency benchmark done after $(elapsed) s"
+fi
+
+if [ "$BENCH_S" -gt 0 ]; then
+    timeout "$BENCH_S" $PYTHON benchmarks/gpu.py --out "$OUT/bench" --data ../shared/data/cifar10-jpeg.zip --compile \
+        2>&1 | tee "$OUT/bench.log"
+    echo "[session] benchmark done after $(elapsed) s"
+fi
 
 left=$(( BUDGET_S - $(elapsed) - 20 ))
 if [ "$left" -gt 45 ]; then
-    minutes=$(python3 -c "print(round(($left - 25) / 60, 2))")
-    timeout "$left" python3 scripts/gpu_step.py --device "${DEVICE:-cuda}" --max-minutes "$minutes" 2>&1 | tee "$OUT/step.log"
+    minutes=$($PYTHON -c "print(round(($left - 30) / 60, 2))")
+    # SIGTERM 15 s before the end: every run writes a mid-epoch checkpoint and stops
+    timeout -k 15 "$left" $PYTHON scripts/gpu_step.py --device "$DEVICE" --scale "$SCALE" --out "$RUNS" \
+        --concurrent "$CONCURRENT" --max-minutes "$minutes" 2>&1 | tee "$OUT/step.log"
 fi
-for folder in results/paper/*/; do
+nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null || true
+for folder in "$RUNS"/*/; do
     name=$(basename "$folder")
-    [ -f "$folder/checkpoint.pt" ] && tar -cf "$OUT/$name.tar" -C results/paper \
-        "$name/checkpoint.pt" "$name/config.json" "$name/train_log.jsonl"
+    [ -f "$folder/checkpoint.pt" ] && tar -cf "$OUT/$name.tar" -C "$RUNS" \
+        "$name/checkpoint.pt" "$name/config.json" "$name/train_log.jsonl" \
+        $(cd "$RUNS" && ls "$name/timing.json" 2>/dev/null)
 done
 echo "[session] done after $(elapsed) s"
 ls -la "$OUT" "$OUT/bench" 2>/dev/null

@@ -1,6 +1,8 @@
 """Advance the paper-scale reproduction on a GPU by one step: train the next unfinished
-runs of a ``pni reproduce`` plan (``--plan``, default Table 2, at ``--scale paper``) for as
-many epochs as fit in ``--max-minutes``, then pack each run folder it touched.
+runs of ``pni reproduce`` plans (``--plan``, default Table 2 then Table 1's extra runs, at
+``--scale paper``) for as many epochs as fit in ``--max-minutes``, up to ``--concurrent``
+of them at once in this process (``pni.training.concurrent``: each run as it would be
+alone; default auto: from the free GPU memory), then pack each run folder it touched.
 
 The runs are the plan's own: the same run keys and settings as ``pni reproduce table2
 --scale paper --data-dir ../shared/data/cifar10-jpeg.zip``, so a run advanced here is
@@ -11,7 +13,7 @@ state, ``train_log.jsonl``, ``config.json``) are small and self-contained: one t
 the GPU machine, trains a few minutes there, comes back and is committed.
 
     python scripts/gpu_step.py --device cuda --max-minutes 8 --pack .carry/cifar10-jpeg.tar.xz \\
-        --export "$OUT"          # on the GPU machine; then, here:
+        --concurrent auto --export "$OUT"          # on the GPU machine; then, here:
     tar -xf OUT/KEY.tar -C results/paper
     python scripts/gpu_step.py --status          # what is done, what is next
 """
@@ -29,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))  # runs from a checkout without installing
 
 from pni.errors import PNIError  # noqa: E402
 from pni.reproduce import Runner, get_plans, resolve  # noqa: E402
-from pni.reproduce.runner import checkpoint_epochs  # noqa: E402
+from pni.reproduce.runner import auto_concurrency, checkpoint_epochs  # noqa: E402
 from pni.reproduce.steps import Step  # noqa: E402
 from pni.training.run_folder import TrainingInterrupted
 
@@ -58,8 +60,23 @@ def zip_from_pack(pack: Path, target: Path) -> Path:
 
 
 def train_steps(plan: str, scale: str, data_dir: str | None, device: str) -> list[Step]:
-    """The training runs of ``plan`` at ``scale``, in plan order."""
-    return [s for s in resolve(get_plans(plan), scale, device=device, data_dir=data_dir) if s.kind == "train"]
+    """The training runs of ``plan`` (comma separated plans: in that order, each run once) at
+    ``scale``, in plan order."""
+    steps: dict[str, Step] = {}
+    for name in plan.split(","):
+        for step in resolve(get_plans(name.strip()), scale, device=device, data_dir=data_dir):
+            if step.kind == "train":
+                steps.setdefault(step.key, step)
+    return list(steps.values())
+
+
+def concurrency(text: str, device: str) -> int:
+    """``--concurrent``: ``auto`` (``pni.reproduce.runner.auto_concurrency``) or K >= 1."""
+    if text == "auto":
+        return auto_concurrency(device)
+    if not text.isdigit() or int(text) < 1:
+        raise PNIError(f"--concurrent must be a whole number >= 1 or auto, got {text!r}")
+    return int(text)
 
 
 def epochs_done(folder: Path) -> int:
@@ -85,7 +102,10 @@ def _stamp(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", default="table2", help="the pni reproduce plan whose runs to train (default table2)")
+    parser.add_argument("--plan", default="table2,table1",
+                        help="the pni reproduce plans whose runs to train, comma separated (default table2,table1)")
+    parser.add_argument("--concurrent", default="auto",
+                        help="runs trained at once in this process (default auto: 1 off CUDA, free GiB // 4 on CUDA)")
     parser.add_argument("--scale", default="paper", help="its scale (default paper)")
     parser.add_argument("--data-dir", default=DATA, help=f"CIFAR-10 image folder or zip (default {DATA})")
     parser.add_argument("--out", type=Path, default=REPO / "results/paper", help="run folders (default results/paper)")
@@ -107,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         before = {s.key: _stamp(args.out / s.key) for s in steps}
         code = 0
         if args.max_minutes > 0:
-            runner = Runner(args.out, args.device, max_minutes=args.max_minutes)
+            runner = Runner(args.out, args.device, max_minutes=args.max_minutes,
+                            concurrent=concurrency(args.concurrent, args.device))
             try:
                 runner.run(steps)
             except TrainingInterrupted as stop:   # a checkpoint was written: pack what there is

@@ -128,7 +128,7 @@ def lenet(mnist):
     train, test = mnist
     config = TrainConfig(model="lenet5", dataset="mnist-sample", epochs=2, batch_size=64, lr=0.02,
                          milestones=[], eps=0.2, step_size=0.05, steps=3, train_subset=1024,
-                         eval_subset=0, device="cuda", progress=False)
+                         eval_subset=0, device="cuda", progress=False, precision="float32")
     model = build_model(config, train)
     fit(model, train.subset(list(range(1024))), config)
     model.eval()
@@ -197,7 +197,7 @@ def test_loader_keeps_uint8_on_the_gpu_and_augments_there_without_host_sync():
 def _train_config(**changes) -> TrainConfig:
     values = dict(model="lenet5", dataset="mnist-sample", epochs=2, batch_size=64, lr=0.02,
                   milestones=[1], eps=0.2, step_size=0.05, steps=3, eval_subset=64, device="cuda",
-                  progress=False, seed=3)
+                  progress=False, seed=3, precision="float32")
     values.update(changes)
     return TrainConfig(**values)
 
@@ -274,7 +274,7 @@ def test_replayed_step_does_not_synchronize_and_catches_non_finite_state(mnist):
 
 
 def test_bf16_training_runs_and_learns(mnist, tmp_path):
-    result = _run(_train_config(bf16=True, epochs=2), mnist, tmp_path / "bf16")
+    result = _run(_train_config(precision="bf16", epochs=2), mnist, tmp_path / "bf16")
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in result.history)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] + 0.5
 

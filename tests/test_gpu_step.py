@@ -72,3 +72,22 @@ def test_pack_becomes_a_zip_once_that_pni_reads(tmp_path):
     assert len(data) == 4 and data.classes == ["cat", "dog"]
     stamp = target.stat().st_mtime_ns
     assert gpu_step.zip_from_pack(pack, target) == target and target.stat().st_mtime_ns == stamp
+
+
+def test_tables_2_then_1_are_nine_runs_trained_together(tmp_path, capsys):
+    """The default plans (Table 2, then Table 1's extra runs) are the 9 runs of Tables 1-2;
+    ``--concurrent 3`` trains them three at a time, each as the plan's own run."""
+    paper = gpu_step.train_steps("table2,table1", "paper", gpu_step.DATA, "cuda")
+    assert len(paper) == 9
+    assert paper[0].key == "resnet20-none-at-folder-fd203045"  # the float32 control, 74/160 epochs here
+    out = tmp_path / "runs"
+    steps = gpu_step.train_steps("table2,table1", "smoke", None, "cpu")
+    assert gpu_step.main(["--scale", "smoke", "--out", str(out), "--device", "cpu", "--concurrent", "3",
+                          "--max-minutes", "5"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("together with 2 other run(s)") >= 3
+    assert all(state(s, out)[0] == "done" for s in steps)
+    assert gpu_step.main(["--status", "--concurrent", "x", "--max-minutes", "1", "--scale", "smoke",
+                          "--out", str(out), "--device", "cpu"]) == 0  # --status: nothing trains
+    assert gpu_step.main(["--concurrent", "0", "--scale", "smoke", "--out", str(out), "--device", "cpu"]) == 2
+    assert "--concurrent must be a whole number >= 1 or auto" in capsys.readouterr().err

@@ -19,10 +19,10 @@ from pni.checkpoint import read_checkpoint
 from pni.folder_lock import held_elsewhere
 from pni.training import TrainingError
 
-SLOW_TRAIN = ("import sys, time\nimport pni.training.trainer as t\nreal = t.Trainer.run_epoch\n"
+SLOW_TRAIN = ("import sys, time\nimport pni.training.trainer as t\nreal = t.Trainer.epoch_steps\n"
               "def slow(self, epoch):\n    print('holding the folder', flush=True)\n    time.sleep(120)\n"
-              "    return real(self, epoch)\n"
-              "t.Trainer.run_epoch = slow\nfrom pni import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
+              "    return (yield from real(self, epoch))\n"
+              "t.Trainer.epoch_steps = slow\nfrom pni import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
 
 
 def _args(out: Path, *extra: str) -> list[str]:
@@ -96,8 +96,9 @@ def test_a_failed_overwrite_names_the_folder_that_keeps_the_old_run(two_epochs, 
 
     def failing(self, epoch):  # noqa: ANN001, ANN202
         raise TrainingError("non-finite or exploding loss (nan, limit 1e+04)")
+        yield  # a step generator, as Trainer.epoch_steps
 
-    monkeypatch.setattr(pni.training.trainer.Trainer, "run_epoch", failing)
+    monkeypatch.setattr(pni.training.trainer.Trainer, "epoch_steps", failing)
     assert cli.main(_args(out, "--overwrite")) == 2
     err = capsys.readouterr().err.strip()
     asides = list(out.glob(".overwritten.*"))
@@ -111,10 +112,10 @@ def test_a_failed_overwrite_names_the_folder_that_keeps_the_old_run(two_epochs, 
 def test_a_state_that_diverged_in_the_last_epoch_is_not_saved(tmp_path, monkeypatch, capsys):
     """The parameters stay below the guard's WEIGHT_LIMIT but give a loss of about 1e7: the
     end-of-epoch probe refuses to save that state; checkpoint.pt stays the one of epoch 1."""
-    real = pni.training.trainer.Trainer.run_epoch
+    real = pni.training.trainer.Trainer.epoch_steps
 
     def diverging(self, epoch):  # noqa: ANN001, ANN202
-        record = real(self, epoch)
+        record = yield from real(self, epoch)
         if epoch == 1:
             with torch.no_grad():
                 for name, param in self.net.named_parameters():
@@ -122,7 +123,7 @@ def test_a_state_that_diverged_in_the_last_epoch_is_not_saved(tmp_path, monkeypa
                         param.mul_(1e6)
         return record
 
-    monkeypatch.setattr(pni.training.trainer.Trainer, "run_epoch", diverging)
+    monkeypatch.setattr(pni.training.trainer.Trainer, "epoch_steps", diverging)
     out = tmp_path / "run"
     assert cli.main(_args(out)) == 2
     err = capsys.readouterr().err.strip()

@@ -182,11 +182,12 @@ class TrainConfig:
     # CUDA speed options (pni.training.cuda_graphs; benchmarks/gpu.py measures each)
     cuda_graphs: bool = option(True, 'on CUDA, record the whole training step once and replay it per '
                                      'batch (the same function, several times faster for small models)')
-    bf16: bool = option(False, 'bf16 autocast for the training and attack passes (faster on GPUs, '
-                               'slightly different numbers; off by default)')
+    precision: str = option("auto", 'auto (PyTorch\'s defaults: tf32 on CUDA, float32 elsewhere), tf32 '
+                                    '(TF32 cuDNN convolutions, float32 matmuls: PyTorch\'s own CUDA '
+                                    'default), float32 (strict: no TF32) or bf16 (autocast for the '
+                                    'training and attack passes); config.json records it, auto resolved '
+                                    'on the device (tf32 on a CPU computes float32: there is no TF32)')
     compile: bool = option(False, 'torch.compile the training forwards (turns cuda_graphs off)')
-    tf32: bool = option(False, 'TF32 convolutions and matmuls on CUDA (faster on large models, not '
-                               'float32)')
     cudnn_benchmark: bool = option(False, 'cuDNN autotuning on CUDA (off: no faster for the graphed '
                                           'ResNet-20 step on an H100, 38.1 vs 38.1 ms)')
 
@@ -217,6 +218,7 @@ class TrainConfig:
                                        f"{type(values).__name__}"), source)
         values = dict(values)
         values.pop("code", None)   # the code that wrote a config.json (pni.provenance): not a field
+        values = migrate_precision(values)
         if values.get("location") in ("none", "None", ""):
             values["location"] = None
         check_types(values, source)
@@ -227,6 +229,37 @@ class TrainConfig:
 
 
 DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+PRECISIONS: tuple[str, ...] = ("auto", "tf32", "float32", "bf16")
+
+
+def migrate_precision(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config written before ``precision`` (two booleans, ``tf32`` and ``bf16``, both off by
+    default: strict float32 on CUDA) as one with ``precision``: bf16, tf32 or float32."""
+    values = dict(values)
+    if "tf32" in values or "bf16" in values:
+        tf32, bf16 = values.pop("tf32", False), values.pop("bf16", False)
+        if "precision" not in values:
+            values["precision"] = "bf16" if bf16 is True else "tf32" if tf32 is True else "float32"
+    return values
+
+
+def declared_precision(precision: str, device: str) -> str:
+    """The precision a run declares (config.json, run keys): ``auto`` resolved on ``device``
+    (tf32 on CUDA, float32 elsewhere), an explicit value as it is (tf32 on a CPU stays tf32:
+    the same run as on a GPU, as a run's device is not part of what it is)."""
+    return effective_precision(precision, device) if precision == "auto" else precision
+
+
+def effective_precision(precision: str, device: str) -> str:
+    """The precision a run computes in on ``device``: ``auto`` is tf32 on CUDA (PyTorch's
+    default, ``torch.backends.cudnn.allow_tf32``) and float32 elsewhere; tf32 off CUDA is
+    float32 (there is no TF32 there); bf16 autocasts on every device."""
+    on_cuda = device.startswith("cuda")
+    if precision == "auto":
+        return "tf32" if on_cuda else "float32"
+    if precision == "tf32" and not on_cuda:
+        return "float32"
+    return precision
 
 
 def _device_syntax(text: str) -> str | None:
@@ -279,6 +312,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "location": (lambda v: v in LOCATIONS, f"one of {', '.join(LOCATIONS)} or none"),
     "granularity": (lambda v: v in GRANULARITIES, f"one of {', '.join(GRANULARITIES)}"),
     "augment": (lambda v: v in ("auto", "none", "crop-flip"), "auto, none or crop-flip"),
+    "precision": (lambda v: v in PRECISIONS, "auto, tf32, float32 or bf16"),
     "width": (lambda v: v > 0, "a positive number"),
     "input_noise": (lambda v: v >= 0, "a number >= 0 (0: no input noise)"),
     "eps": (_in_unit_interval, "a number in (0, 1]"),

@@ -36,6 +36,10 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="CIFAR-10 as an image folder or zip (train/<class>/*, test/<class>/*) for the "
                           "CIFAR tracks, e.g. the JPEG copy on a machine that cannot download CIFAR-10 "
                           "(other data: other run keys; the report says which data)")
+    rep.add_argument("--concurrent", metavar="K", default="auto",
+                     help="train up to K unfinished runs of the plan together in this process, each "
+                          "as it would be alone (default auto: 1 off CUDA; on CUDA free GiB // "
+                          "4, at most 9)")
     rep.add_argument("--max-minutes", type=float, default=None,
                      help="stop after the last training epoch that fits in this wall time (checkpointed; "
                           "run again to continue)")
@@ -106,7 +110,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if args.name == "all" and args.only is None and args.track is None:
                 print_unplanned(steps, out)
             return 0
-        runner = Runner(out, args.device, max_minutes=args.max_minutes)
+        runner = Runner(out, args.device, max_minutes=args.max_minutes,
+                        concurrent=_concurrency(args.concurrent, args.device))
         outcome = runner.run(steps)
     except ReproduceError as error:
         print(f"pni reproduce: error: {error}", file=sys.stderr)
@@ -116,6 +121,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{args.name} at {args.scale} scale: {ran} step(s) run, {len(outcome) - ran} reused{stopped}; "
           f"results in {out}")
     return 0
+
+
+def _concurrency(text: str, device: str) -> int:
+    """``--concurrent``: a whole number >= 1, or ``auto`` (``runner.auto_concurrency``)."""
+    from ..reproduce.runner import auto_concurrency
+    from ..reproduce.steps import ReproduceError
+
+    if text == "auto":
+        return auto_concurrency(device)
+    if not text.isdigit() or int(text) < 1:
+        raise ReproduceError(f"--concurrent must be a whole number >= 1 or auto, got {text!r}")
+    return int(text)
 
 
 def unplanned_folders(steps: list[Any], out: Path) -> list[Path]:
@@ -191,4 +208,34 @@ def print_plan(plans: list[Any], steps: list[Any], scale: str, out: Path, device
         print(f"CPU time recorded by {counted} of the done steps: {format_seconds(cpu)} (their wall time "
               f"{format_seconds(wall)}{shared})")
     print(f"(estimate from the times of finished steps of the same kind, else from {meter.describe()})")
+    if scale == "paper":
+        print_gpu_minutes(steps, out, data_dir)
     return total
+
+
+def print_gpu_minutes(steps: list[Any], out: Path, data_dir: str | None) -> float | None:
+    """GPU-minutes of training left per run of ``steps`` and for Tables 1-2 at the last rate
+    measured on CUDA (``estimate.gpu_minutes_left``); returns Tables 1-2's (None: a run has
+    no rate yet)."""
+    from ..reproduce.estimate import gpu_minutes_left
+    from ..reproduce.plans import get_plans, resolve
+
+    def minutes(rows: list[Any]) -> tuple[float, list[str]]:
+        missing = [step.key for step, left, seconds, _ in rows if seconds is None and left]
+        return sum(left * seconds for _, left, seconds, _ in rows if seconds is not None) / 60, missing
+
+    rows = [r for r in gpu_minutes_left(steps, out) if r[1]]
+    print("GPU-minutes of training left at the last rate measured on CUDA (median of a run's last 5 logged "
+          "epochs, training steps only; an epoch trained beside other runs counts its share of the wall time):")
+    for step, left, seconds, source in rows:
+        rate = "no rate measured on CUDA yet" if seconds is None else \
+            f"{left} epochs x {seconds:.1f} s = {left * seconds / 60:.1f} min" + \
+            ("" if source == "own log" else " (rate of a run like it)")
+        print(f"  {step.key}: {rate}")
+    tables = [r for r in gpu_minutes_left(resolve(get_plans("table2") + get_plans("table1"), "paper",
+                                                  data_dir=data_dir), out)]
+    total, missing = minutes(tables)
+    left = sum(1 for r in tables if r[1])
+    print(f"Tables 1-2 ({len(tables)} runs, {left} unfinished): {total:.1f} GPU-minutes of training left"
+          + (f", plus {len(missing)} run(s) with no rate yet" if missing else ""))
+    return None if missing else total

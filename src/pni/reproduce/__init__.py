@@ -10,11 +10,12 @@ from .steps import Alphas, Audit, Certify, Eval, ReproduceError, Step, Train, Tr
 
 def reproduce(name: str, scale: str = "smoke", out: str = "results/smoke", only: str | None = None,
               device: str = "cpu", data_dir: str | None = None,
-              max_minutes: float | None = None) -> dict[str, str]:
+              max_minutes: float | None = None, concurrent: int = 1) -> dict[str, str]:
     """Runs plan ``name`` (or "all") at ``scale`` into ``out``; returns ``{step key: "ran" | "reused"}``
     (steps left out when ``max_minutes`` ran out). ``data_dir``: CIFAR-10 as an image folder or
-    zip for the CIFAR tracks (``scales.tracks``)."""
-    runner = Runner(out, device, max_minutes=max_minutes)
+    zip for the CIFAR tracks (``scales.tracks``); ``concurrent``: training runs trained together
+    (``Runner``)."""
+    runner = Runner(out, device, max_minutes=max_minutes, concurrent=concurrent)
     return runner.run(resolve(get_plans(name), scale, only, data_dir=data_dir))
 
 

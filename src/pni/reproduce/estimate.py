@@ -245,3 +245,59 @@ def cpu_spent(steps: list[Step], out: Path) -> tuple[float, float, int]:
         step_cpu, step_wall = float(record["cpu_seconds"]), float(record["seconds"])
         cpu, wall, count = cpu + step_cpu, wall + step_wall, count + 1
     return cpu, wall, count
+
+
+def cuda_epoch_seconds(folder: Path, last: int = 5) -> float | None:
+    """The median GPU seconds per epoch of the last ``last`` epochs a run in ``folder`` logged
+    on CUDA: an epoch's wall seconds over the runs that shared them (its ``concurrent``); None
+    with no log, or one trained elsewhere. Training steps only: the per-epoch probe evaluation
+    is not counted."""
+    try:
+        recorded = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or not str(recorded.get("device") or "").startswith("cuda"):
+        return None
+    seconds = [float(r["train_seconds"]) / _shared_by(r) for r in train_log(folder)
+               if _finite(r.get("train_seconds")) and r["train_seconds"] > 0]
+    return statistics.median(seconds[-last:]) if seconds else None
+
+
+def _shared_by(record: dict[str, Any]) -> int:
+    """How many runs trained at once during a logged epoch (``concurrent``; 1 when absent)."""
+    value = record.get("concurrent", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
+def gpu_minutes_left(steps: list[Step], out: Path) -> list[tuple[Step, int, float | None, str]]:
+    """For each training step of ``steps``: (step, epochs left, seconds per epoch at the last
+    rate measured on CUDA, where that rate comes from). A run's own log gives its rate; a run
+    without one takes the median rate of the runs in ``out`` logged on CUDA with the same
+    model, width and PGD steps ("like"); None when there is no such run."""
+    from .runner import checkpoint_epochs
+
+    def kind(config: TrainConfig) -> tuple[Any, ...]:
+        return config.model, config.width, config.steps if config.adversarial else 0
+
+    rates: dict[tuple[Any, ...], list[float]] = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
+        seconds = cuda_epoch_seconds(folder)
+        if seconds is not None:
+            try:
+                config = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
+            except Exception:  # a damaged config.json: its rate is not used
+                continue
+            rates.setdefault(kind(config), []).append(seconds)
+    rows = []
+    for step in steps:
+        if step.kind != "train" or step.config is None:
+            continue
+        left = max(0, step.config.epochs - checkpoint_epochs(out / step.key / "checkpoint.pt"))
+        own = cuda_epoch_seconds(out / step.key)
+        if own is not None:
+            rows.append((step, left, own, "own log"))
+        elif kind(step.config) in rates:
+            rows.append((step, left, statistics.median(rates[kind(step.config)]), "like"))
+        else:
+            rows.append((step, left, None, "no CUDA rate"))
+    return rows

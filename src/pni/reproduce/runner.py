@@ -2,7 +2,10 @@
 equal the plan's is reused untouched, an interrupted training run resumes from its
 checkpoint (``pni.training.fit(resume=True)``), so ``pni reproduce`` can be stopped at any
 moment and re-run to continue. Each step runs under its folder's lock (``pni.folder_lock``), so
-several processes can work through one plan side by side."""
+several processes can work through one plan side by side. With ``concurrent`` K > 1 the
+unfinished training runs are trained K at a time in this process
+(``pni.training.concurrent.train_concurrently``: each run as it would be alone) before the
+other steps; ``auto_concurrency`` picks K on CUDA from the free memory."""
 from __future__ import annotations
 
 import json
@@ -21,6 +24,20 @@ TIMING = "timing.json"      # wall seconds of a step's last (finishing) invocati
 OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
            "alphas": "alphas.png", "certify": "certify.json", "substitute": "substitute.json"}
 Printer = Callable[[str], None]
+RUN_MEMORY_GIB = 4.0  # GPU memory set aside per concurrent run (a ResNet-20 at batch 128, graphed; to measure)
+MAX_CONCURRENT = 9    # Tables 1-2 at paper scale are 9 runs
+
+
+def auto_concurrency(device: str) -> int:
+    """K for ``--concurrent auto``: 1 off CUDA; on CUDA ``min(MAX_CONCURRENT, free GiB //
+    RUN_MEMORY_GIB)``, at least 1 (the free memory as ``torch.cuda.mem_get_info`` reports it)."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return 1
+    index = torch.device(device).index
+    free, _ = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
+    return max(1, min(MAX_CONCURRENT, int(free / 2**30 // RUN_MEMORY_GIB)))
 
 
 def read_json(path: Path) -> Any:
@@ -107,7 +124,10 @@ class Runner:
 
     def __init__(self, out: str | Path, device: str = "cpu", echo: Printer = print,
                  on_step_done: Callable[[Step], None] | None = None,
-                 max_minutes: float | None = None, poll_seconds: float = 10.0) -> None:
+                 max_minutes: float | None = None, poll_seconds: float = 10.0, concurrent: int = 1) -> None:
+        if concurrent < 1:
+            raise ReproduceError(f"--concurrent must be at least 1, got {concurrent}")
+        self.concurrent = concurrent  # training runs trained together in this process
         self.out = Path(out)
         self.poll_seconds = poll_seconds   # how often a process waiting for another looks again
         self.device = device
@@ -127,7 +147,11 @@ class Runner:
         ``pni reproduce`` process is running (``pni.folder_lock``), or one that needs such a step,
         is deferred: the other steps go first, then this process waits for it."""
         outcome: dict[str, str] = {}
-        waiting = list(enumerate(steps, 1))
+        if self.concurrent > 1:
+            outcome.update(self._train_together(steps))
+            if self.stopped_early:
+                return outcome
+        waiting = [(i, step) for i, step in enumerate(steps, 1) if step.key not in outcome]
         while waiting:
             deferred: list[tuple[int, Step]] = []
             for i, step in waiting:
@@ -146,6 +170,82 @@ class Runner:
                     return outcome
                 time.sleep(self.poll_seconds)
             waiting = deferred
+        return outcome
+
+    def _train_together(self, steps: list[Step]) -> dict[str, str]:
+        """Trains the plan's unfinished training runs ``concurrent`` at a time (in plan order,
+        each under its folder's lock; one held by another process is left to the step loop),
+        until fewer than two are left; returns ``{key: "ran"}`` for each run finished here."""
+        outcome: dict[str, str] = {}
+        tried: set[str] = set()
+        while True:
+            left = self._minutes_left()
+            if left is not None and left < 0.5:
+                self.stopped_early = True
+                self.echo("--max-minutes used up; run again to continue")
+                return outcome
+            group: list[tuple[int, Step, StepLock]] = []
+            for i, step in enumerate(steps, 1):
+                if len(group) == self.concurrent:
+                    break
+                if step.kind != "train" or step.key in tried or state(step, self.out)[0] == "done":
+                    continue
+                lock = StepLock(self.out / step.key)
+                if not lock.acquire():
+                    continue
+                if state(step, self.out)[0] == "done":  # another process just finished it
+                    lock.release()
+                    continue
+                group.append((i, step, lock))
+            if len(group) < 2:
+                for _, _, lock in group:
+                    lock.release()
+                return outcome
+            tried.update(step.key for _, step, _ in group)
+            try:
+                outcome.update(self._train_group(steps, group))
+            finally:
+                for _, _, lock in group:
+                    lock.release()
+            if self.stopped_early:
+                return outcome
+
+    def _train_group(self, steps: list[Step], group: list[tuple[int, Step, StepLock]]) -> dict[str, str]:
+        import dataclasses
+
+        from ..training.concurrent import train_concurrently
+
+        configs, folders, resumes, overwrites = [], [], [], []
+        for i, step, _ in group:
+            assert step.config is not None
+            status, detail = state(step, self.out)
+            self.echo(f"[{i}/{len(steps)}] train {step.key}: "
+                      f"{'resuming, ' + detail if status == 'partial' else 'running'} together with "
+                      f"{len(group) - 1} other run(s) ({step.summary})")
+            folder = self.out / step.key
+            remove_stale_temp_files(folder)
+            resume = (folder / "checkpoint.pt").exists()
+            configs.append(dataclasses.replace(step.config, device=self.device))
+            folders.append(folder)
+            resumes.append(resume)
+            overwrites.append(not resume and (folder / "train_log.jsonl").exists())
+        started, cpu_started = self._started = time.perf_counter(), time.process_time()
+        train_concurrently(configs, folders, resume=resumes, overwrite=overwrites,
+                           max_minutes=self._minutes_left(), load=self._dataset)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        outcome: dict[str, str] = {}
+        for i, step, _ in group:
+            head = f"[{i}/{len(steps)}] train {step.key}"
+            if state(step, self.out)[0] != "done":
+                self.echo(f"{head}: stopped after {seconds:.1f} s, --max-minutes used up; run again to continue")
+                self.stopped_early = True
+                continue
+            slim_checkpoint(self.out / step.key)
+            self.echo(f"{head}: finished in {seconds:.1f} s (with {len(group) - 1} other run(s))")
+            self._timing(step, seconds, cpu_seconds, concurrent=len(group))
+            outcome[step.key] = "ran"
+            if self.on_step_done is not None:
+                self.on_step_done(step)
         return outcome
 
     def _tell_once(self, key: str, line: str) -> None:
@@ -330,11 +430,12 @@ class Runner:
         plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
         self._record(step, folder)
 
-    def _timing(self, step: Step, seconds: float, cpu_seconds: float | None = None) -> None:
+    def _timing(self, step: Step, seconds: float, cpu_seconds: float | None = None, concurrent: int = 1) -> None:
         """``timing.json``: this invocation's wall seconds (a resumed run: since the resume), its
         CPU seconds (user + system, all threads: unlike the wall time, not stretched by other
         processes sharing the cores) and, for a training run, the epoch seconds its log
-        records; read by ``--dry-run``."""
+        records, and how many runs trained together (``concurrent``: their wall and CPU
+        seconds are shared); read by ``--dry-run``."""
         from datetime import datetime, timezone
 
         from ..reports.json_io import write_json
@@ -342,6 +443,8 @@ class Runner:
         record: dict[str, Any] = {"seconds": round(seconds, 3), "device": self.device,
                                   "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
                                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if concurrent > 1:
+            record["concurrent"] = concurrent
         if step.kind == "train":
             record["train_seconds_logged"] = round(sum(float(r.get("train_seconds") or 0)
                                                        for r in train_log(self.out / step.key)), 3)

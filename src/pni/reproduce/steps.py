@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import TrainConfig, declared_precision
 from ..errors import PNIError
 
 
@@ -40,6 +40,7 @@ class Train:
     fixed_alpha: float | None = None    # Table 6 RSE-style row: noise scale frozen, not learned
     input_noise: float = 0.0            # Table 6 smoothing row: Gaussian input augmentation (Cohen)
     seed: int | None = None             # training seed (None: the preset's, 0); a row's extra seeds set it
+    precision: str = "float32"          # TrainConfig.precision: explicit, so a run's key names what it computes
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {"location": self.location, "model": self.model,
@@ -51,6 +52,7 @@ class Train:
             values["input_noise"] = float(self.input_noise)
         if self.seed is not None:
             values["seed"] = int(self.seed)
+        values["precision"] = self.precision
         return values
 
     def describe(self) -> str:
@@ -120,8 +122,18 @@ Spec = Train | Eval | Transfer | Audit | Alphas | Certify | Substitute
 
 
 def config_key_values(config: TrainConfig) -> dict[str, Any]:
-    """The fields that define what a run computes (``RUNTIME_FIELDS`` left out)."""
-    return {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    """The fields that define what a run computes (``RUNTIME_FIELDS`` left out). The precision
+    (``declared_precision``: auto resolved on the config's device, an explicit one as it is)
+    appears as the two booleans runs recorded before it (``tf32``, ``bf16``, both false) and,
+    when it is not float32, by name too: every float32 run keeps the key it had before
+    ``precision``, and another precision is another run. The plans' rows name their precision,
+    so their keys do not depend on the device."""
+    values = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS and k != "precision"}
+    values["tf32"] = values["bf16"] = False
+    precision = declared_precision(config.precision, config.device)
+    if precision != "float32":
+        values["precision"] = precision
+    return values
 
 
 def digest(values: Any, length: int = 8) -> str:

@@ -28,18 +28,20 @@ from torch import Tensor
 StepBody = Callable[[Tensor, Tensor, bool], tuple[Tensor, dict[str, Tensor]]]
 
 
-def configure_backends(device: torch.device, tf32: bool = False, deterministic: bool = False,
+def configure_backends(device: torch.device, precision: str = "float32", deterministic: bool = False,
                        cudnn_benchmark: bool = False) -> None:
-    """TF32 and cuDNN autotuning only when asked: the default computes in true float32 with
-    cuDNN's heuristic algorithms (torch's own default lets cuDNN use TF32). Measured
-    (docs/GPU.md), graphed ResNet-20 step: autotuning changed nothing on an H100 (38.1 vs
-    38.1 ms); on an H200, float32 with autotuning took 27.4 ms and torch's defaults (TF32
-    convolutions, heuristics) 18.5 ms. A no-op off CUDA."""
+    """The CUDA backend flags of a run's ``precision`` (``config.effective_precision``):
+    ``tf32`` and ``bf16`` are PyTorch's own defaults (TF32 cuDNN convolutions,
+    ``torch.backends.cudnn.allow_tf32 = True``; float32 matmuls), ``float32`` is strict (no
+    TF32 anywhere). cuDNN autotuning only when asked. Measured (docs/GPU.md), graphed
+    ResNet-20 step: autotuning changed nothing on an H100 (38.1 vs 38.1 ms); on an H200,
+    float32 with autotuning took 27.4 ms and torch's defaults (TF32 convolutions,
+    heuristics) 18.5 ms. A no-op off CUDA."""
     if device.type != "cuda":
         return
     torch.backends.cudnn.benchmark = bool(cudnn_benchmark) and not deterministic
-    torch.backends.cudnn.allow_tf32 = bool(tf32)
-    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def graphs_supported(device: torch.device) -> bool:

@@ -39,7 +39,7 @@ from ..checkpoint import (
     read_checkpoint,
     temp_files,
 )
-from ..config import TrainConfig
+from ..config import TrainConfig, migrate_precision
 from ..errors import PNIError
 from ..folder_lock import FolderLock
 from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
@@ -254,6 +254,8 @@ def config_changes(saved: dict[str, Any], requested: dict[str, Any], source: str
     """``{field: [saved, requested]}`` for the fields a resume changes; raises RunFolderError
     listing every other differing field (those change what the run computes)."""
     defaults = dataclasses.asdict(TrainConfig())  # a field newer than the run: its default
+    saved = migrate_precision(saved)
+    saved.setdefault("precision", "float32")  # a run from before precision and tf32/bf16: float32
     saved = {name: saved.get(name, defaults.get(name)) for name in requested}
     differing = {name: [saved[name], requested[name]] for name in requested
                  if saved[name] != requested[name]}
@@ -338,11 +340,12 @@ class CheckpointedRun:
         """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
         collective call: every rank's random state (and position) is gathered (``rng_ranks``).
         ``position``: where in epoch ``epoch + 1`` a mid-epoch checkpoint stops (batch, data
-        order, partial sums). Wall times are left out: same seed, same bytes."""
+        order, partial sums). Wall times (and how many runs shared them) are left out: same
+        seed, same bytes."""
         gathered = distributed.all_gather_object((rng_state(self.device if self.world_size > 1 else None),
                                                   position))
         last = self.history[-1] if self.history else {}
-        metrics = {k: v for k, v in last.items() if k != "train_seconds"}
+        metrics = {k: v for k, v in last.items() if k not in ("train_seconds", "concurrent")}
         checkpoint = {
             "format": FORMAT, "version": VERSION, "epoch": epoch,
             "model": self.net.state_dict(), "model_meta": model_meta(self.net),

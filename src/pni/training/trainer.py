@@ -12,7 +12,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from .. import distributed
 from ..attacks import AttackError, pgd
 from ..attacks._common import check_model_inputs
 from ..attacks.gradient import pgd_unchecked
-from ..config import TrainConfig, check_device
+from ..config import TrainConfig, check_device, declared_precision, effective_precision
+from ..config import replace as replace_config
 from ..progress import counted, progress_bar
 from .cuda_graphs import GraphedStep, configure_backends, graphs_supported
 from ..data import BatchLoader, Dataset, subset_tensors, warn_missing_classes
@@ -53,6 +54,17 @@ __all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFold
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
 
 StepCallback = Callable[[nn.Module, int, int], None]
+Steps = Generator[None, None, Any]  # yields after every training step, returns the result
+
+
+def drive(steps: Steps) -> Any:
+    """Runs a step generator (``Trainer.fit_steps``, ``Trainer.epoch_steps``) to its end and
+    returns its value: the plain, one-run loop."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 class TrainingError(PNIError, RuntimeError):
     """A training run that cannot go on (diverged); the message names the parameter."""
@@ -100,9 +112,11 @@ class Trainer(CheckpointedRun):
                  config: TrainConfig, test_set: Dataset | tuple[Tensor, Tensor] | None = None,
                  out_dir: str | os.PathLike | None = None,
                  step_callback: StepCallback | None = None) -> None:
-        self.config = config.validate()
-        check_device(config.device)
+        check_device(config.validate().device)
         self.device = distributed.init(config.device)
+        # auto resolved on this device, recorded in config.json and the checkpoint
+        config = replace_config(config, precision=declared_precision(config.precision, self.device.type))
+        self.config = config
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -110,7 +124,8 @@ class Trainer(CheckpointedRun):
         self.epoch_callback: Callable[[dict[str, Any]], None] | None = None  # f(record) per epoch
         if config.fixed_alpha is not None:
             freeze_alphas(model, config.fixed_alpha)
-        configure_backends(self.device, config.tf32, torch.are_deterministic_algorithms_enabled(),
+        configure_backends(self.device, effective_precision(config.precision, self.device.type),
+                           torch.are_deterministic_algorithms_enabled(),
                            config.cudnn_benchmark)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=memory_format)
@@ -147,6 +162,7 @@ class Trainer(CheckpointedRun):
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._note: str | None = None
+        self.concurrent = 1  # runs training at once in this process (pni.training.concurrent sets it)
         self._changes: dict[str, list[Any]] = {}
         self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self._resumed = self._overwriting = False
@@ -170,8 +186,8 @@ class Trainer(CheckpointedRun):
     # --- the step -------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for every pass of the step when ``config.bf16`` (off by default)."""
-        if not self.config.bf16:
+        """bf16 autocast for every pass of the step when ``config.precision`` is bf16."""
+        if self.config.precision != "bf16":  # bf16 autocasts on every device
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
@@ -306,6 +322,10 @@ class Trainer(CheckpointedRun):
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch (from the batch a mid-epoch checkpoint stopped at, after a resume); after
         each batch, a stop signal or ``save_every_minutes`` writes a mid-epoch checkpoint."""
+        return drive(self.epoch_steps(epoch))
+
+    def epoch_steps(self, epoch: int) -> Steps:
+        """``run_epoch`` as a generator: yields after every batch, returns the epoch's record."""
         cfg = self.config
         adversarial = cfg.adversarial and epoch >= cfg.warmup_epochs
         self.loader.set_epoch(epoch)
@@ -339,6 +359,7 @@ class Trainer(CheckpointedRun):
                             "seconds": time.perf_counter() - started}
                 self._save(epoch, position)
                 self._raise_if_stopped(epoch, step + 1)
+            yield
         self._check_finite(pending)
         totals = {key: float(value) for key, value in sums.items()}
         if self.world_size > 1:  # metrics over the global batch; BN statistics agree again
@@ -354,6 +375,8 @@ class Trainer(CheckpointedRun):
         record: dict[str, Any] = {"epoch": epoch + 1, "adversarial": adversarial, "lr": lr}
         record.update({f"train_{k}": v / max(count, 1) for k, v in totals.items()})
         record["train_seconds"] = time.perf_counter() - started
+        if self.concurrent > 1:  # the wall seconds were shared with other runs
+            record["concurrent"] = self.concurrent
         record.update(self._evaluate())
         record["alphas"] = alpha_values(self.net)
         return record
@@ -371,8 +394,15 @@ class Trainer(CheckpointedRun):
         With an output folder, SIGTERM/SIGINT write a checkpoint after the current batch and
         raise TrainingInterrupted; ``save_every_minutes`` also writes mid-epoch checkpoints.
         The output folder is locked for the whole call: one writer per run folder."""
+        return drive(self.fit_steps(resume, overwrite, max_minutes, save_every_minutes))
+
+    def fit_steps(self, resume: bool = False, overwrite: bool = False, max_minutes: float | None = None,
+                  save_every_minutes: float | None = None, catch_signals: bool = True) -> Steps:
+        """``fit`` as a generator that yields after every training step and returns the
+        TrainResult: several runs advance in turn in one process (``pni.training.concurrent``).
+        ``catch_signals=False``: the caller installs ``self._stop`` (one handler for all runs)."""
         try:
-            return self._fit(resume, overwrite, max_minutes, save_every_minutes)
+            return (yield from self._fit(resume, overwrite, max_minutes, save_every_minutes, catch_signals))
         except Exception as error:
             if self._overwriting and self._aside and [type(a) for a in error.args] == [str]:
                 error.args = (f"{error.args[0]}; the replaced run is kept in {self._aside}",)
@@ -383,7 +413,7 @@ class Trainer(CheckpointedRun):
                 self._lock = None
 
     def _fit(self, resume: bool, overwrite: bool, max_minutes: float | None,
-             save_every_minutes: float | None) -> TrainResult:
+             save_every_minutes: float | None, catch_signals: bool = True) -> Steps:
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
@@ -392,12 +422,12 @@ class Trainer(CheckpointedRun):
             self._prepare_out_dir(resume, overwrite)
         if not self._resumed:
             seed_everything(rank_seed(cfg.seed, self.rank))
-        with self._stop.installed(active=self.out_dir is not None):
+        with self._stop.installed(active=self.out_dir is not None and catch_signals):
             for epoch in range(self.start_epoch, cfg.epochs):
                 if self._out_of_time(started, max_minutes):
                     return TrainResult(self.history, self.out_dir, stopped_early=True)
                 epoch_started = time.perf_counter()
-                record = self.run_epoch(epoch)
+                record = yield from self.epoch_steps(epoch)
                 if self._note is not None:
                     record["note"], self._note = self._note, None
                 if self._changes:
