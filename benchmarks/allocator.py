@@ -60,13 +60,13 @@ def run():
         x = torch.rand(8, 3, 32, 32)
         zoo(plain, x, plain(x).argmax(1), steps=3, batch_size=8, early_stop=False)
     elif kind == "honest":
-        from pni.evaluate import evaluate
+        from pni.evaluation import evaluate
         x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
         evaluate(model, (x, y), ("eot-pgd",), trials=1, noise=True, eps=8 / 255, steps=3, step_size=0.01,
                  batch_size=128, votes=10, worst_case=False, attack_options={"eot": 2})
     else:
         from pni.config import TrainConfig
-        from pni.train import Trainer
+        from pni.training import Trainer
         data = (torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8), torch.arange(512) % 10)
         trainer = Trainer(model, data, TrainConfig(model="resnet20", epochs=1, progress=False, eval_subset=0))
         trainer.run_epoch(0)

@@ -9,7 +9,7 @@ import pytest
 
 import pni
 from pni import progress
-from pni.audit import AuditSettings
+from pni.auditing import AuditSettings
 from pni.progress import LogProgress, progress_bar
 from pni.evaluation.estimate import audit_seconds
 

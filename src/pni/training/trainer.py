@@ -478,7 +478,7 @@ def fit(model: nn.Module, train_set: Dataset | tuple[Tensor, Tensor], config: Tr
         max_minutes: stop after the last epoch that fits in this wall time (default None).
         save_every_minutes: also write mid-epoch checkpoints this often (default None).
         epoch_callback: ``f(record)`` with every epoch's log record, after it is written
-            (rank 0 only; e.g. ``pni.tensorboard_sink.TensorBoardSink``; default None).
+            (rank 0 only; e.g. ``pni.training.tensorboard_sink.TensorBoardSink``; default None).
 
     Returns:
         TrainResult: per-epoch ``history``, ``out_dir`` and ``stopped_early``.
