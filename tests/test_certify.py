@@ -552,7 +552,7 @@ def test_certify_command_refuses_a_model_of_another_dataset_before_timing_it(tmp
     path = tmp_path / "run" / "checkpoint.pt"
     atomic_save({"format": FORMAT, "version": VERSION, "model": model.state_dict(),
                  "model_meta": model_meta(model), "config": {"dataset": "cifar10"}}, path)
-    code = cli.main(["certify", str(path), "--sigma", "0.25", "--n", "20", "--n0", "10", "--subset", "10",
+    code = cli.main(["certify", str(path), "--sigma", "0.25", "--noise-samples", "20", "--n0", "10", "--num-images", "10",
                      "--dataset", "mnist-sample"])
     assert code == 2
     assert capsys.readouterr().err.strip() == (

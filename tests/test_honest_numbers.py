@@ -174,3 +174,25 @@ def test_a_deterministic_models_single_draw_is_not_a_reduced_budget() -> None:
     vanilla = {"randomized": False, "attacks": {"aa-rand": {"n_iter": 100, "eot_iter": 1}, "eot-pgd": {"eot": 1}}}
     assert honest_columns([vanilla]) == {"eot-pgd": "EOT-PGD", "aa-rand": "AA-rand"}
     assert "reduced" not in " ".join(t for _, t, _ in honest_attacks(vanilla))
+
+
+def test_an_earlier_honest_evaluation_is_shown_marked_until_the_rerun_lands(
+        smoke_all: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    import shutil
+
+    from pni.reproduce.plans import get_plans, resolve
+    from pni.reproduce.report import superseded_honest
+    from pni.reproduce.report_tables import SUPERSEDED_MARK, _ours
+    from pni.reproduce.verdicts import measure
+
+    out, _ = smoke_all
+    step = next(s for s in resolve(get_plans("table2"), "smoke", "vanilla")
+                if s.kind == "eval" and s.settings["protocol"] == "honest" and "table2:vanilla" in s.rows)
+    run = tmp_path / step.needs[0]
+    shutil.copytree(out / step.key, run / "eval-honest-earlier0")
+    found = superseded_honest(run, "eval-honest-current0")
+    assert found is not None and found["superseded"] == "eval-honest-earlier0"
+    assert _ours(measure(found, "without_noise", "aa-rand"), True, found).endswith(SUPERSEDED_MARK)
+    assert superseded_honest(run, "eval-honest-earlier0") is None       # the step's own folder is not "earlier"
+    (run / "eval-honest-earlier0" / "results.json").write_text("{}")     # a file that fails its check is not shown
+    assert superseded_honest(run, "eval-honest-current0") is None

@@ -41,6 +41,31 @@ def _final_alphas(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None
             "init_alpha": config.get("init_alpha", INIT_ALPHA)}
 
 
+def superseded_honest(run: Path, current: str) -> dict[str, Any] | None:
+    """Until a run's honest evaluation at the plan's budget lands, the earlier one of the same
+    run (another budget: its attacks' recorded parameters say which, and every column and
+    verdict built on it names that budget, ``pni.attacks.budget``) whose files still check out,
+    the one on most images; marked ``"superseded"`` (its folder) so the tables can say so."""
+    from ..provenance import without_code
+    from .results_check import output_ok
+    from .runner import STEP_RECORD
+
+    found = []
+    for folder in run.glob("eval-honest-*"):
+        recorded = read_json(folder / STEP_RECORD)
+        if folder.name == current or not isinstance(recorded, dict) or recorded.get("protocol") != "honest":
+            continue
+        if not (folder / "results.json").is_file() or not output_ok(folder, "results.json", without_code(recorded)):
+            continue
+        value = read_json(folder / "results.json")
+        if isinstance(value, dict):
+            found.append((int(value.get("n") or 0), folder.name, value))
+    if not found:
+        return None
+    _, name, value = max(found, key=lambda item: (item[0], item[1]))
+    return {**value, "superseded": name}
+
+
 class Results:
     """What ``out`` holds for ``plans`` at ``scale``: ``get(plan, row, track, what)`` gives a
     step's JSON (``what``: an eval protocol, "transfer", "audit", "alphas", "certify",
@@ -67,6 +92,8 @@ class Results:
                 if step.kind == "alphas" and value is not None:
                     value = {"json": value, "png": str(folder / "alphas.png")}
                 values = {whats[0]: value}
+            elif step.kind == "eval" and whats[0] == "honest":
+                values = {"honest": superseded_honest(self.out / step.needs[0], folder.name)}
             for label in step.rows:
                 plan_name, row_id = label.split(":", 1)
                 for what in whats:

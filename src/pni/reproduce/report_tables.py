@@ -53,10 +53,16 @@ def _paper(value: paper.Value | None) -> str:
     return f"{mean:.2f}±{std:.2f}" if std is not None else f"{mean:.2f}"
 
 
-def _ours(m: Measure | None, ran: bool) -> str:
+SUPERSEDED_MARK = "*"
+SUPERSEDED_NOTE = ("A cell marked * comes from an earlier honest evaluation of the same model at the reduced budget "
+                   "its column header names, shown until the re-run at the published budget lands.")
+
+
+def _ours(m: Measure | None, ran: bool, found: dict[str, Any] | None = None) -> str:
     if m is None:
         return "-" if ran else NOT_RUN
-    return m.cell() if math.isfinite(m.mean) else "undefined"
+    cell = m.cell() if math.isfinite(m.mean) else "undefined"
+    return f"{cell}{SUPERSEDED_MARK}" if isinstance(found, dict) and found.get("superseded") else cell
 
 
 def _settings(results: Any, plan: Plan, row: Any, track: str) -> list[str]:
@@ -119,10 +125,15 @@ def accuracy_table(results: Any, plan: Plan, track: str) -> str:
             for attack in ("clean", "pgd", "fgsm"):
                 line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
             for attack in ("eot-pgd", "aa-rand"):
-                line.append(_ours(measure(honest, setting, attack), honest is not None)
+                line.append(_ours(measure(honest, setting, attack), honest is not None, honest)
                             if _wants(row, "Eval", "honest") else "-")
             lines.append(line)
-    return md_table(header, lines)
+    return _superseded_note(results, plan, track) + md_table(header, lines)
+
+
+def _superseded_note(results: Any, plan: Plan, track: str) -> str:
+    shown = [results.get(plan.name, row.id, track, "honest") for row in plan.rows]
+    return f"{SUPERSEDED_NOTE}\n\n" if any(isinstance(h, dict) and h.get("superseded") for h in shown) else ""
 
 
 SEED_COLUMNS = (("paper", "clean", "Clean"), ("paper", "pgd", "PGD"), ("honest", "eot-pgd", "EOT-PGD"),
@@ -372,14 +383,14 @@ def table6_table(results: Any, plan: Plan, track: str) -> str:
             line = [row.label, SETTING_TITLES[setting]]
             for attack in ("clean", "pgd"):
                 line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
-            line += [_ours(measure(honest, setting, a), honest is not None) for a in ("eot-pgd", "aa-rand")]
+            line += [_ours(measure(honest, setting, a), honest is not None, honest) for a in ("eot-pgd", "aa-rand")]
             first = setting == settings[0]     # the certificate is of the model as it runs (noise on)
             line += [_ours(certified(cert, r), cert is not None) if first else "-" for r in RADII]
             lines.append(line)
     for name, clean, pgd in paper.TABLE6_LITERATURE:
         lines.append([name, "quoted from the paper, not run", f"{clean:.2f}", "-", f"{pgd:.2f}", "-", "-", "-",
                       "-", "-"])
-    return md_table(header, lines) + _certificate_notes(results, plan, track)
+    return _superseded_note(results, plan, track) + md_table(header, lines) + _certificate_notes(results, plan, track)
 
 
 def _certificate_notes(results: Any, plan: Plan, track: str) -> str:
