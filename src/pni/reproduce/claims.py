@@ -79,9 +79,13 @@ def table2_claims(results: Any, track: str) -> list[Verdict]:
         judge("Noise on beats noise off under PGD (PNI-W)", "Table 2",
               ("PNI-W PGD noise on", acc("pni-w", ON, "pgd")), ("noise off", acc("pni-w", OFF, "pgd"))),
     ]
-    names = honest_attacks(*(results.get("table2", row, track, "honest") for row in ("vanilla", "pni-w",
-                                                                                     *OTHER_LOCATIONS)))
-    for attack, title, label in names:
+    def names_of(row: str) -> tuple[tuple[str, str, str], ...]:
+        """The honest attacks' names for a comparison of ``row`` with vanilla AT, with the budget
+        those two evaluations ran at."""
+        return honest_attacks(results.get("table2", "vanilla", track, "honest"),
+                              results.get("table2", row, track, "honest"))
+
+    for attack, title, label in names_of("pni-w"):
         honest = judge(f"PNI-W beats vanilla AT under {title}", "honest counterpart of Table 2",
                        (f"PNI-W {label} (noise on)", acc("pni-w", ON, attack, "honest")),
                        (f"vanilla AT {label}", acc("vanilla", OFF, attack, "honest")))
@@ -101,14 +105,13 @@ def table2_claims(results: Any, track: str) -> list[Verdict]:
     verdicts.append(judge("FGSM (one step) is weaker than PGD (iterative): PNI-W accuracy higher under FGSM",
                           "Table 7 item 1, from Table 2",
                           ("PNI-W FGSM", acc("pni-w", ON, "fgsm")), ("PNI-W PGD", acc("pni-w", ON, "pgd"))))
-    return holm_notes(verdicts + _location_gains(acc, names)) + seed_claims(results, track, names)
+    return holm_notes(verdicts + _location_gains(acc, names_of)) + seed_claims(results, track)
 
 
 SEEDED_COMPARISONS = (("pni-w", "PNI-W"), ("pni-w+a-a", "PNI-W+A-a"))
 
 
-def seed_claims(results: Any, track: str, names: tuple[tuple[str, str, str], ...] = HONEST_ATTACKS
-                ) -> list[Verdict]:
+def seed_claims(results: Any, track: str) -> list[Verdict]:
     """Table 2's claims against vanilla AT again over training seeds (``judge_seeds``), for the
     rows that have several seeds on ``track``: under PGD and under each honest attack."""
     if not hasattr(results, "seed_count"):
@@ -119,6 +122,8 @@ def seed_claims(results: Any, track: str, names: tuple[tuple[str, str, str], ...
     for row, name in SEEDED_COMPARISONS:
         if results.seed_count("table2", row, track) < 2:
             continue
+        names = honest_attacks(*results.seeds("table2", "vanilla", track, "honest"),
+                               *results.seeds("table2", row, track, "honest"))
         for protocol, attack, title in (("paper", "pgd", "PGD"), *(("honest", a, t) for a, t, _ in names)):
             def per_seed(r: str, setting: str) -> list[Measure]:
                 return [m for m in (measure(found, setting, attack)
@@ -179,7 +184,7 @@ def holm_notes(verdicts: list[Verdict]) -> list[Verdict]:
     return out
 
 
-def _location_gains(acc: Any, names: tuple[tuple[str, str, str], ...] = HONEST_ATTACKS) -> list[Verdict]:
+def _location_gains(acc: Any, names_of: Any = lambda row: HONEST_ATTACKS) -> list[Verdict]:
     """Every other location against vanilla AT under PGD (Table 2); where that gain holds,
     whether EOT-PGD and AutoAttack-rand erase it."""
     out: list[Verdict] = []
@@ -191,7 +196,7 @@ def _location_gains(acc: Any, names: tuple[tuple[str, str, str], ...] = HONEST_A
         out.append(pgd)
         if pgd.verdict != HOLDS:
             continue
-        for attack, title, label in names:
+        for attack, title, label in names_of(row):
             honest = judge(f"{name} beats vanilla AT under {title}", "honest counterpart of Table 2",
                            (f"{name} {label} (noise on)", acc(row, ON, attack, "honest")),
                            (f"vanilla AT {label}", acc("vanilla", OFF, attack, "honest")))
