@@ -119,13 +119,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool =
 def track(items: Iterable[Any], total: int | None, desc: str, unit: str = "it", enabled: bool = True,
           initial: int = 0) -> Iterator[Any]:
     """Iterates ``items``, counting each on a ``progress_bar``."""
-    bar = progress_bar(total, desc, unit, enabled, initial)
-    try:
-        for item in items:
-            yield item
-            bar.update(1)
-    finally:
-        bar.close()
+    return counted(items, progress_bar(total, desc, unit, enabled, initial))
 
 
 def counted(items: Iterable[Any], bar: Any) -> Iterator[Any]:
