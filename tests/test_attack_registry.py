@@ -13,7 +13,6 @@ from pni.attacks import AttackError, AttackSpec, register_attack
 from pni.attacks.registry import (
     LINF_THREAT,
     MIN_NORM_THREAT,
-    PROTOCOLS,
     AttackFlag,
     attack_names,
     attack_options,
@@ -115,4 +114,7 @@ def test_every_attack_file_registers_its_attacks_on_import():
     assert {get_attack(n).build.__module__ for n in attack_names()} == {
         "pni.attacks.registry", "pni.attacks.gradient", "pni.attacks.cw", "pni.attacks.zoo",
         "pni.attacks.autoattack", "pni.attacks.square"}
-    assert all(name in attack_names() for names in PROTOCOLS.values() for name in names)
+    from pni.evaluation.protocols import EVAL_ATTACKS, PROTOCOLS
+
+    assert all(name in attack_names() for p in PROTOCOLS.values() for name in p.attacks)
+    assert all(name in attack_names() for names in EVAL_ATTACKS.values() for name in names)

@@ -33,11 +33,7 @@ Builder = Callable[..., tuple[Attack, dict[str, Any]]]
 
 DEFAULT_EPS = 8 / 255
 DEFAULT_VOTES = 10  # noise draws a prediction is judged over in `pni eval` (honest protocol)
-# `pni eval` by default: the paper's attacks plus the adaptive ones a randomized defense
-# must face (EOT-PGD, AutoAttack 'rand'); PROTOCOLS["paper"] is the paper's protocol alone.
-DEFAULT_ATTACKS: tuple[str, ...] = ("clean", "pgd", "fgsm", "eot-pgd", "aa-rand")
-PAPER_ATTACKS: tuple[str, ...] = ("clean", "pgd", "fgsm")
-PROTOCOLS: dict[str, tuple[str, ...]] = {"honest": DEFAULT_ATTACKS, "paper": PAPER_ATTACKS}
+# the protocols (which attacks, votes, cascade) are defined once, in pni.evaluation.protocols
 
 # Threat models. Every attack bounded at eps counts in the per-sample worst case; C&W-L2
 # looks for the smallest L2 perturbation, with no bound: its "accuracy" (where it failed) is

@@ -300,7 +300,8 @@ def attack_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS, attack_names
+    from ..attacks.registry import DEFAULT_VOTES, attack_names
+    from ..evaluation.protocols import EVAL_ATTACKS as PROTOCOLS
     from ..evaluation.settings import EvalSettings
 
     parser.add_argument("checkpoint", nargs="?", default=None,
@@ -310,7 +311,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: the protocol's)")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="honest",
                         help=f"honest (default): {','.join(PROTOCOLS['honest'])}, predictions judged over "
-                             f"--votes noise draws, plus the per-sample worst case over the attacks; "
+                             f"--votes noise draws, EOT-PGD and AA-rand cascaded as AutoAttack does (each on the "
+                             f"images still robust), plus the per-sample worst case over the attacks; "
                              f"paper: the paper's {','.join(PROTOCOLS['paper'])}, one pass each")
     parser.add_argument("--votes", type=int, default=None,
                         help=f"noise draws each prediction is judged over: expected and majority-vote "

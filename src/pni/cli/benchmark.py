@@ -57,7 +57,8 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
         return _cmd_benchmark(args)
     if args.checkpoint is not None:
         raise UsageError("give a checkpoint or --model, not both")
-    from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS
+    from ..attacks.registry import DEFAULT_VOTES
+    from ..evaluation.protocols import EVAL_ATTACKS, HONEST
     from .args import attack_options_from_args, eval_settings_from_args
     from ..data import at_most
     from ..evaluation.evaluator import evaluate
@@ -70,11 +71,12 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
     paper = args.protocol == "paper"
     votes = args.votes if args.votes is not None else (1 if paper else DEFAULT_VOTES)
     s = eval_settings_from_args(args)  # the one source of defaults, as for a checkpoint
-    evaluation = evaluate(model, data, tuple(args.attacks or PROTOCOLS[args.protocol]), s.trials,
+    evaluation = evaluate(model, data, tuple(args.attacks or EVAL_ATTACKS[args.protocol]), s.trials,
                           args.noise == "both", threat=args.threat, eps=s.eps,
                           steps=s.steps if s.steps is not None else paper_pgd_steps(data.image_shape),
                           step_size=s.step_size, seed=s.seed, batch_size=s.batch_size, device=s.device,
-                          votes=votes, worst_case=not paper, attack_options=attack_options_from_args(args))
+                          votes=votes, worst_case=not paper, attack_options=attack_options_from_args(args),
+                          cascade=() if paper or args.attacks else HONEST.cascade)
     paths = write_evaluation(evaluation, out, label)
     print(paths["markdown"].read_text())
     print(f"randomized: {'yes' if evaluation.randomized else 'no (one draw, one vote)'}"

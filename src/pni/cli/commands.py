@@ -123,7 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.evaluator import evaluate_checkpoint
     from ..reports.evaluation import write_evaluation
 
-    from ..attacks.registry import DEFAULT_VOTES, PROTOCOLS
+    from ..attacks.registry import DEFAULT_VOTES
+    from ..evaluation.protocols import EVAL_ATTACKS, HONEST
     from .benchmark import cmd_eval_model, need_checkpoint
 
     if args.model or args.benchmark:  # any model, or a versioned protocol's card (pni.benchmark)
@@ -134,8 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     options = attack_options_from_args(args)
     out = _writable_folder(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "eval")
     settings = eval_settings_from_args(
-        args, attacks=tuple(args.attacks or PROTOCOLS[args.protocol]), n=args.n, noise=args.noise == "both",
+        args, attacks=tuple(args.attacks or EVAL_ATTACKS[args.protocol]), n=args.n, noise=args.noise == "both",
         votes=votes, worst_case=not paper, attack_options=options,
+        cascade=() if paper or args.attacks else HONEST.cascade,   # AutoAttack's way: the robust images only
         **({"eps": threat_eps(args.threat, args.eps)} if args.threat else {}))
     device = distributed.init(settings.device)  # under torchrun: sharded, gathered on rank 0
     evaluation, label = evaluate_checkpoint(args.checkpoint, settings, device=str(device),

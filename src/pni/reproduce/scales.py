@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import SCALES
+from ..evaluation.protocols import HONEST, HONEST_VOTES, PAPER
 from .steps import ReproduceError, Train
 
 CIFAR_JPEG = "../shared/data/cifar10-jpeg.zip"
@@ -92,10 +93,8 @@ TRACKS: dict[str, tuple[Track, ...]] = {
 # their successes judged over 10 fresh draws; "zoo": Table 5 (right), ZOO and EOT-ZOO, judged
 # the same way. The smoke scale's reduced budgets are labelled as such wherever shown
 # (pni.attacks.budget).
-HONEST_VOTES = 10
-_PAPER = {"attacks": ["clean", "pgd", "fgsm"], "votes": 1, "worst_case": False}
-_HONEST = {"attacks": ["clean", "eot-pgd", "aa-rand"], "votes": HONEST_VOTES, "worst_case": True,
-           "cascade": ["eot-pgd", "aa-rand"]}
+_PAPER = PAPER.settings()       # the protocols themselves: pni.evaluation.protocols
+_HONEST = HONEST.settings()
 _CW = {"attacks": ["clean", "cw"], "votes": HONEST_VOTES, "worst_case": False, "noise": True}
 _ZOO = {"attacks": ["clean", "zoo", "eot-zoo"], "votes": HONEST_VOTES, "worst_case": False, "noise": True}
 
