@@ -58,6 +58,15 @@ class _DeprecatedFlag(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def add_num_images_flag(parser: argparse.ArgumentParser, help: str, *, dest: str = "n",  # noqa: A002
+                        default: int | None = None, old: str = "--n",
+                        type: Callable[[str], Any] = int) -> None:  # noqa: A002
+    """``--num-images N`` (the one spelling of "how many test images" in every command), with
+    the command's old spelling ``old`` kept as a deprecated alias."""
+    parser.add_argument("--num-images", dest=dest, type=type, default=default, metavar="N", help=help)
+    add_deprecated_flag(parser, old, "--num-images", dest, type)
+
+
 def add_deprecated_flag(parser: argparse.ArgumentParser, old: str, new: str, dest: str,
                         type: Callable[[str], Any] | None = None) -> None:  # noqa: A002
     """``old`` as a hidden, warning alias of the flag ``new`` (whose value lives in ``dest``)."""
@@ -318,9 +327,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"noise draws each prediction is judged over: expected and majority-vote "
                              f"accuracy (default {DEFAULT_VOTES}; 1 with --protocol paper)")
     add_attack_flags(parser)
-    parser.add_argument("--num-images", dest="n", type=int, default=None, metavar="N",
-                        help="evaluate a class-stratified sample of N test images (default: all)")
-    add_deprecated_flag(parser, "--n", "--num-images", "n", int)
+    add_num_images_flag(parser, "evaluate a class-stratified sample of N test images (default: all)")
     parser.add_argument("--noise", choices=("both", "off"), default="both",
                         help="both: test with and without PNI (Table 2); off: without only")
     add_dataclass_flags(parser, EvalSettings, "evaluation settings", show_default=_show_setting)
@@ -359,9 +366,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint.pt written by `pni train` (or --model)")
     parser.add_argument("--eps", type=_parse_eps, default=None,
                         help="L-inf radius audited, e.g. 8/255 (default: the checkpoint's training eps)")
-    parser.add_argument("--num-images", dest="n", type=int, default=500, metavar="N",
-                        help="audit a class-stratified sample of N test images (default 500)")
-    add_deprecated_flag(parser, "--n", "--num-images", "n", int)
+    add_num_images_flag(parser, "audit a class-stratified sample of N test images (default 500)", default=500)
     add_dataclass_flags(parser, AuditSettings, "audit settings", show_default=_show_setting)
     parser.add_argument("--surrogate", default=None,
                         help="item 2: checkpoint of the transfer attack's source model "

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .args import _parse_device, _positive_int, add_deprecated_flag
+from .args import _parse_device, _positive_int, add_deprecated_flag, add_num_images_flag
 
 
 def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,8 @@ def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise samples that select the top class (default 100)")
     parser.add_argument("--alpha", type=float, default=0.001,
                         help="failure probability of each certificate (default 0.001)")
-    parser.add_argument("--num-images", dest="subset", type=_positive_int, default=None, metavar="N",
-                        help="certify a class-stratified sample of N test images (default: all)")
-    add_deprecated_flag(parser, "--subset", "--num-images", "subset", _positive_int)
+    add_num_images_flag(parser, "certify a class-stratified sample of N test images (default: all)",
+                        dest="subset", old="--subset", type=_positive_int)
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="dataset split (default test)")

@@ -27,7 +27,7 @@ from .args import (
     _writable_folder,
     add_audit_arguments,
     add_dataclass_flags,
-    add_deprecated_flag,
+    add_num_images_flag,
     add_eval_arguments,
     attack_options_from_args,
     audit_overrides,
@@ -295,9 +295,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     tr.add_argument("target", help="checkpoint B")
     tr.add_argument("more", nargs="*", help="further checkpoints C, D, ...")
     add_dataclass_flags(tr, TransferSettings, exclude=("n",))
-    tr.add_argument("--num-images", dest="n", type=int, default=None, metavar="N",
-                    help="a class-stratified sample of N test images (default: all)")
-    add_deprecated_flag(tr, "--n", "--num-images", "n", int)
+    add_num_images_flag(tr, "a class-stratified sample of N test images (default: all)")
     tr.add_argument("--out", default=None,
                     help="folder for transfer.json and transfer.md (default: <A's folder>/transfer)")
     tr.set_defaults(func=cmd_transfer)
