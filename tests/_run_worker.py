@@ -13,7 +13,7 @@ import sys
 import torch
 
 import pni.training.trainer
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.training import run_folder as runfolder
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.attacks import AttackError, AttackSpec, register_attack
 from pni.attacks.registry import (
     LINF_THREAT,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.attacks import (
     AttackError,
     CW_PROFILES,

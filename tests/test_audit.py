@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.auditing import (
     AuditError,
     AuditReport,
@@ -356,7 +356,8 @@ CLI_FAST = ["--num-images", "48", "--steps", "3", "--random-n", "8", "--random-s
 
 
 def test_cli_audit_writes_json_markdown_and_figures(pni_run, plain_lenet, tmp_path, capsys):
-    from pni.checkpoint import atomic_save, model_meta
+    from pni.checkpoint import atomic_save
+    from pni.models import model_meta
 
     source = tmp_path / "surrogate.pt"
     atomic_save({"format": "pni-checkpoint", "model": plain_lenet.state_dict(),

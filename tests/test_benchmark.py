@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.benchmark import BenchmarkError, benchmark, leaderboard_markdown, read_card, validate_card
 from pni.attacks.threat import ThreatError, parse_threat
 from pni.evaluation.user_model import ModelLoadError, build_user_model

@@ -362,7 +362,8 @@ def test_json_markdown_and_png_are_written(tmp_path):
 
 
 def _checkpoint(tmp_path) -> str:
-    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.checkpoint import FORMAT, VERSION, atomic_save
+    from pni.models import model_meta
 
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("lenet5"), "W")
@@ -425,7 +426,7 @@ def test_certify_command_rejects_bad_values_in_one_line(tmp_path, argv, match):
 
 
 def test_pni_certify_rejects_a_bad_flag_value_in_one_line(tmp_path, capsys):
-    from pni.cli import commands as cli
+    from pni.cli import app as cli
 
     with pytest.raises(SystemExit) as stop:
         cli.main(["certify", str(_checkpoint(tmp_path)), "--sigma", "0.25", "--num-images", "0"])
@@ -524,7 +525,8 @@ def test_certify_refuses_a_checkpoint_with_non_finite_weights_or_alphas(tmp_path
     state = model.state_dict()
     key = next(k for k in state if ("alpha" in k) == (where == "alpha nan") and k.startswith("conv1"))
     state[key].view(-1)[0] = float("inf") if where == "weight inf" else float("nan")
-    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.checkpoint import FORMAT, VERSION, atomic_save
+    from pni.models import model_meta
 
     path = tmp_path / "run" / "checkpoint.pt"
     atomic_save({"format": FORMAT, "version": VERSION, "model": state,
@@ -546,7 +548,8 @@ def test_certify_refuses_data_of_another_dataset(tmp_path):
 
 def test_certify_command_refuses_a_model_of_another_dataset_before_timing_it(tmp_path, capsys):
     from pni import cli
-    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.checkpoint import FORMAT, VERSION, atomic_save
+    from pni.models import model_meta
 
     model = pni.create_model("resnet20", num_classes=2)  # 3x32x32 images, 2 classes
     path = tmp_path / "run" / "checkpoint.pt"

@@ -14,17 +14,12 @@ import pytest
 import torch
 
 import pni
-from pni.cli import commands as cli
-from pni.checkpoint import (
-    CheckpointError,
-    atomic_save,
-    load_model,
-    load_state,
-    read_checkpoint,
-    temp_files,
-)
+from pni.cli import app as cli
+from pni.checkpoint import CheckpointError, atomic_save, load_state, read_checkpoint
+from pni.models import load_model
+from pni.files import temp_files
 from pni.config import TrainConfig
-from pni.seeding import rng_state as _rng_state, set_rng_state as _set_rng_state
+from pni.seeding import SeedingError, rng_state as _rng_state, set_rng_state as _set_rng_state
 from pni.training.trainer import build_model, fit
 
 
@@ -132,10 +127,10 @@ def test_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     assert draw() == expected
 
 
-def test_a_malformed_random_state_is_a_checkpoint_error():
+def test_a_malformed_random_state_is_a_seeding_error():
     state = _rng_state()
     state["numpy"] = state["numpy"][:2]
-    with pytest.raises(CheckpointError, match="random state"):
+    with pytest.raises(SeedingError, match="random state"):
         _set_rng_state(state)
 
 

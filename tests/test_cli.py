@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.config import TrainConfig
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import pni
-from pni.cli import commands as cli
-from pni.checkpoint import FORMAT, VERSION, model_meta
+from pni.cli import app as cli
+from pni.checkpoint import FORMAT, VERSION
+from pni.models import model_meta
 
 SMOKE = ["--preset", "mnist-lenet", "--scale", "smoke", "--train-subset", "64", "--eval-subset", "0",
          "--steps", "1", "--progress", "false"]
@@ -229,7 +230,9 @@ def test_an_unexpected_failure_is_one_line_with_a_hint(capsys, monkeypatch):
     def broken(args):
         raise RuntimeError("something\nbroke")
 
-    monkeypatch.setattr(cli, "cmd_info", broken)
+    from pni.cli import info
+
+    monkeypatch.setattr(info, "cmd_info", broken)
     code, err = run(capsys, "info")
     line = error_line(code, err, "info")
     assert code == 1 and "RuntimeError: something broke" in line and "--debug" in line

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from pni.cli import main
-from pni.cli.commands import build_parser
+from pni.cli import build_parser
 from pni.reports.certify import certification_markdown, max_certifiable_radius
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.config import (
     ConfigError,
     TrainConfig,

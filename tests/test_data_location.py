@@ -10,7 +10,7 @@ import pytest
 
 from pni.cli import main
 from pni.data import DataError
-from pni.runs import data_fallbacks, open_checkpoint
+from pni.evaluation.opened_run import data_fallbacks, open_checkpoint
 
 
 def write_mnist(folder: Path, n_train: int, n_test: int) -> None:
@@ -49,6 +49,30 @@ def test_a_relative_data_dir_is_stored_resolved(tmp_path: Path, monkeypatch: pyt
     monkeypatch.chdir(elsewhere)
     run = open_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert len(run.data) == 10 and run.data_dir == config["data_dir"]
+    assert config["data_location"] == {"resolved": config["data_dir"], "data_dir": "resolved"}
+
+
+def test_a_data_dir_kept_as_typed_is_found_from_another_folder(tmp_path: Path, monkeypatch) -> None:
+    """``pni reproduce``'s plans keep a relative data_dir as typed (it is part of a run's key);
+    config.json says so and records where it pointed, and the run finds its data from anywhere."""
+    from pni.config import TrainConfig, load_config
+    from pni.reproduce.steps import config_key_values
+    from pni.training import train_run
+
+    write_mnist(tmp_path / "work" / "data" / "mnist", n_train=40, n_test=10)
+    monkeypatch.chdir(tmp_path / "work")
+    config = load_config("mnist-lenet", "smoke", dataset="mnist", data_dir="data", epochs=1, train_subset=20,
+                         eval_subset=0, steps=1, batch_size=10, progress=False)
+    train_run(config, tmp_path / "runs" / "a")
+    recorded = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())
+    assert recorded["data_dir"] == "data"        # as typed: the run's key is unchanged
+    assert recorded["data_location"] == {"resolved": str((tmp_path / "work" / "data").resolve()),
+                                         "data_dir": "as typed"}
+    # the record is not a config field, and the run's key is the plan's
+    assert config_key_values(TrainConfig.from_dict(recorded)) == config_key_values(config)
+    monkeypatch.chdir(tmp_path)                   # "data" does not exist here
+    run = open_checkpoint(tmp_path / "runs" / "a" / "checkpoint.pt")
+    assert len(run.data) == 10 and run.data_dir == recorded["data_location"]["resolved"]
 
 
 def test_a_run_without_a_data_folder_finds_shared_data_above_it(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni import distributed
-from pni.checkpoint import load_model, read_checkpoint
+from pni.checkpoint import read_checkpoint
+from pni.models import load_model
 from pni.config import ConfigError
 from pni.evaluation.evaluator import evaluate
 from pni.training.trainer import build_model

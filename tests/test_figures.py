@@ -9,7 +9,8 @@ from PIL import Image
 
 import pni
 from pni.auditing import AuditItem, AuditReport, Sweep
-from pni.checkpoint import FORMAT, atomic_save, model_meta
+from pni.checkpoint import FORMAT, atomic_save
+from pni.models import model_meta
 from pni.evaluation.evaluator import Evaluation
 from pni.reports import (
     ReportError,
@@ -22,9 +23,9 @@ from pni.reports import (
     plot_alphas,
     plot_fig3,
     write_evaluation,
-    write_json,
     write_runs_report,
 )
+from pni.files import write_json
 
 LAYERS = ["conv0", "stage1.0.conv1", "stage1.0.conv2", "fc"]
 

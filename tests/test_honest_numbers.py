@@ -138,7 +138,7 @@ def test_a_seeds_plan_trains_each_seed_once_and_judges_over_the_seeds(
         smoke_all: tuple[Path, dict[str, str]]) -> None:
     from pni.reproduce.claims import judge_claims
     from pni.reproduce.plans import get_plans, resolve
-    from pni.reproduce.report import Results
+    from pni.reproduce.results import Results
     from pni.reproduce.verdicts import SEED_TEST
 
     steps = resolve(get_plans("table2"), "smoke")
@@ -181,7 +181,7 @@ def test_an_earlier_honest_evaluation_is_shown_marked_until_the_rerun_lands(
     import shutil
 
     from pni.reproduce.plans import get_plans, resolve
-    from pni.reproduce.report import superseded_honest
+    from pni.reproduce.results import superseded_honest
     from pni.reproduce.report_tables import SUPERSEDED_MARK, _ours
     from pni.reproduce.verdicts import measure
 

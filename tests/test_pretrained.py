@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pni
-from pni.checkpoint import load_model
+from pni.models import load_model
 from pni.models.hub import REGISTRY, PretrainedError, pretrained_entry, verified_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import os
 import pytest
 
 import pni.reports
-from pni.checkpoint import CheckpointError
-from pni.reports import md_table, write_json
+from pni.files import WriteError, write_json
+from pni.reports import md_table
 
 
 def test_md_table_escapes_pipes_and_pads_short_rows():
@@ -43,7 +43,7 @@ def test_write_json_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(CheckpointError, match="cannot write results file .*results.json"):
+    with pytest.raises(WriteError, match="cannot write results file .*results.json"):
         write_json({"a": 2}, path)
     assert json.loads(path.read_text())["a"] == [1, 2]  # the old file, whole
     assert os.listdir(path.parent) == ["results.json"]  # and no temporary file left
@@ -56,7 +56,8 @@ def test_write_json_refuses_what_json_cannot_hold(tmp_path):
 
 def test_the_old_module_names_are_gone_and_no_public_name_is_also_a_module():
     old_names = ["pni.report", "pni.figures", "pni.audit", "pni.evaluate", "pni.certify", "pni.train",
-                 "pni.cli_args", "pni.certify_cli", "pni.runfolder", "pni.helpfield"]
+                 "pni.cli_args", "pni.certify_cli", "pni.runfolder", "pni.helpfield", "pni.cli.commands",
+                 "pni.reports.json_io"]
     for old in old_names:
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
@@ -66,3 +67,24 @@ def test_the_old_module_names_are_gone_and_no_public_name_is_also_a_module():
     import pni.evaluation
     assert callable(pni.audit) and callable(pni.evaluate) and callable(pni.certify)
     assert pni.auditing.AuditSettings and pni.evaluation.EvalSettings and pni.certification.Certification
+
+
+def test_the_lenient_readers_read_a_missing_or_half_written_file_as_nothing(tmp_path):
+    from pni.files import read_json, read_jsonl
+    from pni.runs import read_config, read_train_log
+
+    assert read_json(tmp_path / "missing.json") is None and read_jsonl(tmp_path / "missing.jsonl") == []
+    (tmp_path / "config.json").write_text('{"epochs": 3')          # cut short by a kill
+    (tmp_path / "train_log.jsonl").write_text('{"epoch": 1}\n{"epo')
+    assert read_config(tmp_path) is None and read_train_log(tmp_path) == []
+    (tmp_path / "config.json").write_text('{"epochs": 3}')
+    (tmp_path / "train_log.jsonl").write_text('{"epoch": 1}\n\n{"epoch": 2}\n')
+    assert read_config(tmp_path) == {"epochs": 3} and [r["epoch"] for r in read_train_log(tmp_path)] == [1, 2]
+
+
+def test_checkpoint_loading_lives_with_the_models_and_the_checkpoint_file_is_a_leaf():
+    import pni.checkpoint
+    import pni.models
+
+    assert not hasattr(pni.checkpoint, "load_model") and not hasattr(pni.checkpoint, "model_meta")
+    assert callable(pni.models.load_model) and callable(pni.models.model_meta)

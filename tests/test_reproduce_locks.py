@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.reproduce import Runner, get_plans, resolve, state
 from pni.folder_lock import LOCK_FILE, FolderLock as StepLock, held_elsewhere
 

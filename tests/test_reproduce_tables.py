@@ -17,7 +17,8 @@ from pni.reproduce.claims import judge_claims
 from pni.reproduce.claims_alpha import INIT_ALPHA, runaway_verdict, vanishing_verdict
 from pni.cli.reproduce import add_reproduce_parser
 from pni.reproduce import paper_numbers as paper
-from pni.reproduce.report import README_END, README_START, NOT_RUN, Results, update_readme, write_results
+from pni.reproduce.report import README_END, README_START, NOT_RUN, update_readme, write_results
+from pni.reproduce.results import Results
 from pni.reproduce.verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_JUDGED
 
 
@@ -100,7 +101,8 @@ def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
 def _checkpoint_with_alphas(folder: Path, alphas: dict[str, float], epoch: int, config: dict) -> None:
     """A LeNet-5 PNI-W checkpoint whose alphas are ``alphas`` (the report takes Table 1's from it)."""
     import pni
-    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.checkpoint import FORMAT, VERSION, atomic_save
+    from pni.models import model_meta
     from pni.noise import alphas as alpha_parameters
 
     model = pni.inject(pni.create_model("lenet5"), "W")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.evaluation.per_image import encode
 from pni.reproduce import Runner, get_plans, resolve, state
 from pni.reproduce.results_check import ResultsFileError, check_values, read_checked, read_timing
@@ -189,7 +189,7 @@ def test_a_stale_temp_file_of_the_slimmed_checkpoint_goes_when_the_run_is_reused
 
 def test_table1_alphas_come_from_the_checkpoint_not_the_log(tmp_path, capsys):
     import pni
-    from pni.reproduce.report import _final_alphas
+    from pni.reproduce.results import _final_alphas
 
     config = pni.TrainConfig(model="lenet5", location="W", dataset="mnist-sample", train_subset=64, epochs=1,
                              steps=1, batch_size=64, eval_subset=0, progress=False)

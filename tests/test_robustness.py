@@ -16,10 +16,11 @@ import torch
 
 import pni
 import pni.training.trainer
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.training import run_folder as runfolder
 from pni.attacks import AttackError, cw_l2, fgsm, pgd, zoo
-from pni.checkpoint import read_checkpoint, temp_files
+from pni.checkpoint import read_checkpoint
+from pni.files import temp_files
 from pni.config import TrainConfig
 from pni.data import DataError
 from pni.evaluation.evaluator import EvaluationError, evaluate

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pni.training.trainer
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.checkpoint import read_checkpoint
 from pni.folder_lock import held_elsewhere
 from pni.training import TrainingError

@@ -8,7 +8,7 @@ import torch
 
 from pni.auditing import Bench
 from pni.auditing.settings import AuditSettings, make_settings
-from pni.cli.commands import build_parser
+from pni.cli import build_parser
 from pni.cli.args import add_dataclass_flags, flag_values
 from pni.config import FIELD_HELP, TrainConfig
 from pni.evaluation.settings import EvalSettings, TransferSettings
@@ -68,3 +68,26 @@ def test_the_old_draw_names_are_gone():
     x, y = torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
     with pytest.raises(TypeError):
         Bench(torch.nn.Flatten(), x, y, draws=3)
+
+
+def test_one_integer_and_fraction_check_for_every_setting():
+    import numpy as np
+
+    from pni.settings import check_fraction, check_int, is_fraction, is_int
+
+    assert is_int(3, 1) and is_int(np.int64(3), 1) and not is_int(True) and not is_int(2.0) and not is_int(0, 1)
+    assert is_fraction(1) and is_fraction(0.5) and not is_fraction(0) and is_fraction(0, low_open=False)
+    assert not is_fraction(float("nan")) and not is_fraction(1.01) and not is_fraction(True)
+    with pytest.raises(KeyError, match=r"steps must be an integer >= 1, got 0"):
+        check_int(0, "steps", 1, KeyError)
+    with pytest.raises(ValueError, match=r"eps must be a number in \(0, 1\], got 2"):
+        check_fraction(2, "eps")
+    # the same rule behind the library's own errors
+    from pni.attacks import AttackError
+    from pni.attacks._common import check_positive_int
+    from pni.certification.smoothing import CertifyError, check_count
+
+    with pytest.raises(AttackError, match="steps must be an integer >= 1"):
+        check_positive_int(True, "steps")
+    with pytest.raises(CertifyError, match="n must be an integer >= 2"):
+        check_count(1, "n", 2)

@@ -113,7 +113,7 @@ def test_every_pni_error_is_a_pni_error():
 
 
 LEAVES = {"__init__.py", "__main__.py", "allocator.py", "checkpoint.py", "config.py", "distributed.py",
-          "errors.py", "folder_lock.py", "noise.py", "progress.py", "threads.py", "provenance.py", "runs.py", "seeding.py", "settings.py"}
+          "errors.py", "files.py", "folder_lock.py", "noise.py", "progress.py", "threads.py", "provenance.py", "runs.py", "seeding.py", "settings.py"}
 JOB_FOLDERS = {"attacks", "auditing", "benchmark", "certification", "cli", "data", "evaluation", "models", "presets", "reports",
                "reproduce", "training", "_sample"}
 
@@ -122,6 +122,15 @@ def test_the_top_level_is_leaves_and_job_folders():
     top = {p.name for p in (SRC / "pni").iterdir() if p.name != "__pycache__"}
     assert {p for p in top if p.endswith(".py")} == LEAVES
     assert {p for p in top if (SRC / "pni" / p).is_dir()} == JOB_FOLDERS
+
+
+def test_the_leaves_import_only_leaves():
+    """Every layer may use a leaf, so a leaf uses no job folder (that arrow would run back up)."""
+    modules = _modules()
+    leaves = {"pni." + name[:-3] for name in LEAVES if name not in ("__init__.py", "__main__.py")}
+    upward = {leaf: sorted(m for m in _imports(leaf, modules[leaf], modules) if m not in leaves)
+              for leaf in sorted(leaves)}
+    assert {leaf: found for leaf, found in upward.items() if found} == {}
 
 
 def test_package_inits_count_as_imports():

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import pni
-from pni.cli import commands as cli
+from pni.cli import app as cli
 from pni.data import (
     DataError,
     at_most,

@@ -159,7 +159,7 @@ def test_checkpoint_rebuilds_the_model_with_its_noise(mnist, tmp_path):
     config = _config(epochs=1, location="W+A-a", granularity="channel", eval_subset=0)
     model = build_model(config, train)
     fit(model, train, config, out_dir=tmp_path)
-    loaded, checkpoint = pni.checkpoint.load_model(tmp_path / "checkpoint.pt")
+    loaded, checkpoint = pni.models.load_model(tmp_path / "checkpoint.pt")
     assert checkpoint["config"]["location"] == "W+A-a"
     assert pni.injection_spec(loaded).granularity == "channel"
     for (k1, a1), (k2, a2) in zip(pni.alphas(model).items(), pni.alphas(loaded).items(), strict=True):

@@ -12,7 +12,8 @@ from pni.evaluation.estimate import announce, attack_passes, evaluation_passes, 
 
 
 def _checkpoint(tmp_path) -> str:
-    from pni.checkpoint import FORMAT, VERSION, atomic_save, model_meta
+    from pni.checkpoint import FORMAT, VERSION, atomic_save
+    from pni.models import model_meta
 
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("lenet5"), "W")

@@ -1,4 +1,5 @@
-"""Checkpoints that know their model: safe loading, atomic writes, rebuilding, one-line errors.
+"""The checkpoint file: its format, safe loading, atomic saving, checks, one-line errors
+(rebuilding the model a checkpoint describes: ``pni.models.load_model``).
 
 Loading uses ``torch.load(..., weights_only=True)``: a checkpoint may hold tensors, numbers,
 strings, lists, tuples and dicts only (random states included, see ``train._rng_state``), so a
@@ -13,9 +14,7 @@ import math
 import os
 import pickle
 import re
-import secrets
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ import torch
 from torch import nn
 
 from .config import ConfigError, check_types
-from .models import create_model
-from .noise import inject, injection_spec
 from .errors import PNIError
+from .files import atomic_write
 
 FORMAT = "pni-checkpoint"
 VERSION = 1
@@ -38,16 +36,9 @@ class CheckpointError(PNIError):
 
 # --- writing -----------------------------------------------------------------------------
 
-def temp_files(path: str | os.PathLike) -> list[Path]:
-    """The temporary files ``atomic_save(..., path)`` writes before its rename (left over
-    only by a killed process)."""
-    path = Path(path)
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``, then
-    fsync the folder: a crash never leaves a half-written file under ``path``.
+    """``torch.save`` through ``pni.files.atomic_write`` (temporary file, fsync, rename, fsync
+    of the folder): a crash never leaves a half-written file under ``path``.
 
     The file's mode follows the umask (like any file the user creates). An OS error (disk
     full, no permission) raises a one-line CheckpointError and leaves no temporary file.
@@ -56,99 +47,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return atomic_write(buffer.getbuffer(), path)
-
-
-def atomic_write(data: bytes | memoryview, path: str | os.PathLike, what: str = "checkpoint",
-                 midway: Callable[[], None] | None = None) -> Path:
-    """Writes ``data`` to ``path`` as ``atomic_save`` does (temporary file, fsync, rename,
-    fsync of the folder); errors name ``what`` and the file. ``midway`` runs when half of
-    the bytes are written (a fault-injection point for tests; see ``pni.training.run_folder``)."""
-    path = Path(path)
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create_temp(path)
-        with os.fdopen(fd, "wb") as f:
-            half = len(data) // 2 if midway is not None else len(data)
-            f.write(data[:half])
-            if midway is not None:
-                f.flush()
-                midway()
-            f.write(data[half:])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as error:
-        raise CheckpointError(f"cannot write {what} {str(path)!r}: "
-                              f"{error.strerror or error}") from error
-    finally:
-        if tmp is not None:
-            with suppress(OSError):
-                tmp.unlink()
-    _fsync_folder(path.parent)
-    return path
-
-
-def _create_temp(path: Path) -> tuple[Path, int]:
-    """A new, exclusive ``.<name>.<random>.tmp`` next to ``path``, mode 0666 less the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return tmp, os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Makes a rename in ``folder`` durable, where the OS lets a folder be opened (not Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a folder; the rename itself is done
-    finally:
-        os.close(fd)
-
-
-# --- model description -------------------------------------------------------------------
-
-def model_meta(model: nn.Module) -> dict[str, Any]:
-    """What is needed to rebuild a registry model: arch, classes, width, channels,
-    normalization and the PNI injection."""
-    normalize = getattr(model, "normalize", None)
-    stats = None
-    if normalize is not None and hasattr(normalize, "mean"):
-        stats = [normalize.mean.flatten().tolist(), normalize.std.flatten().tolist()]
-    spec = injection_spec(model)
-    return {
-        "arch": getattr(model, "arch", None),
-        "num_classes": getattr(model, "num_classes", None),
-        "width": getattr(model, "width", 1.0),
-        "input_shape": list(getattr(model, "input_shape", ()) or ()),
-        "normalize": stats,
-        "noise": spec.as_dict() if spec is not None else None,
-    }
-
-
-def build_from_meta(meta: dict[str, Any]) -> nn.Module:
-    """Re-creates a model (with its noise, alphas at their initial value) from ``model_meta``."""
-    if not meta.get("arch"):
-        raise CheckpointError("the checkpoint holds a model that is not from pni.create_model; "
-                              "build it yourself and pass model= to load it")
-    in_channels = meta["input_shape"][0] if meta.get("input_shape") else None
-    normalize = tuple(meta["normalize"]) if meta.get("normalize") else False
-    model = create_model(meta["arch"], num_classes=meta["num_classes"] or 10,
-                         width=meta.get("width", 1.0), in_channels=in_channels, normalize=normalize)
-    noise = meta.get("noise")
-    if noise:
-        inject(model, noise["location"], noise["granularity"], noise["init_alpha"])
-    return model
+    return atomic_write(buffer.getbuffer(), path, what="checkpoint", error=CheckpointError)
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -329,17 +228,3 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str 
         raise CheckpointError(f"{source} does not fit the model ({type(model).__name__}): "
                               + "; ".join(parts))
     model.load_state_dict(state)
-
-
-def load_model(path: str | os.PathLike, model: nn.Module | None = None,
-               device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuilds the checkpoint's model (or fills ``model``) and returns it with the checkpoint."""
-    checkpoint = read_checkpoint(path)
-    source = f"checkpoint {str(path)!r}"
-    if model is None:
-        try:
-            model = build_from_meta(checkpoint.get("model_meta") or {})
-        except PNIError as error:  # a checkpoint, model or noise error, one line
-            raise CheckpointError(f"{source}: cannot rebuild its model: {error}") from None
-    load_state(model, checkpoint["model"], source=source)
-    return model.to(device), checkpoint

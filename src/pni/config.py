@@ -22,7 +22,7 @@ from typing import Any
 
 from .noise import GRANULARITIES, LOCATIONS
 from .errors import PNIError, did_you_mean
-from .settings import field_help, option
+from .settings import field_help, is_fraction, option
 
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 
@@ -218,6 +218,7 @@ class TrainConfig:
                                        f"{type(values).__name__}"), source)
         values = dict(values)
         values.pop("code", None)   # the code that wrote a config.json (pni.provenance): not a field
+        values.pop("data_location", None)   # where its data_dir pointed (pni.runs.data_location): not a field
         values = migrate_precision(values)
         if values.get("location") in ("none", "None", ""):
             values["location"] = None
@@ -298,10 +299,6 @@ def check_device(text: str, name: str = "device") -> Any:
     return device
 
 
-def _in_unit_interval(value: float) -> bool:
-    return 0 < value <= 1
-
-
 def _increasing_epochs(values: list[int]) -> bool:
     return all(v >= 1 for v in values) and sorted(values) == list(values)
 
@@ -315,8 +312,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "precision": (lambda v: v in PRECISIONS, "auto, tf32, float32 or bf16"),
     "width": (lambda v: v > 0, "a positive number"),
     "input_noise": (lambda v: v >= 0, "a number >= 0 (0: no input noise)"),
-    "eps": (_in_unit_interval, "a number in (0, 1]"),
-    "step_size": (_in_unit_interval, "a number in (0, 1]"),
+    "eps": (is_fraction, "a number in (0, 1]"),
+    "step_size": (is_fraction, "a number in (0, 1]"),
     "steps": (lambda v: v >= 0, "an integer >= 0"),
     "eval_steps": (lambda v: v >= 0, "an integer >= 0"),
     "epochs": (lambda v: v >= 1, "an integer >= 1"),

@@ -3,7 +3,7 @@ random state exactly.
 
 A checkpoint stores the state as ByteTensors and plain lists, ints and floats only, so it
 loads with ``torch.load(..., weights_only=True)``: numpy's state tuple and Python's become
-lists. Imports nothing from pni at module level.
+lists. Imports nothing from pni but ``errors``.
 """
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import PNIError
+
+
+class SeedingError(PNIError):
+    """A random state that cannot be restored (a damaged or foreign one)."""
 
 
 def mix_seed(*parts: int) -> int:
@@ -59,7 +65,7 @@ def rng_state(device: torch.device | None = None) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    """Restores ``rng_state``'s random state; a malformed one raises CheckpointError."""
+    """Restores ``rng_state``'s random state; a malformed one raises SeedingError."""
     try:
         version, internal, gauss = state["python"]
         name, keys, pos, has_gauss, cached = state["numpy"]
@@ -68,9 +74,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> 
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
                              float(cached)))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        from .checkpoint import CheckpointError
-
-        raise CheckpointError(f"the checkpoint's random state cannot be restored: {error}") from None
+        raise SeedingError(f"the random state cannot be restored: {error}") from None
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     if "cuda_device" in state and device is not None and device.type == "cuda":

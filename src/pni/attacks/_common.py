@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..settings import check_int
 from ..errors import PNIError
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -40,9 +41,7 @@ def check_eps(eps: float, name: str = "eps") -> float:
 
 
 def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AttackError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return check_int(value, name, minimum, AttackError)
 
 
 def check_images(x: Tensor, y: Tensor, model: nn.Module | None = None) -> None:

@@ -6,12 +6,28 @@ protocol); AutoAttack-rand's is what pyautoattack's ``AutoAttack(version="rand")
 ``autoattack.published_budget``). A number measured with less is still a number, but its
 label names the budget it ran at ("AA-rand, 10 it x 10 draws"), in every table header,
 column and verdict line: it never passes for the published attack.
+
+Also the paper's PGD steps for a data shape (Sec. 4.1) and Madry et al.'s step size.
 """
 from __future__ import annotations
 
 from typing import Any
 
 PUBLISHED_EOT = 20   # EOT-PGD's draws per gradient in the honest protocol, at every scale
+
+PAPER_PGD_STEPS_MNIST = 40   # Sec. 4.1: MNIST-like data (1x28x28)
+PAPER_PGD_STEPS = 7          # Sec. 4.1: CIFAR-10
+
+
+def paper_pgd_steps(image_shape: tuple[int, ...]) -> int:
+    """The paper's PGD steps for data of this shape: 40 for 1x28x28 (MNIST), 7 otherwise."""
+    return PAPER_PGD_STEPS_MNIST if tuple(image_shape) == (1, 28, 28) else PAPER_PGD_STEPS
+
+
+def madry_step_size(eps: float, steps: int) -> float:
+    """The step size ``2.5 * eps / steps`` (Madry et al. 2018): enough to cross the eps-ball
+    from any start; ``eps`` itself for a single step."""
+    return 2.5 * eps / steps if steps else eps
 
 
 def published(name: str) -> dict[str, Any] | None:

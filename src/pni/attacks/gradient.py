@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.fold import folded_batchnorm
-from ..runs import madry_step_size
+from .budget import madry_step_size
 from ._common import (
     LossFn,
     attack_mode,

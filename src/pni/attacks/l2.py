@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.fold import conv_bn_pairs, folded_batchnorm
-from ..runs import madry_step_size
+from .budget import madry_step_size
 from ._common import (
     AttackError,
     LossFn,

@@ -152,9 +152,10 @@ def transfer_checkpoints(paths: list[str], attack: AttackLike = "pgd", *, trials
     the paper's (40 for 28x28 gray images, 7 otherwise). The models must share the input shape.
     ``n`` images (None: all) are a class-stratified sample (``Dataset.subset``, seed 0),
     recorded in ``TransferMatrix.subset``."""
-    from ..checkpoint import load_model
+    from ..models import load_model
     from ..data import at_most, load_dataset, warn_missing_classes
-    from ..runs import model_label, paper_pgd_steps
+    from .budget import paper_pgd_steps
+    from ..models import model_label
 
     if n is not None and n < 1:
         raise AttackError(f"--n must be a positive number of images, got {n}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..settings import check_int
 from ..attacks import AttackError, fgsm, is_randomized, pgd
 from ..attacks._common import check_model_inputs
 from ..data import Dataset, stratified_indices, subset_tensors, warn_missing_classes
@@ -123,8 +124,8 @@ def new_bench(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], n: int | 
     x, y, subset = prepare(model, data, n, device)
     if votes is None:
         votes = AuditSettings.votes if is_randomized(model, x[:16]) else 1
-    elif isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
-        raise AuditError(f"votes must be an integer >= 1, got {votes!r}")
+    else:
+        check_int(votes, "votes", 1, AuditError)
     return Bench(model, x, y, trials, seed, batch_size, votes, subset)
 
 

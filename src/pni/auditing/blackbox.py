@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..attacks import pgd
 from ..data import Dataset, as_tensors, subset_tensors
 from ..models import MODELS, create_model
-from ..runs import madry_step_size
+from ..attacks.budget import madry_step_size
 from .bench import Attack, Bench, pct, stratified_head, tolerance
 from .result import AuditItem
 from .settings import ITEM_NAMES, AuditError, AuditSettings

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..settings import is_int
 from ..attacks import is_randomized
 from ..data import Dataset
 from ..models import eval_mode
@@ -110,11 +111,11 @@ def audit_checkpoint(path: str | Path, eps: float | None = None, n: int | None =
     the checkpoint's training eps, on ``n`` images (a class-stratified sample, seed 0; None:
     all). The transfer surrogate of item 2 is the checkpoint
     ``surrogate``, else (``train_surrogate_model``) one trained on the training split."""
-    from ..checkpoint import load_model
+    from ..models import load_model
     from ..data import load_dataset
-    from ..runs import open_checkpoint
+    from ..evaluation.opened_run import open_checkpoint
 
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+    if n is not None and not is_int(n, 1):
         raise AuditError(f"--num-images must be a positive number of images, got {n!r}")
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, split=split, n=n, device=device)
     settings = make_settings(run.eps if eps is None else eps, **overrides)

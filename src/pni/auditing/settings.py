@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..settings import is_fraction, is_int
 from ..errors import PNIError
 from ..settings import option
-from ..runs import madry_step_size
+from ..attacks.budget import madry_step_size
 
 ITEM_NAMES: dict[int, str] = {
     1: "One-step vs iterative attack",
@@ -96,16 +97,14 @@ class AuditSettings:
             value = getattr(self, name)
             if optional and value is None:
                 return
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if not is_int(value, minimum):
                 raise bad(name, f"an integer >= {minimum}")
 
         def check_fraction(name: str, low_open: bool = True, optional: bool = False) -> None:
             value = getattr(self, name)
             if optional and value is None:
                 return
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 1
-            ok = ok and (value > 0 if low_open else value >= 0)
-            if not ok:
+            if not is_fraction(value, low_open):
                 raise bad(name, "a number in (0, 1]" if low_open else "a number in [0, 1]")
 
         check_fraction("eps")
@@ -130,12 +129,11 @@ class AuditSettings:
         self.items = tuple(sorted(set(items)))
         if self.eps_values is not None:
             values = tuple(self.eps_values)
-            if len(values) < 2 or any(not isinstance(e, (int, float)) or not 0 <= e <= 1 for e in values):
+            if len(values) < 2 or any(not is_fraction(e, low_open=False) for e in values):
                 raise bad("eps_values", "at least two numbers in [0, 1]")
         for name, minimum in (("steps_values", 1), ("eot_ks", 1)):
             values = tuple(getattr(self, name))
-            if len(values) < 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
-                                      for v in values):
+            if len(values) < 2 or any(not is_int(v, minimum) for v in values):
                 raise bad(name, f"at least two integers >= {minimum}")
             setattr(self, name, tuple(sorted(set(values))))
         return self

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..data import Dataset
 from ..models import eval_mode
-from ..runs import madry_step_size
+from ..attacks.budget import madry_step_size
 from .bench import Bench, new_bench
 from .result import Sweep
 from .settings import AuditError

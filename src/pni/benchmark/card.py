@@ -157,7 +157,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_card(card: dict[str, Any], path: str | os.PathLike) -> Path:
     """Validates and writes ``card`` (indented JSON, atomically)."""
-    from ..reports.json_io import write_json
+    from ..files import write_json
 
     validate_card(card)
     return write_json(card, path, what="benchmark card")

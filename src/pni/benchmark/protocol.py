@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..settings import is_int
 from ..attacks.gradient import DEFAULT_EOT
 from ..attacks.registry import DEFAULT_VOTES
 from ..errors import PNIError
@@ -87,7 +88,7 @@ def get_protocol(name: str, budget: str = "full", n: int | None = None) -> tuple
     base = PROTOCOLS[name]
     changes = dict(BUDGETS[budget])
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n, 1):
             raise BenchmarkError(f"n must be a positive number of images, got {n!r}")
         changes["n"] = n
     changes = {k: v for k, v in changes.items() if getattr(base, k) != v}

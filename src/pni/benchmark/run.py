@@ -19,7 +19,7 @@ from ..attacks.registry import build_attacks
 from ..data import Dataset, as_tensors, stratified_indices
 from ..evaluation.evaluator import WORST_CASE, evaluate
 from ..models import count_parameters
-from ..runs import madry_step_size, paper_pgd_steps
+from ..attacks.budget import madry_step_size, paper_pgd_steps
 from ..attacks.threat import Threat, parse_threat
 from ..evaluation.user_model import detect_randomness, deterministic_options
 from .card import code_record, make_card, per_image_shares
@@ -129,7 +129,7 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
                          say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
     training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
-    from ..runs import open_checkpoint
+    from ..evaluation.opened_run import open_checkpoint
 
     run = open_checkpoint(path, dataset=dataset, data_dir=data_dir, device=device)
     if threat is None:

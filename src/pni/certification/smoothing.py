@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .sampling import count_votes, is_random_model, sampling
+from ..settings import check_int
 from ..data import Dataset, as_tensors
 from ..models.modes import model_device
 from ..noise import freeze_alphas, inject
@@ -65,9 +66,7 @@ def check_sigma(sigma: Any, name: str = "sigma", allow_zero: bool = False,
 
 
 def check_count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CertifyError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum, CertifyError)
 
 
 def _check_alpha(alpha: Any) -> float:
@@ -357,9 +356,9 @@ def certify_opened(path: str, sigma: float, n0: int = 100, n: int = 10_000, alph
                    subset: int | None = None, dataset: str | None = None, data_dir: str | None = None,
                    split: str = "test", batch_size: int = 1000, seed: int = 0, device: str = "cpu",
                    progress: bool = False, subset_seed: int = 0) -> tuple[Certification, Any]:
-    """``certify_checkpoint``, returning the opened run (``pni.runs.OpenedRun``: model, data,
+    """``certify_checkpoint``, returning the opened run (``pni.evaluation.opened_run.OpenedRun``: model, data,
     label) with the result, for work on the same model and images (``certify_check``)."""
-    from ..runs import open_checkpoint
+    from ..evaluation.opened_run import open_checkpoint
 
     _check_settings(sigma, n0, n, alpha, batch_size)
     if subset is not None:

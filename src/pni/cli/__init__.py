@@ -1,6 +1,8 @@
-"""The ``pni`` command: one module per subcommand family (``commands`` parses and dispatches,
-``args`` makes flags from the settings dataclasses, ``certify``, ``reproduce``, ``demo``); it
-only parses and calls the library, and prints any ``PNIError`` in one line."""
-from .commands import main
+"""The ``pni`` command: ``app`` builds the parser and runs a subcommand; one module per
+subcommand (``info``, ``train``, ``evaluate``, ``transfer``, ``audit``, ``report``, ``demo``,
+``certify``, ``reproduce``, ``benchmark``: leaderboard and any-model evaluation); ``args`` makes
+flags from the settings dataclasses. It only parses and calls the library, and prints any
+``PNIError`` in one line."""
+from .app import build_parser, main
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]

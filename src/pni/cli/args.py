@@ -85,7 +85,7 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _positive_minutes(text: str) -> float:
+def positive_minutes(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -108,7 +108,7 @@ def _parse_optional(inner: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -118,7 +118,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parse_device(text: str) -> str:
+def parse_device(text: str) -> str:
     """A device this machine has: cpu, cuda, cuda:N or mps."""
     from ..config import ConfigError, check_device
 
@@ -129,7 +129,7 @@ def _parse_device(text: str) -> str:
     return text
 
 
-def _writable_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+def writable_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     """``path`` when it is, or can become, a folder pni can write in; else a UsageError. Checked
     before the work starts, so that hours of evaluation are not lost at the end. Under
     torchrun only rank 0 writes, so only rank 0 checks."""
@@ -171,7 +171,7 @@ def _field_parser(cls: Any, field: dataclasses.Field | None = None) -> Callable[
     if field is None:
         from ..config import TrainConfig
         cls, field = TrainConfig, cls
-    named = {"positive": _positive_int, "device": _parse_device}
+    named = {"positive": positive_int, "device": parse_device}
     if field.metadata.get("parse") in named:
         return named[field.metadata["parse"]]
     hint = typing.get_type_hints(cls)[field.name]
@@ -240,7 +240,7 @@ def flag_values(args: argparse.Namespace, names: list[str] | tuple[str, ...],
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, preset: str = "cifar-resnet20",
+def add_config_flags(parser: argparse.ArgumentParser, preset: str = "cifar-resnet20",
                       scale: str = "cpu") -> None:
     """The ``TrainConfig`` flags of ``pni train``, their help showing ``preset``'s values at
     ``scale`` (the preset and scale on the command line; an unknown one: the fields' own)."""
@@ -376,7 +376,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="dataset split audited (default test)")
-    parser.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", type=parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--out", default=None,
                         help="folder for audit.json, audit.md and the figures "

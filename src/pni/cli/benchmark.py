@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .args import UsageError, _writable_folder
+from ..runs import CARD
+from .args import UsageError, writable_folder
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, benchmark: bool = True) -> None:
@@ -63,9 +64,9 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
     from ..data import at_most
     from ..evaluation.evaluator import evaluate
     from ..reports.evaluation import write_evaluation
-    from ..runs import paper_pgd_steps
+    from ..attacks.budget import paper_pgd_steps
 
-    out = _writable_folder(args.out or "pni-eval")
+    out = writable_folder(args.out or "pni-eval")
     model, data, label = open_user_model(args)
     data = at_most(data, args.n, 0)
     paper = args.protocol == "paper"
@@ -89,7 +90,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from ..benchmark import benchmark, benchmark_checkpoint, leaderboard_markdown, write_card
     from ..benchmark.run import file_sha256
-    from ..reports.json_io import write_text
+    from ..files import write_text
 
     if (args.checkpoint is None) == (args.model is None):
         raise UsageError("--benchmark judges a checkpoint or a --model: give one of them")
@@ -101,19 +102,19 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
                          f"not taken (--threat, --n and --budget are; both are written on the card)")
     device = getattr(args, "device", "cpu") or "cpu"
     if args.checkpoint is not None:
-        out = _writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
+        out = writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
         card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
                                     budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
                                     data_dir=getattr(args, "data_dir", None),
                                     device=device, say=_say)
     else:
-        out = _writable_folder(args.out or "pni-card")
+        out = writable_folder(args.out or "pni-card")
         model, data, label = open_user_model(args)
         card = benchmark(model, data, args.threat, name=label, protocol=args.benchmark, budget=args.budget,
                          n=args.n, source=f"factory {args.model}",
                          weights_sha256=file_sha256(args.weights) if args.weights else None, device=device,
                          say=_say)
-    path = write_card(card, Path(out) / "card.json")
+    path = write_card(card, Path(out) / CARD)
     text = leaderboard_markdown([card], title=f"{card['model']['name']}: {card['protocol']['name']}")
     write_text(text, Path(out) / "card.md")
     print(text)
@@ -130,7 +131,7 @@ def cmd_audit_model(args: argparse.Namespace) -> int:
 
     if args.checkpoint is not None:
         raise UsageError("give a checkpoint or --model, not both")
-    out = _writable_folder(args.out or "pni-audit")
+    out = writable_folder(args.out or "pni-audit")
     model, data, label = open_user_model(args)
     eps = threat_eps(args.threat, args.eps)
     report = audit(model, data, eps, label=label, device=args.device, progress=not args.quiet, n=args.n,
@@ -143,7 +144,7 @@ def cmd_audit_model(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ..benchmark import leaderboard_markdown, read_card
-    from ..reports.json_io import write_text
+    from ..files import write_text
 
     cards = [read_card(path) for path in args.cards]
     text = leaderboard_markdown(cards, title=args.title)

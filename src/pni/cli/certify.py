@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .args import _parse_device, _positive_int, add_deprecated_flag, add_num_images_flag
+from .args import parse_device, positive_int, add_deprecated_flag, add_num_images_flag
 
 
 def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,30 +15,30 @@ def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, required=True,
                         help="std of the Gaussian noise in [0, 1] pixel units (Cohen et al.: 0.12, 0.25, "
                              "0.5, 1.0); certify a model trained with about the same input noise")
-    parser.add_argument("--noise-samples", dest="n", type=_positive_int, default=10_000, metavar="N",
+    parser.add_argument("--noise-samples", dest="n", type=positive_int, default=10_000, metavar="N",
                         help="noise samples that bound the top class's probability (Cohen et al.'s n; "
                              "default 10000, theirs 100000); they bound the largest certifiable radius")
-    add_deprecated_flag(parser, "--n", "--noise-samples", "n", _positive_int)
-    parser.add_argument("--n0", type=_positive_int, default=100,
+    add_deprecated_flag(parser, "--n", "--noise-samples", "n", positive_int)
+    parser.add_argument("--n0", type=positive_int, default=100,
                         help="noise samples that select the top class (default 100)")
     parser.add_argument("--alpha", type=float, default=0.001,
                         help="failure probability of each certificate (default 0.001)")
     add_num_images_flag(parser, "certify a class-stratified sample of N test images (default: all)",
-                        dest="subset", old="--subset", type=_positive_int)
+                        dest="subset", old="--subset", type=positive_int)
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's)")
     parser.add_argument("--split", default="test", help="dataset split (default test)")
-    parser.add_argument("--batch-size", type=_positive_int, default=1000,
+    parser.add_argument("--batch-size", type=positive_int, default=1000,
                         help="noise samples per forward pass (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", type=_parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", type=parse_device, default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--check", type=int, default=0, metavar="K",
                         help="also attack the first K certified images with the strong C&W-L2 and an L2 PGD "
                              "with EOT on the smoothed classifier: an example inside its certified radius "
                              "that PREDICT assigns another class is an error of the certificate or the "
                              "attack (check.json, check.md; default 0: no check)")
-    parser.add_argument("--check-steps", type=_positive_int, default=None, metavar="S",
+    parser.add_argument("--check-steps", type=positive_int, default=None, metavar="S",
                         help="steps of both check attacks (default: C&W's strong profile, 1000 steps x 9 "
                              "binary-search steps; L2 PGD 100 steps)")
     parser.add_argument("--out", default=None,

@@ -14,9 +14,11 @@ import math
 import shutil
 import time
 from pathlib import Path
+import argparse
 from typing import Any
 
 
+from ..runs import ALPHAS_FIGURE, RESULTS
 from ..attacks import pgd
 from ..config import TrainConfig
 from ..data import at_most, load_dataset
@@ -24,9 +26,10 @@ from ..evaluation.evaluator import Evaluation, evaluate
 from ..models import layer_labels
 from ..reports.evaluation import attack_parameters_table, evaluation_table
 from ..reports.figures import plot_alphas
-from ..reports.json_io import write_json, write_text
+from ..files import write_json, write_text
 from ..reports.markdown import md_table
 from ..training.trainer import RunExistsError, build_model
+from .args import writable_folder
 from ..training.run import train_run
 
 EPS = 0.3
@@ -64,7 +67,7 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
              overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Runs the demo and returns its results (also written to ``out_dir``)."""
     out = Path(out_dir)
-    if (out / "results.json").exists() and not overwrite:
+    if (out / RESULTS).exists() and not overwrite:
         raise RunExistsError(f"output folder {str(out)!r} already holds a demo; pass --overwrite "
                              f"or choose another --out")
     if overwrite:
@@ -103,10 +106,10 @@ def run_demo(out_dir: str | Path = "pni-demo", epochs: int | None = None, seed: 
         rows[0][1], rows[1][1], setting, attack))) for attack in [*attacks, "worst-case"]}
         for setting in rows[1][1].fractions}
     labels = layer_labels(build_model(TrainConfig(**DEMO_TRAINING), train_set))
-    plot_alphas(histories["pni-w"], out / "alphas.png", labels=labels,
+    plot_alphas(histories["pni-w"], out / ALPHAS_FIGURE, labels=labels,
                 title="PNI-W LeNet-5: alpha per layer over training (MNIST sample)")
     results["seconds"] = time.perf_counter() - started
-    write_json(results, out / "results.json")
+    write_json(results, out / RESULTS)
     write_text(_report(table + "\n" + paired, rows[0][1], results, histories["pni-w"], labels), out / "report.md")
     print("\n" + table + "\n" + paired)
     print(f"demo finished in {results['seconds']:.0f} s; written: {out / 'report.md'}, "
@@ -172,3 +175,22 @@ def _report(table: str, evaluation: Evaluation, results: dict[str, Any],
         + "\nLearned alpha per layer (PNI-W, last epoch):\n\n" + alpha_rows
         + "\n![alpha per layer over training](alphas.png)\n"
         + f"\nTotal time: {results['seconds']:.0f} s.\n")
+
+
+def add_demo_parser(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="the whole method on MNIST in minutes, no download",
+                          description="Train a vanilla adversarially trained LeNet-5 and a PNI-W one on "
+                                      "the packaged MNIST sample, evaluate both, write a report.")
+    demo.add_argument("--out", default="pni-demo", help="output folder (default pni-demo)")
+    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default from the demo setup)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--overwrite", action="store_true", help="replace a demo already in --out")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    writable_folder(args.out)
+    run_demo(out_dir=args.out, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite,
+             progress=not args.quiet)
+    return 0

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..settings import check_int
 from .. import distributed as dist_utils
 from . import per_image
 from ..data import Dataset, as_tensors, warn_missing_classes
@@ -321,8 +322,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         >>> sorted(result.summary()["with_noise"]), sorted(result.summary()["with_noise"]["fgsm"])
         (['clean', 'fgsm', 'worst-case'], ['mean', 'std'])
     """
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise EvaluationError(f"trials must be an integer >= 1, got {trials!r}")
+    check_int(trials, "trials", 1, EvaluationError)
     x, y = as_tensors(data)
     subset = data.subset_info if isinstance(data, Dataset) else None
     if not distributed or dist_utils.is_main():
@@ -330,10 +330,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if device is None:
         device = model_device(model)
     x, y = x.to(device), y.to(device)
-    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1:
-        raise EvaluationError(f"votes must be an integer >= 1, got {votes!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int(votes, "votes", 1, EvaluationError)
+    check_int(batch_size, "batch_size", 1, EvaluationError)
     check_fit(model, x, y)
     from .user_model import judging  # the threat (required), randomness: one draw, one vote if none
     eps, randomized, votes, attack_options = judging(model, x, attacks, threat, eps, votes, attack_options)
@@ -470,7 +468,7 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
     ``seed``), recorded in the result. Returns the evaluation and a label for the model
     (arch, noise location).
     """
-    from ..runs import open_checkpoint
+    from .opened_run import open_checkpoint
 
     if settings is not None and not isinstance(settings, EvalSettings):
         raise TypeError(f"evaluate_checkpoint(): settings must be an EvalSettings, got {type(settings).__name__} "

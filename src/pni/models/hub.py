@@ -6,7 +6,7 @@ under ``results/cards/``). The file is checked before it is loaded (weights only
 missing or altered file is a one-line ``PretrainedError``. ``hubconf.py`` at the
 repository root exposes the same names to ``torch.hub.load``.
 
-(``pni.checkpoint.load_model(path)`` stays what it was: a checkpoint file by its path.)
+(``pni.models.load_model(path)`` opens a checkpoint file by its path.)
 Paper-scale names are added here when those runs finish.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import PNIError
 
@@ -134,7 +133,7 @@ def pretrained(name: str, scale: str = "cpu", device: str | torch.device = "cpu"
     Raises:
         PretrainedError: an unknown name or scale, a missing file, a sha256 that differs.
     """
-    from ..checkpoint import load_model
+    from .saved import load_model
 
     path = verified_path(name, scale, root)
     model, checkpoint = load_model(path, device=device)

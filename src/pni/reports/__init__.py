@@ -1,9 +1,8 @@
 """Every report pni writes: Markdown tables, JSON result files, figures. Nothing below
-this package renders a report or writes a result file; it is the top of the data flow
+this package renders a report (result files are written by ``pni.files.write_json``); it is the top of the data flow
 (data -> model -> attack -> train/evaluate/audit/certify -> report).
 
 - ``markdown``: ``md_table`` (every table), the shared cell formats;
-- ``json_io``: ``write_json``, the one atomic writer of result files (and ``write_text``);
 - ``figures``: the paper's figures as PNGs (Fig. 2, Fig. 3, the EOT curve) and Table 1;
 - ``evaluation``: Table 2 (``pni eval``: ``results.json`` / ``results.md``) and Table 5 (``pni transfer``);
 - ``audit``: ``audit.md`` / ``audit.json`` / figures of ``pni audit``, and reading ``audit.json``;
@@ -31,7 +30,6 @@ from .figures import (
     plot_eot_curve,
     plot_fig3,
 )
-from .json_io import write_json, write_text
 from .markdown import format_cell, format_value, md_table
 from .runs import ReportError, RunRecord, audit_matrix, load_run, write_runs_report
 
@@ -42,5 +40,5 @@ __all__ = [
     "format_cell", "format_value", "load_audit", "load_run", "md_table", "plot_accuracy_curves",
     "plot_alpha_history", "plot_alphas", "plot_certification", "plot_eot_curve", "plot_fig3",
     "sweep_table", "transfer_markdown", "transfer_table", "write_audit", "write_certification",
-    "write_evaluation", "write_json", "write_runs_report", "write_text", "write_transfer",
+    "write_evaluation", "write_runs_report", "write_transfer",
 ]

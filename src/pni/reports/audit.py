@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..runs import AUDIT
 from ..auditing.result import TOLERANCE_RULE, AuditReport, Sweep
 from ..auditing.settings import AuditError
 from .figures import plot_eot_curve, plot_fig3
 from ..provenance import with_code
-from .json_io import write_json, write_text
+from ..files import write_json, write_text
 from .markdown import format_settings, format_value, md_table
 
 SWEEP_TITLES = {"eps": "Accuracy vs eps (Fig. 3, top)", "steps": "Accuracy vs PGD steps (Fig. 3, bottom)",
@@ -82,7 +83,7 @@ def write_audit(report: AuditReport, out_dir: str | Path) -> dict[str, Path]:
                        title=f"EOT-PGD accuracy: {report.label}")
         paths["eot"] = out / "eot.png"
         figures["Accuracy vs EOT samples"] = "eot.png"
-    paths["json"] = write_json(with_code(report.to_json()), out / "audit.json", what="audit file")
+    paths["json"] = write_json(with_code(report.to_json()), out / AUDIT, what="audit file")
     paths["markdown"] = write_text(audit_markdown(report, figures), out / "audit.md", what="audit report")
     return paths
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..runs import CERTIFY, CHECK
 from ..provenance import with_code
-from .json_io import write_json, write_text
+from ..files import write_json, write_text
 from .markdown import md_table
 
 CHECK_ATTACK_TITLES = {"cw": "C&W-L2 (strong)", "pgd-l2": "L2 PGD + EOT"}
@@ -75,7 +76,7 @@ def plot_certification(result: Any, path: str | Path, label: str = "model") -> P
 def write_certification(result: Any, out_dir: str | Path, label: str = "model") -> dict[str, Path]:
     """``certify.json``, ``certify.md`` and ``certify.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
-    return {"json": write_json(with_code({"model": label, **result.to_json()}), out_dir / "certify.json"),
+    return {"json": write_json(with_code({"model": label, **result.to_json()}), out_dir / CERTIFY),
             "markdown": write_text(certification_markdown(result, label), out_dir / "certify.md"),
             "figure": plot_certification(result, out_dir / "certify.png", label)}
 
@@ -105,5 +106,5 @@ def certificate_check_markdown(check: Any, label: str = "model") -> str:
 def write_certificate_check(check: Any, out_dir: str | Path, label: str = "model") -> dict[str, Path]:
     """``check.json`` and ``check.md`` (the certificate cross-check) in ``out_dir``."""
     out_dir = Path(out_dir)
-    return {"json": write_json(with_code({"model": label, **check.to_json()}), out_dir / "check.json"),
+    return {"json": write_json(with_code({"model": label, **check.to_json()}), out_dir / CHECK),
             "markdown": write_text(certificate_check_markdown(check, label), out_dir / "check.md")}

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..runs import RESULTS, TRANSFER
 from ..attacks.registry import attack_names, get_attack
 from ..evaluation.evaluator import NOISE_TITLES, WORST_CASE, Evaluation
 from ..provenance import with_code
-from .json_io import write_json, write_text
+from ..files import write_json, write_text
 from .markdown import format_cell, format_settings, md_table
 
 MAX_ATTACK_COLUMNS = 6   # a table: the model column and at most this many attacks
@@ -103,7 +104,7 @@ def evaluation_markdown(evaluation: Evaluation, label: str) -> str:
 def write_evaluation(evaluation: Evaluation, out_dir: str | os.PathLike, label: str) -> dict[str, Path]:
     """``results.json`` and ``results.md`` (``evaluation_markdown``) in ``out_dir``."""
     out_dir = Path(out_dir)
-    json_path = write_json(with_code({"model": label, **evaluation.to_json()}), out_dir / "results.json")
+    json_path = write_json(with_code({"model": label, **evaluation.to_json()}), out_dir / RESULTS)
     md_path = write_text(evaluation_markdown(evaluation, label), out_dir / "results.md")
     return {"json": json_path, "markdown": md_path}
 
@@ -137,6 +138,6 @@ def transfer_markdown(matrix: Any) -> str:
 def write_transfer(matrix: Any, out_dir: str | os.PathLike) -> dict[str, Path]:
     """``transfer.json`` and ``transfer.md`` for a transfer matrix (``pni transfer``)."""
     out_dir = Path(out_dir)
-    json_path = write_json(with_code(matrix.to_json()), out_dir / "transfer.json")
+    json_path = write_json(with_code(matrix.to_json()), out_dir / TRANSFER)
     md_path = write_text(transfer_markdown(matrix), out_dir / "transfer.md")
     return {"json": json_path, "markdown": md_path}

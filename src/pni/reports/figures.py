@@ -189,7 +189,7 @@ def alpha_table(columns: Mapping[str, Mapping[str, float]], labels: Mapping[str,
 def alpha_table_from_checkpoints(checkpoints: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
                                  digits: int = 3) -> str:
     """Table 1 from ``pni train`` checkpoints: their alphas per layer, Table 1's labels."""
-    from ..checkpoint import load_model
+    from ..models import load_model
     from ..models import layer_labels
     from ..noise import alpha_values
 

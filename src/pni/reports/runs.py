@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runs import AUDIT, AUDIT_FOLDER, CONFIG, EVAL_FOLDER, RESULTS, TRAIN_LOG, checkpoint_path
 from ..auditing.result import TOLERANCE_RULE, AuditReport
 from ..auditing.settings import ITEM_NAMES
 from ..errors import PNIError
 from ..evaluation.evaluator import Evaluation
 from .evaluation import attack_parameters_table, attack_title, evaluation_table
 from .figures import alpha_table, plot_alpha_history, plot_eot_curve, plot_fig3
-from .json_io import write_text
+from ..files import write_text
 from .markdown import format_cell, md_table
 
 
@@ -75,19 +76,19 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> RunRecord:
     if not path.is_dir():
         raise ReportError(f"run folder {str(path)!r} does not exist")
     record = RunRecord(name=name or path.resolve().name, path=path)
-    readers = (("config", "config.json", json.loads, "a config (JSON)"),
-               ("history", "train_log.jsonl", _jsonl, "a training log (JSON lines)"),
-               ("evaluation", "eval/results.json", lambda t: Evaluation.from_json(json.loads(t)),
+    readers = (("config", CONFIG, json.loads, "a config (JSON)"),
+               ("history", TRAIN_LOG, _jsonl, "a training log (JSON lines)"),
+               ("evaluation", f"{EVAL_FOLDER}/{RESULTS}", lambda t: Evaluation.from_json(json.loads(t)),
                 "an evaluation written by pni eval"),
-               ("audit", "audit/audit.json", lambda t: AuditReport.from_json(json.loads(t)),
+               ("audit", f"{AUDIT_FOLDER}/{AUDIT}", lambda t: AuditReport.from_json(json.loads(t)),
                 "an audit written by pni audit"))
     found = False
     for attr, name_, parse, what in readers:
         if (path / name_).exists():
             setattr(record, attr, _parsed(path / name_, parse, what))
             found = True
-    if (path / "checkpoint.pt").exists():
-        record.checkpoint = path / "checkpoint.pt"
+    if checkpoint_path(path).exists():
+        record.checkpoint = checkpoint_path(path)
         found = True
     if not found:
         raise ReportError(f"run folder {str(path)!r} holds none of config.json, train_log.jsonl, "

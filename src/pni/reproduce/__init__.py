@@ -4,6 +4,7 @@ training runs, evaluations, transfers and audits that are run once, reused and r
 from __future__ import annotations
 
 from .plans import NAMES, PLANS, Plan, Row, get_plans, resolve
+from .results import Results
 from .runner import Runner, state
 from .steps import Alphas, Audit, Certify, Eval, ReproduceError, Step, Train, Transfer, run_key
 
@@ -19,5 +20,5 @@ def reproduce(name: str, scale: str = "smoke", out: str = "results/smoke", only:
     return runner.run(resolve(get_plans(name), scale, only, data_dir=data_dir))
 
 
-__all__ = ["NAMES", "PLANS", "Alphas", "Audit", "Certify", "Eval", "Plan", "ReproduceError", "Row", "Runner", "Step",
+__all__ = ["NAMES", "PLANS", "Alphas", "Audit", "Certify", "Eval", "Plan", "ReproduceError", "Results", "Row", "Runner", "Step",
            "Train", "Transfer", "get_plans", "reproduce", "resolve", "run_key", "state"]

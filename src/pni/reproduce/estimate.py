@@ -9,16 +9,15 @@ forward+backward passes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
+from ..runs import TIMING, checkpoint_path, read_config, read_train_log as train_log
 from ..evaluation.estimate import audit_seconds, evaluation_passes, format_duration
 from .results_check import read_timing
-from .runner import train_log
 from .steps import Step
 
 
@@ -115,10 +114,7 @@ class RateMeter:
 def logged_rate(folder: Path, config: TrainConfig, device: str) -> float | None:
     """Training images/s of the run in ``folder``: images over the seconds its
     ``train_log.jsonl`` records (None: no log, or trained on another device)."""
-    try:
-        recorded = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
+    recorded = read_config(folder)
     if not isinstance(recorded, dict) or str(recorded.get("device") or "cpu").split(":")[0] != device.split(":")[0]:
         return None
     records = [r for r in train_log(folder) if _finite(r.get("train_seconds")) and r["train_seconds"] > 0]
@@ -145,7 +141,6 @@ def signature(step: Step, runs: dict[str, Step], meter: RateMeter) -> tuple[Any,
 def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, out: Path) -> dict[tuple[Any, ...], float]:
     """Wall seconds of the finished steps in ``out`` (their ``timing.json``) on this meter's
     device, by ``signature``: a step like a finished one is estimated at its time."""
-    from .runner import TIMING
 
     times: dict[tuple[Any, ...], float] = {}
     for step in steps:
@@ -209,7 +204,7 @@ def format_seconds(seconds: float) -> str:
 def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
     """(wall seconds the done steps in ``out`` took, how many of them recorded a timing):
     a training run counts the epoch seconds its log records, the rest their ``timing.json``."""
-    from .runner import TIMING, state
+    from .runner import state
 
     total, timed = 0.0, 0
     for step in steps:
@@ -232,7 +227,7 @@ def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
 def cpu_spent(steps: list[Step], out: Path) -> tuple[float, float, int]:
     """(CPU seconds, wall seconds, how many steps) of the done steps whose ``timing.json``
     records CPU time: what the work cost, apart from other processes sharing the cores."""
-    from .runner import TIMING, state
+    from .runner import state
 
     cpu = wall = 0.0
     count = 0
@@ -252,10 +247,7 @@ def cuda_epoch_seconds(folder: Path, last: int = 5) -> float | None:
     on CUDA: an epoch's wall seconds over the runs that shared them (its ``concurrent``); None
     with no log, or one trained elsewhere. Training steps only: the per-epoch probe evaluation
     is not counted."""
-    try:
-        recorded = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
+    recorded = read_config(folder)
     if not isinstance(recorded, dict) or not str(recorded.get("device") or "").startswith("cuda"):
         return None
     seconds = [float(r["train_seconds"]) / _shared_by(r) for r in train_log(folder)
@@ -284,7 +276,7 @@ def gpu_minutes_left(steps: list[Step], out: Path) -> list[tuple[Step, int, floa
         seconds = cuda_epoch_seconds(folder)
         if seconds is not None:
             try:
-                config = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
+                config = TrainConfig.from_dict(read_config(folder) or {})
             except Exception:  # a damaged config.json: its rate is not used
                 continue
             rates.setdefault(kind(config), []).append(seconds)
@@ -292,7 +284,7 @@ def gpu_minutes_left(steps: list[Step], out: Path) -> list[tuple[Step, int, floa
     for step in steps:
         if step.kind != "train" or step.config is None:
             continue
-        left = max(0, step.config.epochs - checkpoint_epochs(out / step.key / "checkpoint.pt"))
+        left = max(0, step.config.epochs - checkpoint_epochs(checkpoint_path(out / step.key)))
         own = cuda_epoch_seconds(out / step.key)
         if own is not None:
             rows.append((step, left, own, "own log"))

@@ -13,119 +13,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..reports.json_io import write_text
+from ..files import write_text
 from .claims import judge_claims
 from .claims_alpha import INIT_ALPHA, KEPT, RATIO, RUNAWAY, VANISHED
 from .plans import Plan
 from .report_tables import NOT_RUN, paper_cells, render_plan, transfer_measures
-from .runner import OUTPUTS, read_json, state, train_log
-from .results_check import checked_alphas
+from .results import Results
 from .scales import tracks
 from .steps import ReproduceError
 from .verdicts import NOT_JUDGED, Verdict
 
-__all__ = ["NOT_RUN", "README_END", "README_START", "ReportClash", "Results", "check_replace", "origin_line",
+__all__ = ["NOT_RUN", "README_END", "README_START", "ReportClash", "check_replace", "origin_line",
            "paper_cells", "read_origin", "render", "transfer_measures", "update_readme", "verdict_summary",
            "write_readme_summary", "write_results"]
 
 README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
-
-
-def _final_alphas(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The last logged epoch's alphas of a run, with its epoch, planned epochs and initial alpha."""
-    last = next((r for r in reversed(train_log(folder)) if r.get("alphas")), None)
-    alphas = None if last is None else checked_alphas(folder, last)  # the checkpoint's, not the log's
-    if alphas is None:
-        return None
-    return {"epoch": last.get("epoch"), "epochs": config.get("epochs"), "alphas": alphas,
-            "init_alpha": config.get("init_alpha", INIT_ALPHA)}
-
-
-def superseded_honest(run: Path, current: str) -> dict[str, Any] | None:
-    """Until a run's honest evaluation at the plan's budget lands, the earlier one of the same
-    run (another budget: its attacks' recorded parameters say which, and every column and
-    verdict built on it names that budget, ``pni.attacks.budget``) whose files still check out,
-    the one on most images; marked ``"superseded"`` (its folder) so the tables can say so."""
-    from ..provenance import without_code
-    from .results_check import output_ok
-    from .runner import STEP_RECORD
-
-    found = []
-    for folder in run.glob("eval-honest-*"):
-        recorded = read_json(folder / STEP_RECORD)
-        if folder.name == current or not isinstance(recorded, dict) or recorded.get("protocol") != "honest":
-            continue
-        if not (folder / "results.json").is_file() or not output_ok(folder, "results.json", without_code(recorded)):
-            continue
-        value = read_json(folder / "results.json")
-        if isinstance(value, dict):
-            found.append((int(value.get("n") or 0), folder.name, value))
-    if not found:
-        return None
-    _, name, value = max(found, key=lambda item: (item[0], item[1]))
-    return {**value, "superseded": name}
-
-
-class Results:
-    """What ``out`` holds for ``plans`` at ``scale``: ``get(plan, row, track, what)`` gives a
-    step's JSON (``what``: an eval protocol, "transfer", "audit", "alphas", "certify",
-    "substitute"), the train step's ``config.json`` ("config") or its last logged alphas
-    ("alphas_final"); None when not done. ``key`` and ``folder`` give the step's key and folder
-    (done or not; None where the plan has no such step on that track)."""
-
-    def __init__(self, plans: list[Plan], scale: str, out: str | Path, data_dir: str | None = None) -> None:
-        from .plans import resolve
-
-        self.plans, self.scale, self.out = plans, scale, Path(out)
-        self.found: dict[tuple[str, str, str, str], Any] = {}
-        self.keys: dict[tuple[str, str, str, str], str] = {}
-        for step in resolve(plans, scale, data_dir=data_dir):
-            folder = self.out / step.key
-            whats = ("config", "alphas_final") if step.kind == "train" else (step.settings.get("protocol", step.kind),)
-            values: dict[str, Any] = {}
-            if step.kind == "train":
-                config = read_json(folder / "config.json")
-                if config is not None:
-                    values = {"config": config, "alphas_final": _final_alphas(folder, config)}
-            elif step.kind in OUTPUTS and state(step, self.out)[0] == "done":
-                value = read_json(folder / OUTPUTS[step.kind].replace(".png", ".json"))
-                if step.kind == "alphas" and value is not None:
-                    value = {"json": value, "png": str(folder / "alphas.png")}
-                values = {whats[0]: value}
-            elif step.kind == "eval" and whats[0] == "honest":
-                values = {"honest": superseded_honest(self.out / step.needs[0], folder.name)}
-            for label in step.rows:
-                plan_name, row_id = label.split(":", 1)
-                for what in whats:
-                    self.keys[(plan_name, row_id, step.track, what)] = step.key
-                    if values.get(what) is not None:
-                        self.found[(plan_name, row_id, step.track, what)] = values[what]
-
-    def get(self, plan: str, row: str, track: str, what: str) -> Any:
-        return self.found.get((plan, row, track, what))
-
-    def seeds(self, plan: str, row: str, track: str, what: str) -> list[Any]:
-        """The step JSON of every training seed of a row (seed 0 first) that is done."""
-        from .plans import seeded_id
-
-        found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
-        count = found.seed_count(track) if found is not None else 1
-        values = [self.get(plan, seeded_id(row, k), track, what) for k in range(count)]
-        return [v for v in values if v is not None]
-
-    def seed_count(self, plan: str, row: str, track: str) -> int:
-        found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
-        return found.seed_count(track) if found is not None else 1
-
-    def key(self, plan: str, row: str, track: str, what: str) -> str | None:
-        return self.keys.get((plan, row, track, what))
-
-    def folder(self, plan: str, row: str, track: str, what: str) -> Path | None:
-        key = self.key(plan, row, track, what)
-        return self.out / key if key is not None else None
-
-    def has_any(self, plan: str, track: str) -> bool:
-        return any(k[0] == plan and k[2] == track and k[3] not in ("config", "alphas_final") for k in self.found)
 
 
 def track_header(results: Results, plan: Plan, track: Any) -> str:

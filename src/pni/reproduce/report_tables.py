@@ -15,7 +15,6 @@ from ..reports.markdown import md_table
 from . import paper_numbers as paper
 from .claims_alpha import final_alphas
 from .plans import Plan
-from .runner import read_json
 from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
 
 NOT_RUN = "not run yet"
@@ -422,8 +421,7 @@ def _check_notes(results: Any, plan: Plan, track: str) -> str:
     classifier must not find an example inside a certified radius that PREDICT classifies otherwise)."""
     lines = []
     for row in plan.rows:
-        folder = results.folder(plan.name, row.id, track, "certify")
-        found = read_json(folder / "check.json") if folder is not None else None
+        found = results.certificate_check(plan.name, row.id, track)
         if not found:
             continue
         counts = ", ".join(f"{attack}: {c['within_radius']} of {c['images']} examples inside the radius, "

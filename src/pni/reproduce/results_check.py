@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PNIError
+from ..runs import AUDIT, CERTIFY, RESULTS, TRANSFER, checkpoint_path
 
 
 class ResultsFileError(PNIError):
@@ -217,10 +218,10 @@ def _audit(values: Mapping[str, Any], path: Path, settings: Mapping[str, Any] | 
 
 
 CHECKS: dict[str, Callable[[Mapping[str, Any], Path, Mapping[str, Any] | None], None]] = {
-    "results.json": _evaluation,
-    "transfer.json": lambda v, p, s: _evaluation(v, p, s, matrix=True),
-    "certify.json": _certification,
-    "audit.json": _audit,
+    RESULTS: _evaluation,
+    TRANSFER: lambda v, p, s: _evaluation(v, p, s, matrix=True),
+    CERTIFY: _certification,
+    AUDIT: _audit,
 }
 
 
@@ -309,11 +310,11 @@ def checked_alphas(folder: Path, logged: Mapping[str, Any]) -> dict[str, float] 
     """Table 1's final alphas of the run in ``folder``: those of its ``checkpoint.pt`` (the
     log's last record ``logged`` is only checked against them: a log edited or out of step
     gives one warning line). None, with a warning, when the checkpoint cannot be read."""
-    from ..checkpoint import load_model
+    from ..models import load_model
     from ..noise import alpha_values
 
     try:
-        model, checkpoint = load_model(folder / "checkpoint.pt")
+        model, checkpoint = load_model(checkpoint_path(folder))
     except PNIError as error:
         warn_once(f"{error}; its alphas are left out of the report")
         return None

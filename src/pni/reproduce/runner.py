@@ -16,13 +16,22 @@ from typing import Any
 
 from ..folder_lock import FolderLock as StepLock, held_elsewhere
 from ..provenance import with_code, without_code
+from ..runs import (
+    ALPHAS_FIGURE,
+    CONFIG,
+    OUTPUTS,
+    STEP_RECORD,
+    SUBSTITUTE,
+    TIMING,
+    TRAIN_LOG,
+    checkpoint_path,
+    read_config,
+    read_step_record,
+    read_train_log,
+)
 from .results_check import output_ok, remove_stale_temp_files
 from .steps import ReproduceError, Step, config_key_values
 
-STEP_RECORD = "step.json"
-TIMING = "timing.json"      # wall seconds of a step's last (finishing) invocation, for estimates
-OUTPUTS = {"eval": "results.json", "transfer": "transfer.json", "audit": "audit.json",
-           "alphas": "alphas.png", "certify": "certify.json", "substitute": "substitute.json"}
 Printer = Callable[[str], None]
 RUN_MEMORY_GIB = 4.0  # GPU memory set aside per concurrent run (a ResNet-20 at batch 128, graphed; to measure)
 MAX_CONCURRENT = 9    # Tables 1-2 at paper scale are 9 runs
@@ -38,23 +47,6 @@ def auto_concurrency(device: str) -> int:
     index = torch.device(device).index
     free, _ = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
     return max(1, min(MAX_CONCURRENT, int(free / 2**30 // RUN_MEMORY_GIB)))
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's value (None when missing or unreadable)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def train_log(folder: Path) -> list[dict[str, Any]]:
-    """The records of ``train_log.jsonl`` (empty when missing or unreadable)."""
-    try:
-        lines = (folder / "train_log.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _same_config(recorded: Any, step: Step) -> bool:
@@ -84,7 +76,7 @@ def slim_checkpoint(folder: Path) -> bool:
     is left as it is: it is not committed). Returns whether the checkpoint was rewritten."""
     from ..checkpoint import atomic_save, read_checkpoint
 
-    path = folder / "checkpoint.pt"
+    path = checkpoint_path(folder)
     checkpoint = read_checkpoint(path)
     if "optimizer" not in checkpoint:
         return False
@@ -98,18 +90,17 @@ def state(step: Step, out: Path) -> tuple[str, str]:
     folder = out / step.key
     if step.kind == "train":
         assert step.config is not None
-        recorded = folder / "config.json"
-        if not recorded.exists():
+        if not (folder / CONFIG).exists():
             return "todo", ""
-        if not _same_config(read_json(recorded), step):
+        if not _same_config(read_config(folder), step):
             raise ReproduceError(f"{folder} holds a run with other settings than the plan's "
                                  f"(config.json differs); move it away or choose another --out")
-        epoch = checkpoint_epochs(folder / "checkpoint.pt")  # the log may be one epoch ahead
+        epoch = checkpoint_epochs(checkpoint_path(folder))  # the log may be one epoch ahead
         if epoch >= step.config.epochs:
             return "done", f"{epoch} epochs"
         return ("partial", f"{epoch}/{step.config.epochs} epochs") if epoch else ("todo", "")
     # the code version recorded in step.json is not part of the settings compared
-    if (folder / OUTPUTS[step.kind]).exists() and without_code(read_json(folder / STEP_RECORD)) == _jsonable(step.settings):
+    if (folder / OUTPUTS[step.kind]).exists() and without_code(read_step_record(folder)) == _jsonable(step.settings):
         # a file that fails its check (results_check: one warning line) is not done: rerun it
         return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
     return "todo", ""
@@ -224,11 +215,11 @@ class Runner:
                       f"{len(group) - 1} other run(s) ({step.summary})")
             folder = self.out / step.key
             remove_stale_temp_files(folder)
-            resume = (folder / "checkpoint.pt").exists()
+            resume = (checkpoint_path(folder)).exists()
             configs.append(dataclasses.replace(step.config, device=self.device))
             folders.append(folder)
             resumes.append(resume)
-            overwrites.append(not resume and (folder / "train_log.jsonl").exists())
+            overwrites.append(not resume and (folder / TRAIN_LOG).exists())
         started, cpu_started = self._started = time.perf_counter(), time.process_time()
         train_concurrently(configs, folders, resume=resumes, overwrite=overwrites,
                            max_minutes=self._minutes_left(), load=self._dataset)
@@ -263,7 +254,7 @@ class Runner:
                 remove_stale_temp_files(self.out / step.key)  # of a killed slimming
                 slim_checkpoint(self.out / step.key)
                 if not (self.out / step.key / TIMING).exists():  # killed after its last epoch
-                    self._timing(step, sum(float(r.get("train_seconds") or 0) for r in train_log(self.out / step.key)))
+                    self._timing(step, sum(float(r.get("train_seconds") or 0) for r in read_train_log(self.out / step.key)))
                 lock.release()
             self.echo(f"{head}: done, reused")
             return "reused"
@@ -327,14 +318,14 @@ class Runner:
             if step.config.device != self.device else step.config
         # resume only from a checkpoint; a log without one (stopped before its first epoch
         # ended) holds nothing to keep, so that folder starts afresh
-        resume = (folder / "checkpoint.pt").exists()
-        train_run(config, folder, resume=resume, overwrite=not resume and (folder / "train_log.jsonl").exists(),
+        resume = (checkpoint_path(folder)).exists()
+        train_run(config, folder, resume=resume, overwrite=not resume and (folder / TRAIN_LOG).exists(),
                   max_minutes=self._minutes_left(), load=self._dataset)
-        if checkpoint_epochs(folder / "checkpoint.pt") >= config.epochs:
+        if checkpoint_epochs(checkpoint_path(folder)) >= config.epochs:
             slim_checkpoint(folder)
 
     def _checkpoint(self, key: str) -> str:
-        return str(self.out / key / "checkpoint.pt")
+        return str(checkpoint_path(self.out / key))
 
     def _eval(self, step: Step, folder: Path) -> None:
         from ..evaluation.evaluator import evaluate_checkpoint
@@ -388,9 +379,9 @@ class Runner:
         import torch
 
         from ..attacks.substitute import substitute_attack, train_substitute
-        from ..checkpoint import load_model
-        from ..reports.json_io import write_json
-        from ..runs import paper_pgd_steps
+        from ..models import load_model
+        from ..files import write_json
+        from ..attacks.budget import paper_pgd_steps
 
         s = step.settings
         target, ckpt = load_model(self._checkpoint(step.needs[0]), device=self.device)
@@ -412,22 +403,22 @@ class Runner:
         for result in results.values():
             result.pop("substitute", None)
         write_json(with_code({"run": step.needs[0], "n": len(held_y), "eps": eps, "substitute": record.to_json(),
-                              "attacks": results}), folder / "substitute.json")
+                              "attacks": results}), folder / SUBSTITUTE)
         self._record(step, folder)
 
     def _alphas(self, step: Step, folder: Path) -> None:
-        from ..checkpoint import load_model
+        from ..models import load_model
         from ..models import layer_labels
         from ..reports.figures import plot_alphas
-        from ..reports.json_io import write_json
+        from ..files import write_json
 
         run = self.out / step.needs[0]
-        history = train_log(run)
-        model, _ = load_model(run / "checkpoint.pt")
+        history = read_train_log(run)
+        model, _ = load_model(checkpoint_path(run))
         labels = layer_labels(model)
         write_json({"labels": labels, "alphas": [{"epoch": r.get("epoch"), **r.get("alphas", {})}
                                                  for r in history]}, folder / "alphas.json")
-        plot_alphas(history, folder / "alphas.png", labels=labels, title=f"alpha per layer: {step.needs[0]}")
+        plot_alphas(history, folder / ALPHAS_FIGURE, labels=labels, title=f"alpha per layer: {step.needs[0]}")
         self._record(step, folder)
 
     def _timing(self, step: Step, seconds: float, cpu_seconds: float | None = None, concurrent: int = 1) -> None:
@@ -438,7 +429,7 @@ class Runner:
         seconds are shared); read by ``--dry-run``."""
         from datetime import datetime, timezone
 
-        from ..reports.json_io import write_json
+        from ..files import write_json
 
         record: dict[str, Any] = {"seconds": round(seconds, 3), "device": self.device,
                                   "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
@@ -447,13 +438,13 @@ class Runner:
             record["concurrent"] = concurrent
         if step.kind == "train":
             record["train_seconds_logged"] = round(sum(float(r.get("train_seconds") or 0)
-                                                       for r in train_log(self.out / step.key)), 3)
+                                                       for r in read_train_log(self.out / step.key)), 3)
         write_json(record, self.out / step.key / TIMING, what="step timing")
 
     def _record(self, step: Step, folder: Path) -> None:
         """``timing.json``, then ``step.json``, written last (atomically): its presence with equal
         settings marks the step done, so a done step always has its timing."""
-        from ..reports.json_io import write_json
+        from ..files import write_json
 
         self._timing(step, time.perf_counter() - self._started[0], time.process_time() - self._started[1])
         write_json(with_code(_jsonable(step.settings)), folder / STEP_RECORD, what="step record")

@@ -5,7 +5,7 @@ bad save can always be undone), ``train_log.jsonl`` one JSON line per finished e
 ``config.json`` the config. At the end of an epoch the log (with the new line) is written
 and fsynced *before* the checkpoint it describes; resume trims the log to the checkpoint's
 epoch, so no line is ever lost or duplicated. Every file goes through a temporary file,
-fsync and rename (``checkpoint.atomic_write``): a kill leaves at most a temporary file,
+fsync and rename (``pni.files.atomic_write``): a kill leaves at most a temporary file,
 which the next start or resume removes. Files follow the umask.
 
 Also here: the config comparison of a resume, the folder's one-writer lock, and
@@ -29,27 +29,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..checkpoint import (
-    FORMAT,
-    VERSION,
-    CheckpointError,
-    atomic_write,
-    load_state,
-    model_meta,
-    read_checkpoint,
-    temp_files,
-)
+from ..checkpoint import FORMAT, VERSION, CheckpointError, load_state, read_checkpoint
+from ..files import atomic_write, temp_files
+from ..models import model_meta
+from ..runs import CHECKPOINT, CONFIG, DATA_LOCATION, OVERWRITTEN, PREVIOUS_CHECKPOINT, TRAIN_LOG, data_location
 from ..config import TrainConfig, migrate_precision
 from ..errors import PNIError
 from ..folder_lock import FolderLock
-from ..seeding import mix_seed, rng_state, seed_everything, set_rng_state
+from ..seeding import SeedingError, mix_seed, rng_state, seed_everything, set_rng_state
 from .stop_signal import StopRequest, exit_code
 
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"
-LOG = "train_log.jsonl"
-CONFIG = "config.json"
-ASIDE = ".overwritten"  # an overwritten run waits here until the new one has a checkpoint
 
 # Fields a resume may change: they do not change the numbers of the run (or only extend it).
 SAFE_CHANGES: tuple[str, ...] = ("epochs", "progress", "device", "cuda_graphs", "compile",
@@ -101,12 +90,12 @@ def prepare(folder: Path, resume: bool, overwrite: bool) -> Prepared:
         raise RunFolderError("--resume and --overwrite exclude each other: continue the run or replace it")
     _make_folder(folder)
     remove_temp_files(folder)
-    has_checkpoint, has_log = (folder / CHECKPOINT).exists(), (folder / LOG).exists()
+    has_checkpoint, has_log = (folder / CHECKPOINT).exists(), (folder / TRAIN_LOG).exists()
     if resume:
         if has_checkpoint:
             return Prepared(resume=True)
         if has_log:
-            raise RunFolderError(f"cannot resume {str(folder)!r}: it holds {LOG} but no {CHECKPOINT} "
+            raise RunFolderError(f"cannot resume {str(folder)!r}: it holds {TRAIN_LOG} but no {CHECKPOINT} "
                                  f"(the run stopped before its first checkpoint); start afresh with "
                                  f"--overwrite")
         raise RunFolderError(f"nothing to resume in {str(folder)!r}: it holds no {CHECKPOINT}; "
@@ -114,7 +103,7 @@ def prepare(folder: Path, resume: bool, overwrite: bool) -> Prepared:
     if not (has_checkpoint or has_log):
         return Prepared(resume=False)
     if not overwrite:
-        in_use = ", ".join(name for name, there in ((CHECKPOINT, has_checkpoint), (LOG, has_log)) if there)
+        in_use = ", ".join(name for name, there in ((CHECKPOINT, has_checkpoint), (TRAIN_LOG, has_log)) if there)
         raise RunExistsError(f"output folder {str(folder)!r} already holds a run ({in_use}); pass "
                              f"resume=True (--resume) to continue it or overwrite=True (--overwrite) "
                              f"to replace it")
@@ -136,7 +125,7 @@ def _make_folder(folder: Path) -> None:
 
 def remove_temp_files(folder: Path) -> list[Path]:
     """Removes the temporary files a killed process left behind; returns them."""
-    stale = [p for name in (CHECKPOINT, PREVIOUS, LOG, CONFIG) for p in temp_files(folder / name)]
+    stale = [p for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_LOG, CONFIG) for p in temp_files(folder / name)]
     stale += [p for p in (folder / "train_log.jsonl.tmp",) if p.exists()]  # written by pni < 0.2
     for path in stale:
         with suppress(FileNotFoundError):
@@ -147,9 +136,9 @@ def remove_temp_files(folder: Path) -> list[Path]:
 def _move_aside(folder: Path) -> Path:
     """Moves the run files into ``.overwritten.<token>/``, removed by ``drop_overwritten`` once
     the new run has written its first checkpoint (a crash before that keeps the old run)."""
-    aside = folder / f"{ASIDE}.{secrets.token_hex(4)}"
+    aside = folder / f"{OVERWRITTEN}.{secrets.token_hex(4)}"
     aside.mkdir()
-    for name in (CHECKPOINT, PREVIOUS, LOG, CONFIG):
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_LOG, CONFIG):
         if (folder / name).exists():
             (folder / name).replace(aside / name)
     return aside
@@ -157,7 +146,7 @@ def _move_aside(folder: Path) -> Path:
 
 def drop_overwritten(folder: Path) -> None:
     """Deletes the runs ``--overwrite`` moved aside (called after the first checkpoint)."""
-    for aside in folder.glob(f"{ASIDE}.*"):
+    for aside in folder.glob(f"{OVERWRITTEN}.*"):
         shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -166,7 +155,7 @@ def drop_overwritten(folder: Path) -> None:
 def read_log(folder: Path) -> list[dict[str, Any]]:
     """The epoch records of ``train_log.jsonl`` ([] when there is none); a line that is not
     a JSON object with an integer ``epoch`` is a one-line RunFolderError naming it."""
-    path = folder / LOG
+    path = folder / TRAIN_LOG
     if not path.exists():
         return []
     try:
@@ -202,13 +191,18 @@ def trim_log(folder: Path, epoch: int) -> list[dict[str, Any]]:
 
 def write_log(folder: Path, history: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(record) + "\n" for record in history).encode()
-    atomic_write(text, folder / LOG, "log", midway=lambda: fault_point("log-write"))
+    atomic_write(text, folder / TRAIN_LOG, "log", midway=lambda: fault_point("log-write"), error=CheckpointError)
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
+    """``config.json``: the config's fields, where its data folder was (``runs.data_location``)
+    and the code that trained it (``provenance.with_code``); neither record is a field."""
     from ..provenance import with_code
 
-    atomic_write((json.dumps(with_code(config), indent=2) + "\n").encode(), folder / CONFIG, "config")
+    config = {**config, DATA_LOCATION: data_location(config.get("data_dir"))}
+
+    atomic_write((json.dumps(with_code(config), indent=2) + "\n").encode(), folder / CONFIG, "config",
+                 error=CheckpointError)
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -220,8 +214,9 @@ def save_checkpoint(folder: Path, checkpoint: dict[str, Any]) -> Path:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     if path.exists():
-        _keep_previous(path, folder / PREVIOUS)
-    return atomic_write(buffer.getbuffer(), path, midway=lambda: fault_point("checkpoint-write"))
+        _keep_previous(path, folder / PREVIOUS_CHECKPOINT)
+    return atomic_write(buffer.getbuffer(), path, "checkpoint", midway=lambda: fault_point("checkpoint-write"),
+                        error=CheckpointError)
 
 
 def _keep_previous(path: Path, previous: Path) -> None:
@@ -391,7 +386,10 @@ class CheckpointedRun:
         states = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
         self._resumed = True
         if saved_world == self.world_size and len(states) == self.world_size:
-            set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
+            try:
+                set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
+            except SeedingError as error:
+                raise CheckpointError(f"checkpoint {str(path)!r}: {error}") from None
         else:
             seed_everything(mix_seed(self.config.seed, self.start_epoch, self.rank))
             self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
@@ -447,7 +445,7 @@ class CheckpointedRun:
             write_config(out_dir, self.config.to_dict())
 
 
-__all__ = ["CHECKPOINT", "PREVIOUS", "LOG", "CONFIG", "SAFE_CHANGES", "RunFolderError", "RunExistsError",
+__all__ = ["SAFE_CHANGES", "RunFolderError", "RunExistsError",
            "Prepared", "prepare", "lock_folder", "read_log", "trim_log", "write_log", "write_config", "save_checkpoint",
            "write_epoch", "config_changes", "remove_temp_files",
            "drop_overwritten", "TrainingInterrupted", "CheckpointedRun", "fault_point"]

@@ -37,10 +37,6 @@ from ..models import create_model, eval_mode
 from ..noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
 from ..seeding import rank_seed, seed_everything
 from .run_folder import (
-    CHECKPOINT,
-    CONFIG,
-    LOG,
-    PREVIOUS,
     CheckpointedRun,
     RunExistsError,
     RunFolderError,
@@ -50,7 +46,7 @@ from .stop_signal import StopRequest
 from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
 from .guard import probe_loss as _probe_loss
 
-__all__ = ["CHECKPOINT", "CONFIG", "LOG", "PREVIOUS", "RunExistsError", "RunFolderError", "TrainResult",
+__all__ = ["RunExistsError", "RunFolderError", "TrainResult",
            "Trainer", "TrainingError", "TrainingInterrupted", "build_model", "fit"]
 
 StepCallback = Callable[[nn.Module, int, int], None]
