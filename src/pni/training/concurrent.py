@@ -98,7 +98,8 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, max_mi
     train_set, test_set = data if data is not None else train_data(config, load)
     model = build_model(config, train_set)
     trainer = Trainer(model, train_set, config, test_set, out)
-    trainer._stop = stop  # one handler for every run, installed by train_concurrently
+    if trainer.folder is not None:
+        trainer.folder.stop = stop  # one handler for every run, installed by train_concurrently
     steps = trainer.fit_steps(resume=resume, overwrite=overwrite, max_minutes=max_minutes,
                               save_every_minutes=save_every_minutes, catch_signals=False)
     stream = cuda_state = None

@@ -9,7 +9,7 @@ fsync and rename (``pni.files.atomic_write``): a kill leaves at most a temporary
 which the next start or resume removes. Files follow the umask.
 
 Also here: the config comparison of a resume, the folder's one-writer lock, and
-``CheckpointedRun``, the trainer's checkpoint / resume / stop methods.
+``RunFolderWriter``, the run folder a ``Trainer`` owns (lock, config, stop signal, saves).
 """
 from __future__ import annotations
 
@@ -26,17 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import distributed
-from ..checkpoint import FORMAT, VERSION, CheckpointError, load_state, read_checkpoint
+from ..checkpoint import CheckpointError
 from ..files import atomic_write, temp_files
-from ..models import model_meta
 from ..runs import CHECKPOINT, CONFIG, DATA_LOCATION, OVERWRITTEN, PREVIOUS_CHECKPOINT, TRAIN_LOG, data_location
 from ..config import TrainConfig, migrate_precision
 from ..errors import PNIError
 from ..folder_lock import FolderLock
-from ..seeding import SeedingError, mix_seed, rng_state, seed_everything, set_rng_state
 from .stop_signal import StopRequest, exit_code
 
 
@@ -278,174 +275,96 @@ class TrainingInterrupted(Exception):
         self.signum, self.exit_code = signum, exit_code(signum)
 
 
-class CheckpointedRun:
-    """The checkpoint, resume and stop side of ``pni.training.Trainer`` (a mixin: it uses the
-    trainer's model, optimizer, scheduler, loader, config and history). Under torchrun rank
-    0 is the only writer; gathering the random states is collective."""
+class RunFolderWriter:
+    """The run folder of one training run, owned by its ``Trainer``: the folder's lock, the
+    check of what it holds (``prepare``), ``config.json``, the stop signal and the save-every
+    clock, and writing each checkpoint (at the end of an epoch the log first). Under
+    torchrun rank 0 is the only writer; ``stop_flags`` and ``save`` are collective."""
 
-    net: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    loader: Any
-    config: Any
-    device: torch.device
-    rank: int
-    world_size: int
-    is_main: bool
-    out_dir: Path | None
-    dataset_name: str
-    history: list[dict[str, Any]]
-    start_epoch: int
-    _note: str | None
-    _changes: dict[str, list[Any]]
-    _position: dict[str, Any] | None
-    _resumed: bool
-    _overwriting: bool
-    _aside: Path | None
-    _lock: FolderLock | None
-    _stop: StopRequest
-    _save_every: float | None
-    _last_save: float
+    def __init__(self, out_dir: Path, rank: int = 0, world_size: int = 1) -> None:
+        self.out_dir = out_dir
+        self.rank, self.world_size, self.is_main = rank, world_size, rank == 0
+        self.stop = StopRequest()           # replaced by train_concurrently: one handler for all runs
+        self.save_every: float | None = None
+        self.last_save = time.monotonic()
+        self.overwriting = False
+        self.aside: Path | None = None      # where an overwritten run waits
+        self._lock: FolderLock | None = None
 
-    def _stop_flags(self, due: bool) -> tuple[bool, bool]:
-        """(stop, save now): a caught signal on any rank, rank 0's save-every clock."""
-        stop = self._stop.signum is not None
-        if self.world_size > 1:
-            stops, dues = distributed.all_reduce_sum([stop, due and self.is_main])
-            if stops and not stop:
-                self._stop.signum = int(signal.SIGTERM)
-            return bool(stops), bool(dues)
-        return stop, due
-
-    def _pause_requested(self) -> bool:
-        """True when a mid-epoch checkpoint is due: a stop signal, or ``save_every_minutes``."""
-        if self.out_dir is None:
-            return False
-        due = self._save_every is not None and time.monotonic() - self._last_save >= 60 * self._save_every
-        stop, due = self._stop_flags(due)
-        return stop or due
-
-    def _raise_if_stopped(self, epoch: int, batch: int) -> None:
-        if self._stop.signum is not None:
-            assert self.out_dir is not None
-            raise TrainingInterrupted(self._stop.signum, epoch, batch, len(self.loader),
-                                      self.out_dir / CHECKPOINT)
-
-    def checkpoint(self, epoch: int, position: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
-        collective call: every rank's random state (and position) is gathered (``rng_ranks``).
-        ``position``: where in epoch ``epoch + 1`` a mid-epoch checkpoint stops (batch, data
-        order, partial sums). Wall times (and how many runs shared them) are left out: same
-        seed, same bytes."""
-        gathered = distributed.all_gather_object((rng_state(self.device if self.world_size > 1 else None),
-                                                  position))
-        last = self.history[-1] if self.history else {}
-        metrics = {k: v for k, v in last.items() if k not in ("train_seconds", "concurrent")}
-        checkpoint = {
-            "format": FORMAT, "version": VERSION, "epoch": epoch,
-            "model": self.net.state_dict(), "model_meta": model_meta(self.net),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": gathered[0][0], "world_size": self.world_size, "config": self.config.to_dict(),
-            "dataset": self.dataset_name, "metrics": metrics,
-        }
-        if position is not None:
-            checkpoint["position"] = gathered[0][1]
-        if self.world_size > 1:
-            checkpoint["rng_ranks"] = [rng for rng, _ in gathered]
-            if position is not None:
-                checkpoint["position_ranks"] = [pos for _, pos in gathered]
-        return checkpoint
-
-    def restore(self, path: Path) -> None:
-        """Continues from a checkpoint; rank 0 reads it (and the log) and hands it to every rank.
-
-        The checkpoint's config must equal this run's but for ``SAFE_CHANGES`` (those
-        are logged as ``config_changes``). The log is trimmed to the checkpoint's epoch. A
-        checkpoint saved by the same number of processes restores each rank's random state
-        exactly; from another number, the per-rank streams are reseeded from (seed, epoch,
-        rank), and the next epoch's log record says so (``note``).
-        """
-        checkpoint = distributed.on_main(lambda: read_checkpoint(path, resume=True))
-        self._changes = config_changes(checkpoint.get("config", {}), self.config.to_dict(),
-                                       f"checkpoint {str(path)!r}")
-        self.start_epoch = int(checkpoint["epoch"])
-        if self.config.epochs < self.start_epoch + ("position" in checkpoint):
-            raise RunFolderError(f"cannot resume {str(path)!r} with epochs={self.config.epochs} (--epochs): "
-                                 f"it holds {self.start_epoch} epochs{' and part of the next' if 'position' in checkpoint else ''}; "
-                                 f"pass --epochs {self.start_epoch + 1} or more (nothing was changed)")
-        saved_world = int(checkpoint.get("world_size", 1))
-        positions = checkpoint.get("position_ranks") or [checkpoint.get("position")]
-        if positions[0] is not None:
-            self._position = self._check_position(positions, saved_world, path)
-        out_dir = self.out_dir
-        epoch = self.start_epoch
-        self.history = [] if out_dir is None else distributed.on_main(lambda: trim_log(out_dir, epoch))
-        load_state(self.net, checkpoint["model"], source=f"checkpoint {str(path)!r}")
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        states = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
-        self._resumed = True
-        if saved_world == self.world_size and len(states) == self.world_size:
-            try:
-                set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
-            except SeedingError as error:
-                raise CheckpointError(f"checkpoint {str(path)!r}: {error}") from None
-        else:
-            seed_everything(mix_seed(self.config.seed, self.start_epoch, self.rank))
-            self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
-                          f"{self.world_size}: random streams reseeded from (seed, epoch, rank)")
-            if self.config.progress and self.is_main:
-                tqdm.write(self._note)
-
-    def _check_position(self, positions: list[dict[str, Any]], saved_world: int,
-                        path: Path) -> dict[str, Any]:
-        """This rank's mid-epoch position, checked against this run's data order."""
-        if saved_world != self.world_size or len(positions) != self.world_size:
-            raise RunFolderError(f"checkpoint {str(path)!r} stopped mid-epoch with {saved_world} "
-                                 f"process(es); resume it with the same number of processes")
-        position = positions[self.rank]
-        self.loader.set_epoch(self.start_epoch)
-        order = self.loader._rank_indices()
-        if not torch.equal(order, position["order"].to(order.dtype)) or position["batch"] > len(self.loader):
-            raise RunFolderError(f"checkpoint {str(path)!r} stopped mid-epoch in another data order "
-                                 f"than this run's (another dataset, subset or batch size?)")
-        return position
-
-    def _save(self, epoch: int, position: dict[str, Any] | None = None) -> None:
-        """Writes a checkpoint (rank 0; the gathering is collective): at the end of an epoch
-        the log first, then the checkpoint; mid-epoch only the checkpoint."""
-        assert self.out_dir is not None
-        checkpoint = self.checkpoint(epoch, position)
-        if self.is_main:
-            if position is None:
-                write_epoch(self.out_dir, self.history, checkpoint)
-            else:
-                save_checkpoint(self.out_dir, checkpoint)
-            if self._overwriting:  # the new run has its first checkpoint: the old one can go
-                drop_overwritten(self.out_dir)
-                self._overwriting = False
-        distributed.barrier()
-        self._last_save = time.monotonic()
-
-    def _prepare_out_dir(self, resume: bool, overwrite: bool) -> None:
-        """Checks the output folder (rank 0), resumes from its checkpoint when asked, and
-        writes ``config.json``."""
-        assert self.out_dir is not None
+    def open(self, resume: bool, overwrite: bool, save_every_minutes: float | None = None) -> bool:
+        """Locks the folder and checks what it holds (rank 0; ``prepare``); True when there is
+        a checkpoint to resume from (``checkpoint_path``)."""
+        self.save_every, self.last_save = save_every_minutes, time.monotonic()
         out_dir = self.out_dir
 
         def locked_prepare() -> Prepared:
-            self._lock = lock_folder(out_dir)  # released by Trainer.fit
+            self._lock = lock_folder(out_dir)  # released by close()
             return prepare(out_dir, resume, overwrite)
 
         prepared = distributed.on_main(locked_prepare)
-        self._overwriting, self._aside = overwrite, prepared.aside
-        if prepared.resume:
-            self.restore(out_dir / CHECKPOINT)
+        self.overwriting, self.aside = overwrite, prepared.aside
+        return prepared.resume
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    def write_config(self, config: dict[str, Any]) -> None:
         if self.is_main:
-            write_config(out_dir, self.config.to_dict())
+            write_config(self.out_dir, config)
+
+    def trim_log(self, epoch: int) -> list[dict[str, Any]]:
+        """The log's records up to the resumed checkpoint's ``epoch`` (read on rank 0, handed to all)."""
+        return distributed.on_main(lambda: trim_log(self.out_dir, epoch))
+
+    def stop_flags(self, due: bool) -> tuple[bool, bool]:
+        """(stop, save now): a caught signal on any rank, rank 0's save-every clock."""
+        stop = self.stop.signum is not None
+        if self.world_size > 1:
+            stops, dues = distributed.all_reduce_sum([stop, due and self.is_main])
+            if stops and not stop:
+                self.stop.signum = int(signal.SIGTERM)
+            return bool(stops), bool(dues)
+        return stop, due
+
+    def pause_requested(self) -> bool:
+        """True when a mid-epoch checkpoint is due: a stop signal, or ``save_every_minutes``."""
+        due = self.save_every is not None and time.monotonic() - self.last_save >= 60 * self.save_every
+        stop, due = self.stop_flags(due)
+        return stop or due
+
+    def raise_if_stopped(self, epoch: int, batch: int, batches: int) -> None:
+        if self.stop.signum is not None:
+            raise TrainingInterrupted(self.stop.signum, epoch, batch, batches, self.checkpoint_path)
+
+    def save(self, checkpoint: dict[str, Any], history: list[dict[str, Any]], mid_epoch: bool) -> None:
+        """Writes ``checkpoint`` (rank 0): at the end of an epoch the log (``history``) first,
+        then the checkpoint; mid-epoch only the checkpoint. The first checkpoint of a run that
+        replaces another lets the old one go."""
+        if self.is_main:
+            if mid_epoch:
+                save_checkpoint(self.out_dir, checkpoint)
+            else:
+                write_epoch(self.out_dir, history, checkpoint)
+            if self.overwriting:
+                drop_overwritten(self.out_dir)
+                self.overwriting = False
+        distributed.barrier()
+        self.last_save = time.monotonic()
+
+    def explain(self, error: Exception) -> None:
+        """Adds where the replaced run is kept to a one-line error of a run that overwrote it."""
+        if self.overwriting and self.aside and [type(a) for a in error.args] == [str]:
+            error.args = (f"{error.args[0]}; the replaced run is kept in {self.aside}",)
+
+    def close(self) -> None:
+        """Releases the folder's lock."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 __all__ = ["SAFE_CHANGES", "RunFolderError", "RunExistsError",
            "Prepared", "prepare", "lock_folder", "read_log", "trim_log", "write_log", "write_config", "save_checkpoint",
            "write_epoch", "config_changes", "remove_temp_files",
-           "drop_overwritten", "TrainingInterrupted", "CheckpointedRun", "fault_point"]
+           "drop_overwritten", "TrainingInterrupted", "RunFolderWriter", "fault_point"]

@@ -35,14 +35,16 @@ from ..errors import PNIError
 from ..evaluation.evaluator import correct_mask
 from ..models import create_model, eval_mode
 from ..noise import alpha_parameters, alpha_values, freeze_alphas, inject, noise_enabled, param_groups
-from ..seeding import rank_seed, seed_everything
+from ..checkpoint import FORMAT, VERSION, CheckpointError, load_state, read_checkpoint
+from ..models import model_meta
+from ..seeding import SeedingError, mix_seed, rank_seed, rng_state, seed_everything, set_rng_state
 from .run_folder import (
-    CheckpointedRun,
     RunExistsError,
     RunFolderError,
+    RunFolderWriter,
     TrainingInterrupted,
+    config_changes,
 )
-from .stop_signal import StopRequest
 from .guard import LOSS_LIMIT, WEIGHT_LIMIT, first_diverged as _first_diverged, norms as _norms
 from .guard import probe_loss as _probe_loss
 
@@ -93,7 +95,7 @@ def build_model(config: TrainConfig, data: Dataset) -> nn.Module:
     return model
 
 
-class Trainer(CheckpointedRun):
+class Trainer:
     """One training run: owns the model, optimizer, schedule, loaders and the output folder.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group (``pni.distributed``)
@@ -161,11 +163,9 @@ class Trainer(CheckpointedRun):
         self.concurrent = 1  # runs training at once in this process (pni.training.concurrent sets it)
         self._changes: dict[str, list[Any]] = {}
         self._position: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
-        self._resumed = self._overwriting = False
-        self._aside = self._lock = None  # an overwritten run's folder; the run folder's lock
-        self._stop = StopRequest()
-        self._save_every: float | None = None
-        self._last_save = time.monotonic()
+        self._resumed = False
+        # the run folder this trainer writes (None: no output folder)
+        self.folder = RunFolderWriter(self.out_dir, self.rank, self.world_size) if self.out_dir is not None else None
 
     def _check_data_fits(self) -> None:
         """TrainingError (one line) when the model's weights are not finite or the training
@@ -347,14 +347,14 @@ class Trainer(CheckpointedRun):
             count += n
             if step % 25 == 0 and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{float(stats['loss']):.3f}")
-            if self._pause_requested():
+            if self.folder is not None and self.folder.pause_requested():
                 self._check_finite(pending)  # a bad state is never saved
                 pending = None
                 position = {"batch": step + 1, "count": count, "order": self.loader._rank_indices(),
                             "sums": {k: v.detach().cpu() for k, v in sums.items()},
                             "seconds": time.perf_counter() - started}
                 self._save(epoch, position)
-                self._raise_if_stopped(epoch, step + 1)
+                self.folder.raise_if_stopped(epoch, step + 1, len(self.loader))
             yield
         self._check_finite(pending)
         totals = {key: float(value) for key, value in sums.items()}
@@ -377,6 +377,92 @@ class Trainer(CheckpointedRun):
         record["alphas"] = alpha_values(self.net)
         return record
 
+    # --- the run's state in a checkpoint -----------------------------------------------
+
+    def checkpoint(self, epoch: int, position: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The checkpoint of the unwrapped model (loadable by one process); under torchrun a
+        collective call: every rank's random state (and position) is gathered (``rng_ranks``).
+        ``position``: where in epoch ``epoch + 1`` a mid-epoch checkpoint stops (batch, data
+        order, partial sums). Wall times (and how many runs shared them) are left out: same
+        seed, same bytes."""
+        gathered = distributed.all_gather_object((rng_state(self.device if self.world_size > 1 else None),
+                                                  position))
+        last = self.history[-1] if self.history else {}
+        metrics = {k: v for k, v in last.items() if k not in ("train_seconds", "concurrent")}
+        checkpoint = {
+            "format": FORMAT, "version": VERSION, "epoch": epoch,
+            "model": self.net.state_dict(), "model_meta": model_meta(self.net),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": gathered[0][0], "world_size": self.world_size, "config": self.config.to_dict(),
+            "dataset": self.dataset_name, "metrics": metrics,
+        }
+        if position is not None:
+            checkpoint["position"] = gathered[0][1]
+        if self.world_size > 1:
+            checkpoint["rng_ranks"] = [rng for rng, _ in gathered]
+            if position is not None:
+                checkpoint["position_ranks"] = [pos for _, pos in gathered]
+        return checkpoint
+
+    def restore(self, path: Path) -> None:
+        """Continues from a checkpoint; rank 0 reads it (and the log) and hands it to every rank.
+
+        The checkpoint's config must equal this run's but for ``SAFE_CHANGES`` (those
+        are logged as ``config_changes``). The log is trimmed to the checkpoint's epoch. A
+        checkpoint saved by the same number of processes restores each rank's random state
+        exactly; from another number, the per-rank streams are reseeded from (seed, epoch,
+        rank), and the next epoch's log record says so (``note``).
+        """
+        checkpoint = distributed.on_main(lambda: read_checkpoint(path, resume=True))
+        self._changes = config_changes(checkpoint.get("config", {}), self.config.to_dict(),
+                                       f"checkpoint {str(path)!r}")
+        self.start_epoch = int(checkpoint["epoch"])
+        if self.config.epochs < self.start_epoch + ("position" in checkpoint):
+            raise RunFolderError(f"cannot resume {str(path)!r} with epochs={self.config.epochs} (--epochs): "
+                                 f"it holds {self.start_epoch} epochs{' and part of the next' if 'position' in checkpoint else ''}; "
+                                 f"pass --epochs {self.start_epoch + 1} or more (nothing was changed)")
+        saved_world = int(checkpoint.get("world_size", 1))
+        positions = checkpoint.get("position_ranks") or [checkpoint.get("position")]
+        if positions[0] is not None:
+            self._position = self._check_position(positions, saved_world, path)
+        self.history = [] if self.folder is None else self.folder.trim_log(self.start_epoch)
+        load_state(self.net, checkpoint["model"], source=f"checkpoint {str(path)!r}")
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        states = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+        self._resumed = True
+        if saved_world == self.world_size and len(states) == self.world_size:
+            try:
+                set_rng_state(states[self.rank], self.device if self.world_size > 1 else None)
+            except SeedingError as error:
+                raise CheckpointError(f"checkpoint {str(path)!r}: {error}") from None
+        else:
+            seed_everything(mix_seed(self.config.seed, self.start_epoch, self.rank))
+            self._note = (f"resumed a checkpoint written by {saved_world} process(es) with "
+                          f"{self.world_size}: random streams reseeded from (seed, epoch, rank)")
+            if self.config.progress and self.is_main:
+                tqdm.write(self._note)
+
+    def _check_position(self, positions: list[dict[str, Any]], saved_world: int,
+                        path: Path) -> dict[str, Any]:
+        """This rank's mid-epoch position, checked against this run's data order."""
+        if saved_world != self.world_size or len(positions) != self.world_size:
+            raise RunFolderError(f"checkpoint {str(path)!r} stopped mid-epoch with {saved_world} "
+                                 f"process(es); resume it with the same number of processes")
+        position = positions[self.rank]
+        self.loader.set_epoch(self.start_epoch)
+        order = self.loader._rank_indices()
+        if not torch.equal(order, position["order"].to(order.dtype)) or position["batch"] > len(self.loader):
+            raise RunFolderError(f"checkpoint {str(path)!r} stopped mid-epoch in another data order "
+                                 f"than this run's (another dataset, subset or batch size?)")
+        return position
+
+    def _save(self, epoch: int, position: dict[str, Any] | None = None) -> None:
+        """A checkpoint into the run folder (collective under torchrun: the random states are
+        gathered): at the end of an epoch with its log line, mid-epoch at ``position``."""
+        assert self.folder is not None
+        self.folder.save(self.checkpoint(epoch, position), self.history, mid_epoch=position is not None)
+
     def _out_of_time(self, started: float, max_minutes: float | None) -> bool:
         """True when another epoch, as long as the longest so far, would end past the limit."""
         if max_minutes is None or not self._epoch_seconds:
@@ -396,29 +482,30 @@ class Trainer(CheckpointedRun):
                   save_every_minutes: float | None = None, catch_signals: bool = True) -> Steps:
         """``fit`` as a generator that yields after every training step and returns the
         TrainResult: several runs advance in turn in one process (``pni.training.concurrent``).
-        ``catch_signals=False``: the caller installs ``self._stop`` (one handler for all runs)."""
+        ``catch_signals=False``: the caller installs ``self.folder.stop`` (one handler for all runs)."""
         try:
             return (yield from self._fit(resume, overwrite, max_minutes, save_every_minutes, catch_signals))
         except Exception as error:
-            if self._overwriting and self._aside and [type(a) for a in error.args] == [str]:
-                error.args = (f"{error.args[0]}; the replaced run is kept in {self._aside}",)
+            if self.folder is not None:
+                self.folder.explain(error)
             raise
         finally:
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
+            if self.folder is not None:
+                self.folder.close()
 
     def _fit(self, resume: bool, overwrite: bool, max_minutes: float | None,
              save_every_minutes: float | None, catch_signals: bool = True) -> Steps:
         cfg = self.config
         started = time.perf_counter()
         self._epoch_seconds: list[float] = []
-        self._save_every, self._last_save = save_every_minutes, time.monotonic()
-        if self.out_dir is not None:
-            self._prepare_out_dir(resume, overwrite)
+        folder = self.folder
+        if folder is not None:
+            if folder.open(resume, overwrite, save_every_minutes):
+                self.restore(folder.checkpoint_path)
+            folder.write_config(self.config.to_dict())
         if not self._resumed:
             seed_everything(rank_seed(cfg.seed, self.rank))
-        with self._stop.installed(active=self.out_dir is not None and catch_signals):
+        with (folder.stop.installed(active=catch_signals) if folder is not None else contextlib.nullcontext()):
             for epoch in range(self.start_epoch, cfg.epochs):
                 if self._out_of_time(started, max_minutes):
                     return TrainResult(self.history, self.out_dir, stopped_early=True)
@@ -429,7 +516,7 @@ class Trainer(CheckpointedRun):
                 if self._changes:
                     record["config_changes"], self._changes = self._changes, {}
                 self.history.append(record)
-                if self.out_dir is not None:
+                if folder is not None:
                     self._check_probe(epoch + 1)  # a diverged state never becomes the checkpoint
                     self._save(epoch + 1)
                 if self.epoch_callback is not None and self.is_main:
@@ -437,8 +524,8 @@ class Trainer(CheckpointedRun):
                 if cfg.progress and self.is_main:
                     tqdm.write(_epoch_line(record))
                 self._epoch_seconds.append(time.perf_counter() - epoch_started)
-                if self._stop_flags(False)[0]:
-                    self._raise_if_stopped(epoch + 1, 0)
+                if folder is not None and folder.stop_flags(False)[0]:
+                    folder.raise_if_stopped(epoch + 1, 0, len(self.loader))
         if self.graphed is not None:
             self.graphed.release()
         return TrainResult(self.history, self.out_dir)
