@@ -283,7 +283,7 @@ class Runner:
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
             remove_stale_temp_files(self.out / step.key)  # a killed write's; we hold the folder
             started, cpu_started = self._started = time.perf_counter(), time.process_time()
-            getattr(self, f"_{step.kind}")(step, self.out / step.key)
+            self._work(step.kind)(step, self.out / step.key)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
             if step.kind == "train" and state(step, self.out)[0] != "done":
                 self.echo(f"{head}: stopped after {seconds:.1f} s, --max-minutes used up; run again to continue")
@@ -299,6 +299,15 @@ class Runner:
         return "ran"
 
     # --- data ------------------------------------------------------------------------
+    def _work(self, kind: str) -> Callable[[Step, Path], None]:
+        """What runs a step of ``kind`` into its folder: one method per kind, in one table."""
+        table: dict[str, Callable[[Step, Path], None]] = {
+            "train": self._train, "eval": self._eval, "transfer": self._transfer, "audit": self._audit,
+            "certify": self._certify, "substitute": self._substitute, "alphas": self._alphas}
+        if kind not in table:
+            raise ReproduceError(f"a step of unknown kind {kind!r}; expected one of: {', '.join(table)}")
+        return table[kind]
+
     def _dataset(self, name: str, split: str, data_dir: str | None, download: bool = False) -> Any:
         from ..data import load_dataset
 
