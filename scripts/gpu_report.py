@@ -37,6 +37,11 @@ with the time left, `CONCURRENT` of them at once in one process (`scripts/gpu_st
 --concurrent`, default `auto`: free GiB // 4, at most 9; the plan's own run keys, so `pni
 reproduce` reuses them). `timeout` sends SIGTERM before the budget ends: every run writes a
 mid-epoch checkpoint and stops. `DEVICE=cpu SCALE=smoke RUNS=/tmp/runs` rehearses it here.
+With `CPU_TRACK_S` > 0 it first spends up to that many seconds on the cpu-scale CIFAR track
+(`pni reproduce ${CPU_TRACK_PLAN:-table2} --scale cpu --track cifar10-jpeg --device cuda`):
+its honest evaluations at AutoAttack's published budget are 40 CPU-hours on 2 cores and
+minutes on a GPU; the steps it finishes have the same keys as on a CPU and come back in
+`OUT/cpu_track.tar` (`tar -xf OUT/cpu_track.tar -C results/cpu`, then commit them).
 
 ## Several runs at once; precision (issue 20, built and tested on CPU, not yet measured)
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One GPU session in a fixed wall-time budget: the cuda tests of the code that changed since
 # they last passed, benchmarks/concurrency.py (aggregate images/s of K = 1, 2, 4, 9 runs at
-# once, TF32 and bf16; CONC_S), optionally benchmarks/gpu.py (BENCH_S > 0), then the paper-scale runs of
+# once, TF32 and bf16; CONC_S), optionally benchmarks/gpu.py (BENCH_S > 0), optionally the cpu-scale
+# CIFAR track of pni reproduce (CPU_TRACK_S > 0: its honest evaluations at the published
+# AutoAttack budget take 40 CPU-hours here and minutes on a GPU; the steps it finishes come back
+# in OUT/cpu_track.tar, same keys as on a CPU), then the paper-scale runs of
 # Tables 2 and 1 advanced with whatever time is left, CONCURRENT of them at once in one
 # process (default auto: free GiB // 4, at most 9), every result under OUT.
 #
@@ -12,6 +15,7 @@
 # Expects the CIFAR-10 JPEG copy packed as .carry/cifar10-jpeg.tar.xz (scripts/pack_cifar.sh)
 # and, for the AutoAttack test, pyautoattack importable (for example from .carry/site).
 # Bring the runs back with: for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done
+# (and OUT/cpu_track.tar with: tar -xf OUT/cpu_track.tar -C results/cpu)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to an output folder}
@@ -19,6 +23,9 @@ BUDGET_S=${BUDGET_S:-540}      # the whole script, start to end
 BENCH_S=${BENCH_S:-0}          # benchmarks/gpu.py at most (0: skipped; it was measured twice)
 TESTS_S=${TESTS_S:-120}        # the cuda tests at most
 CONC_S=${CONC_S:-150}          # benchmarks/concurrency.py at most (0: skipped): aggregate img/s of K runs at once
+CPU_TRACK_S=${CPU_TRACK_S:-0}  # pni reproduce CPU_TRACK_PLAN --scale cpu --track cifar10-jpeg at most (0: skipped)
+CPU_TRACK_PLAN=${CPU_TRACK_PLAN:-table2}
+CPU_RUNS=${CPU_RUNS:-results/cpu}   # its results folder
 CONCURRENT=${CONCURRENT:-auto} # runs trained at once (scripts/gpu_step.py --concurrent)
 DEVICE=${DEVICE:-cuda}
 SCALE=${SCALE:-paper}
@@ -61,6 +68,16 @@ if [ "$BENCH_S" -gt 0 ]; then
     timeout "$BENCH_S" $PYTHON benchmarks/gpu.py --out "$OUT/bench" --data ../shared/data/cifar10-jpeg.zip --compile \
         2>&1 | tee "$OUT/bench.log"
     echo "[session] benchmark done after $(elapsed) s"
+fi
+
+if [ "$CPU_TRACK_S" -gt 0 ]; then
+    touch "$OUT/.cpu_track_start"
+    minutes=$($PYTHON -c "print(round(max($CPU_TRACK_S - 60, 30) / 60, 2))")  # no new step in the last minute
+    timeout -k 15 "$CPU_TRACK_S" $PYTHON -m pni reproduce "$CPU_TRACK_PLAN" --scale cpu --track cifar10-jpeg \
+        --device "$DEVICE" --out "$CPU_RUNS" --max-minutes "$minutes" 2>&1 | tee "$OUT/cpu_track.log"
+    (cd "$CPU_RUNS" && find . -type f -newer "$OUT/.cpu_track_start" ! -name .running ! -name '*.tmp' -print0 \
+        | tar --null -cf "$OUT/cpu_track.tar" -T -)
+    echo "[session] cpu-scale track done after $(elapsed) s: $(tar -tf "$OUT/cpu_track.tar" | wc -l) files in cpu_track.tar"
 fi
 
 left=$(( BUDGET_S - $(elapsed) - 20 ))
