@@ -137,5 +137,15 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
             raise BenchmarkError(f"checkpoint {str(path)!r} records no training eps: give a threat (linf:EPS)")
         threat = Threat("linf", float(run.eps))
     return benchmark(run.model, run.data, threat, name=name or run.label, protocol=protocol, budget=budget, n=n,
-                     source=f"pni checkpoint {Path(path).as_posix()}", weights_sha256=file_sha256(path),
+                     source=f"pni checkpoint {shown_path(path)}", weights_sha256=file_sha256(path),
                      device=device, say=say)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """How a card names a file: relative to the current folder when it lies below it (a
+    card is committed and read on other machines), else as given."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
