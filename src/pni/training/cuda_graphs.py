@@ -72,13 +72,19 @@ class GraphedStep:
         self._key: tuple[Any, ...] | None = None
         self._static: dict[str, Any] = {}
         self.failure: str | None = None  # why recording failed (then every step is eager)
+        self._side: torch.cuda.Stream | None = None  # the eager steps' stream
 
     def _recording_key(self, x: Tensor, adversarial: bool) -> tuple[Any, ...]:
         lrs = tuple(float(group["lr"]) for group in self.optimizer.param_groups)
         return tuple(x.shape), x.dtype, adversarial, lrs
 
     def _eager(self, x: Tensor, y: Tensor, adversarial: bool) -> dict[str, Tensor]:
-        side = torch.cuda.Stream(device=x.device)
+        # one side stream for every eager step, as PyTorch's warm-up recipe has it (a new stream
+        # per step is the likely cause of autograd's "AccumulateGrad stream does not match"
+        # warning seen on the GPU; not yet confirmed there)
+        if self._side is None:
+            self._side = torch.cuda.Stream(device=x.device)
+        side = self._side
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
             stats = self.eager_step(x, y, adversarial)
