@@ -32,6 +32,26 @@ def test_passes_count_steps_eot_and_votes():
     assert evaluation_passes(honest, 7) == pytest.approx(10 / 3 + 70 + 10 / 3 + 200 + 10 / 3)
     assert evaluation_passes({**honest, "trials": 5, "noise": True}, 7) == pytest.approx(
         10 * evaluation_passes(honest, 7))
+    # a deterministic model is attacked with one draw per step, as evaluate does
+    assert evaluation_passes(honest, 7, randomized=False) == pytest.approx(10 / 3 + 7 + 10 / 3 + 20 + 10 / 3)
+    # a cascade runs each later attack on the images still robust only
+    cascaded = {**honest, "cascade": ["eot-pgd", "aa-rand"]}
+    assert evaluation_passes(cascaded, 7, reached={"eot-pgd": 0.5, "aa-rand": 0.2}) == pytest.approx(
+        10 / 3 + 0.5 * (70 + 10 / 3) + 0.2 * (200 + 10 / 3))
+    assert evaluation_passes(cascaded, 7) == evaluation_passes(honest, 7)  # reach unknown: every image
+
+
+def test_the_reproduce_estimate_of_a_cascade_uses_the_runs_paper_accuracies(tmp_path):
+    from pni.files import write_json
+    from pni.reproduce.estimate import cascade_reach
+    from pni.reproduce.steps import Step
+
+    settings = {"attacks": ["clean", "eot-pgd", "aa-rand"], "cascade": ["eot-pgd", "aa-rand"]}
+    step = Step("eval", "run/eval-honest-x", needs=("run",), settings=settings)
+    assert cascade_reach(tmp_path, step, settings) is None
+    write_json({"accuracy_percent": {"with_noise": {"clean": {"mean": 80.0}, "pgd": {"mean": 40.0}}}},
+               tmp_path / "run" / "eval-paper-y" / "results.json")
+    assert cascade_reach(tmp_path, step, settings) == {"eot-pgd": 0.8, "aa-rand": 0.4}
 
 
 def test_pass_rate_is_measured_and_leaves_the_model_as_it_was():

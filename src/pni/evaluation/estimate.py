@@ -15,11 +15,14 @@ import torch
 from torch import Tensor, nn
 
 
-def attack_passes(attack: str, settings: dict[str, Any], steps: int) -> float:
+def attack_passes(attack: str, settings: dict[str, Any], steps: int, randomized: bool = True) -> float:
     """Forward+backward passes per image of one attack; ``settings`` has ``votes`` and
-    ``attack_options`` as ``EvalSettings`` does (votes add forward passes)."""
+    ``attack_options`` as ``EvalSettings`` does (votes add forward passes). ``randomized``
+    False: a deterministic model, which ``evaluate`` attacks with one draw per step (EOT-PGD
+    is then PGD, AutoAttack-rand runs at ``eot_iter`` 1)."""
     votes = settings.get("votes", 1)
     options = settings.get("attack_options") or {}
+    draws = (lambda k: k) if randomized else (lambda k: 1)
     if attack == "clean":
         return votes / 3
     if attack == "fgsm":
@@ -27,10 +30,10 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int) -> float:
     if attack == "pgd":
         return steps + votes / 3
     if attack == "eot-pgd":
-        return steps * options.get("eot", 20) + votes / 3
+        return steps * draws(options.get("eot", 20)) + votes / 3
     if attack == "aa-rand":
         aa = options.get("aa") or {}
-        return 2 * aa.get("n_iter", 100) * aa.get("eot_iter", 20) + votes / 3
+        return 2 * aa.get("n_iter", 100) * draws(aa.get("eot_iter", 20)) + votes / 3
     if attack == "cw":
         from ..attacks.cw import CW_PROFILES
 
@@ -42,9 +45,16 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int) -> float:
     return steps
 
 
-def evaluation_passes(settings: dict[str, Any], steps: int) -> float:
-    """Passes per image of a whole evaluation: every attack, every trial, both noise settings."""
-    per_trial = sum(attack_passes(a, settings, steps) for a in settings["attacks"])
+def evaluation_passes(settings: dict[str, Any], steps: int, randomized: bool = True,
+                      reached: dict[str, float] | None = None) -> float:
+    """Passes per image of a whole evaluation: every attack, every trial, both noise settings.
+    ``randomized``: as ``attack_passes``. ``reached``: for an attack of ``settings["cascade"]``,
+    the share of the images it runs on (those still robust when it starts, e.g. from an
+    evaluation of the same model already done); default 1, every image."""
+    cascade = set(settings.get("cascade") or ())
+    reached = reached or {}
+    per_trial = sum(attack_passes(a, settings, steps, randomized) * (reached.get(a, 1.0) if a in cascade else 1.0)
+                    for a in settings["attacks"])
     return per_trial * settings.get("trials", 1) * (2 if settings.get("noise", True) else 1)
 
 

@@ -498,7 +498,12 @@ def _announce(run: Any, s: EvalSettings) -> None:
     """Prints the estimated time of evaluating ``run`` with ``s`` (``pni.evaluation.estimate``)."""
     from .estimate import announce, evaluation_passes, measure_pass_rate, sample_images
 
+    from ..attacks._common import is_randomized
+
     steps = run.paper_steps if s.steps is None else s.steps
-    passes = evaluation_passes(dataclasses.asdict(s), steps)
-    rate = measure_pass_rate(run.model, sample_images(run.data, s.device))
+    sample = sample_images(run.data, s.device)
+    with eval_mode(run.model):  # (train mode would move BatchNorm statistics)
+        randomized = is_randomized(run.model, sample)
+    passes = evaluation_passes(dataclasses.asdict(s), steps, randomized=randomized)
+    rate = measure_pass_rate(run.model, sample)
     announce("pni eval", len(run.data) * passes / rate, len(run.data), passes)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..runs import TIMING, checkpoint_path, read_config, read_train_log as train_log
+from ..runs import RESULTS, TIMING, checkpoint_path, read_config, read_output, read_train_log as train_log
 from ..evaluation.estimate import audit_seconds, evaluation_passes, format_duration
 from .results_check import read_timing
 from .steps import Step
@@ -172,7 +172,8 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     s = step.settings
     n = s.get("n") or SPLIT_SIZES.get(cfg.dataset, (50000, 10000))[1]
     if step.kind == "eval":
-        passes = evaluation_passes(s, steps)
+        randomized = bool(cfg.location) or bool(cfg.input_noise)
+        passes = evaluation_passes(s, steps, randomized, cascade_reach(out, step, s))
     elif step.kind == "transfer":
         passes = 4 * s["trials"] * (steps + 1)
     elif step.kind == "substitute":  # substitute training (about 3 passes per image-epoch) + attacks
@@ -195,6 +196,22 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     else:
         return 1.0
     return n * passes / pass_rate
+
+
+def cascade_reach(out: Any, step: Step, settings: dict[str, Any]) -> dict[str, float] | None:
+    """The share of images each cascaded attack of an eval step will run on, from an
+    evaluation of the same run already in ``out`` (its paper protocol's accuracies: clean
+    for the first attack after clean, PGD for the later ones); None when there is none."""
+    chain = [a for a in settings.get("attacks", ()) if a in (settings.get("cascade") or ()) and a != "clean"]
+    if not chain or out is None:
+        return None
+    for folder in sorted(Path(out, step.needs[0]).glob("eval-paper-*")):
+        accuracy = (read_output(folder, RESULTS) or {}).get("accuracy_percent") or {}
+        measured = accuracy.get("with_noise") or accuracy.get("without_noise") or {}
+        clean, pgd = (measured.get(a, {}).get("mean") for a in ("clean", "pgd"))
+        if isinstance(clean, (int, float)) and isinstance(pgd, (int, float)):
+            return {a: (clean if i == 0 else pgd) / 100 for i, a in enumerate(chain)}
+    return None
 
 
 def format_seconds(seconds: float) -> str:
