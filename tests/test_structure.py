@@ -141,3 +141,14 @@ def test_package_inits_count_as_imports():
         path = Path(folder) / "c.py"
         path.write_text("from .a import b\n")
         assert _imports("pni.c", path, modules) == {"pni.a", "pni.a.b"}
+
+
+def test_the_cli_modules_import_nothing_private_from_each_other():
+    """One module per subcommand, sharing only public names (``cli/args.py``'s helpers included)."""
+    found = []
+    for path in sorted((SRC / "pni" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found += [f"{path.name}: {alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and alias.name != "__version__"]
+    assert found == []
