@@ -13,7 +13,8 @@ from pni.attacks.registry import LINF_THREAT, attack_names, build_attacks, get_a
 
 EPS = 0.1
 CHEAP = {"aa": {"n_iter": 2, "eot_iter": 2, "votes": 2}, "zoo": {"steps": 2, "coords": 8, "votes": 2},
-         "cw": {"steps": 3, "binary_search_steps": 1, "votes": 2}, "eot": 2}
+         "cw": {"steps": 3, "binary_search_steps": 1, "votes": 2}, "eot": 2,
+         "square": {"n_queries": 10, "eot": 2}}
 ATTACKS = [name for name in attack_names() if name != "clean"]
 
 
