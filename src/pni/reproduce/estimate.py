@@ -141,7 +141,6 @@ def signature(step: Step, runs: dict[str, Step], meter: RateMeter) -> tuple[Any,
 def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, out: Path) -> dict[tuple[Any, ...], float]:
     """Wall seconds of the finished steps in ``out`` (their ``timing.json``) on this meter's
     device, by ``signature``: a step like a finished one is estimated at its time."""
-
     times: dict[tuple[Any, ...], float] = {}
     for step in steps:
         key = signature(step, runs, meter)

@@ -29,7 +29,7 @@ import torch
 
 from .. import distributed
 from ..checkpoint import CheckpointError
-from ..files import atomic_write, temp_files
+from ..files import atomic_write, json_text, temp_files
 from ..runs import CHECKPOINT, CONFIG, DATA_LOCATION, OVERWRITTEN, PREVIOUS_CHECKPOINT, TRAIN_LOG, data_location
 from ..config import TrainConfig, migrate_precision
 from ..errors import PNIError
@@ -198,7 +198,7 @@ def write_config(folder: Path, config: dict[str, Any]) -> None:
 
     config = {**config, DATA_LOCATION: data_location(config.get("data_dir"))}
 
-    atomic_write((json.dumps(with_code(config), indent=2) + "\n").encode(), folder / CONFIG, "config",
+    atomic_write(json_text(with_code(config)).encode(), folder / CONFIG, "config",
                  error=CheckpointError)
 
 
