@@ -101,7 +101,7 @@ def test_the_committed_cpu_runs_find_the_repository_data(monkeypatch, tmp_path: 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     run = open_checkpoint(checkpoint, n=100)
-    assert len(run.data) == 100 and Path(run.data_dir) == (REPO.parent / "shared" / "data").resolve()
+    assert len(run.data) == 100 and Path(run.data_dir).resolve() == (REPO.parent / "shared" / "data").resolve()
 
 
 def test_transfer_between_committed_runs_finds_the_data_too(monkeypatch, tmp_path: Path) -> None:
