@@ -10,7 +10,7 @@ import torch
 
 import pni
 from pni.cli import app as cli
-from pni.benchmark import BenchmarkError, benchmark, leaderboard_markdown, read_card, validate_card
+from pni.benchmark import BenchmarkError, benchmark, read_card, validate_card
 from pni.attacks.threat import ThreatError, parse_threat
 from pni.evaluation.user_model import ModelLoadError, build_user_model
 
@@ -143,6 +143,27 @@ def test_benchmark_card_validates_and_renders(tmp_path, capsys):
     worst = {c["model"]["name"]: c["accuracy"]["honest_worst_case"]["mean"] for c in (card, det)}
     first = max(worst, key=worst.get)
     assert f"| {first} |" in rows[0]
+
+
+def test_the_card_runs_the_honest_attacks_in_a_cascade_and_says_how_long_first():
+    from pni.benchmark.protocol import PNI_HONEST_V1
+    from pni.benchmark.run import _estimate
+
+    lines: list[str] = []
+    card = benchmark(user_models.randomized(), pni.load_dataset("mnist-sample", "test"), "linf:0.1",
+                     name="tiny-noisy", budget="smoke", say=lines.append)
+    assert card["protocol"]["settings"]["cascade"] == ["eot-pgd", "aa-rand", "square"]
+    assert "cascade: clean -> eot-pgd -> aa-rand -> square" in lines[0]
+    acc = {name: value["mean"] for name, value in card["accuracy"]["per_attack"].items()}
+    # the chained attacks' accuracies are cumulative: robust to each and to every one before it
+    assert acc["clean"] >= acc["eot-pgd"] >= acc["aa-rand"] >= acc["square"] >= acc["worst-case"]
+    assert acc["worst-case"] <= acc["pgd"]  # the paper-style PGD is not chained: every image
+    # the estimate up front counts every attack on every image: an upper bound, said as one
+    x = pni.load_dataset("mnist-sample", "test").tensors()[0][:16]
+    model = user_models.randomized()
+    line = _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1000)
+    assert line is not None and line.startswith("attacks: at most about") and "only on the images still robust" in line
+    assert _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1) is None
 
 
 def test_a_card_that_breaks_the_schema_is_refused(tmp_path, capsys):

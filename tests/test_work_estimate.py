@@ -39,6 +39,10 @@ def test_passes_count_steps_eot_and_votes():
     assert evaluation_passes(cascaded, 7, reached={"eot-pgd": 0.5, "aa-rand": 0.2}) == pytest.approx(
         10 / 3 + 0.5 * (70 + 10 / 3) + 0.2 * (200 + 10 / 3))
     assert evaluation_passes(cascaded, 7) == evaluation_passes(honest, 7)  # reach unknown: every image
+    # Square: forward passes only, one per query and draw (one draw on a deterministic model)
+    square = {"votes": 10, "attack_options": {"square": {"n_queries": 300, "eot": 20}}}
+    assert attack_passes("square", square, 7) == pytest.approx(300 * 20 / 3 + 10 / 3)
+    assert attack_passes("square", square, 7, randomized=False) == pytest.approx(300 / 3 + 10 / 3)
 
 
 def test_the_reproduce_estimate_of_a_cascade_uses_the_runs_paper_accuracies(tmp_path):

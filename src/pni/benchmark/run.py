@@ -53,9 +53,8 @@ def _attacks(protocol: Protocol, eps: float, image_shape: tuple[int, ...],
     others at the protocol's EOT-PGD steps (2.5 eps / steps each)."""
     table: dict[str, Any] = {}
     params: dict[str, dict[str, Any]] = {}
-    paper_steps = paper_pgd_steps(image_shape)
     for name in protocol.attacks:
-        steps = paper_steps if name == protocol.paper_attack else protocol.eot_pgd_steps
+        steps = _steps(protocol, name, image_shape)
         own, own_params = build_attacks([name], eps=eps, steps=steps, step_size=madry_step_size(eps, steps),
                                         **options)
         table.update(own)
@@ -67,7 +66,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
               name: str = "model", protocol: str = "pni-honest-v1", budget: str = "full",
               n: int | None = None, source: str = "python", weights_sha256: str | None = None,
               device: str | torch.device | None = None, batch_size: int = 256,
-              say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+              say: Callable[[str], None] = lambda text: None, progress: bool = False) -> dict[str, Any]:
     """Judges ``model`` under the versioned ``protocol`` and returns its card (validated).
 
     Args:
@@ -80,6 +79,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         protocol: "pni-honest-v1".
         budget: "full" (the protocol), "cpu" or "smoke" (smaller budgets, written on the card).
         n: fewer images than the protocol's (written on the card).
+        say: called with each line of news (the protocol run, the time estimate, the verdicts).
+        progress: count the attacks done on a progress bar with the time left (``pni.progress``).
 
     Returns:
         dict: the card (``docs/BENCHMARK.md``); write it with ``pni.benchmark.write_card``.
@@ -101,9 +102,13 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         options, votes = deterministic_options(options), 1
     table, params = _attacks(proto, threat.eps, tuple(x.shape[1:]), options)
     say(f"benchmark {proto.name} ({budget}) of {name}: {len(y)} images, threat {threat}, "
-        f"randomized: {'yes' if randomized else 'no'}, votes {votes}, attacks {', '.join(table)}")
+        f"randomized: {'yes' if randomized else 'no'}, votes {votes}, attacks {', '.join(table)}"
+        + (f" (cascade: clean -> {' -> '.join(proto.cascade)})" if proto.cascade else ""))
+    estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y))
+    if estimate_line:
+        say(estimate_line)
     evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
-                          device=device, votes=votes, worst_case=True)
+                          device=device, votes=votes, worst_case=True, cascade=proto.cascade, progress=progress)
     setting = next(iter(evaluation.fractions))
     shares = per_image_shares(evaluation.fractions[setting])
     majority_worst = evaluation.correct[setting][WORST_CASE].float().mean(0)
@@ -122,11 +127,35 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
                      attacks=params, audit=report, code=code)
 
 
+def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, Any], votes: int,
+              randomized: bool, n: int) -> str | None:
+    """The up-front time estimate of the attacks (``pni.evaluation.estimate``; the audit not
+    counted): every chained attack counted on every image, an upper bound the cascade cuts to
+    the share of images still robust when each attack starts. None under a minute."""
+    from ..evaluation.estimate import attack_passes, format_duration, measure_pass_rate
+
+    rate = measure_pass_rate(model, x[:16])
+    settings = {"votes": votes, "attack_options": options}
+    passes = sum(attack_passes(a, settings, _steps(proto, a, tuple(x.shape[1:])), randomized)
+                 for a in proto.attacks) * proto.trials
+    seconds = n * passes / rate
+    if seconds < 60:
+        return None
+    return (f"attacks: at most about {format_duration(seconds)} on this device ({n} images x {passes:,.0f} "
+            f"forward+backward passes each)" + (f"; the cascade runs {', '.join(proto.cascade)} only on the "
+                                                f"images still robust, usually far less" if proto.cascade else ""))
+
+
+def _steps(proto: Protocol, attack: str, image_shape: tuple[int, ...]) -> int:
+    """The PGD steps of ``attack`` under ``proto``: the paper's for its paper attack."""
+    return paper_pgd_steps(image_shape) if attack == proto.paper_attack else proto.eot_pgd_steps
+
+
 def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = None, *,
                          name: str | None = None, protocol: str = "pni-honest-v1", budget: str = "full",
                          n: int | None = None, dataset: str | None = None, data_dir: str | None = None,
-                         device: str = "cpu",
-                         say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+                         device: str = "cpu", say: Callable[[str], None] = lambda text: None,
+                         progress: bool = False) -> dict[str, Any]:
     """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
     training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
     from ..evaluation.opened_run import open_checkpoint
@@ -138,7 +167,7 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
         threat = Threat("linf", float(run.eps))
     return benchmark(run.model, run.data, threat, name=name or run.label, protocol=protocol, budget=budget, n=n,
                      source=f"pni checkpoint {shown_path(path)}", weights_sha256=file_sha256(path),
-                     device=device, say=say)
+                     device=device, say=say, progress=progress)
 
 
 def shown_path(path: str | os.PathLike) -> str:

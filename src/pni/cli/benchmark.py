@@ -106,14 +106,14 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
                                     budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
                                     data_dir=getattr(args, "data_dir", None),
-                                    device=device, say=_say)
+                                    device=device, say=_say, progress=True)
     else:
         out = writable_folder(args.out or "pni-card")
         model, data, label = open_user_model(args)
         card = benchmark(model, data, args.threat, name=label, protocol=args.benchmark, budget=args.budget,
                          n=args.n, source=f"factory {args.model}",
                          weights_sha256=file_sha256(args.weights) if args.weights else None, device=device,
-                         say=_say)
+                         say=_say, progress=True)
     path = write_card(card, Path(out) / CARD)
     text = leaderboard_markdown([card], title=f"{card['model']['name']}: {card['protocol']['name']}")
     write_text(text, Path(out) / "card.md")

@@ -39,6 +39,12 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int, randomized:
 
         cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
         return cw["steps"] * cw["binary_search_steps"]
+    if attack == "square":  # forward passes only: one per query and draw
+        from ..attacks.square import DEFAULT_QUERIES, DEFAULT_SQUARE_EOT
+
+        square = options.get("square") or {}
+        return (square.get("n_queries", DEFAULT_QUERIES) * draws(square.get("eot", DEFAULT_SQUARE_EOT)) / 3
+                + votes / 3)
     if attack == "zoo":
         zoo = options.get("zoo") or {}
         return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) / 3
