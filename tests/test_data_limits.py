@@ -154,8 +154,10 @@ def test_image_file_above_the_cap_is_not_read(tmp_path: Path, monkeypatch: pytes
 def test_gzip_stream_is_inflated_only_to_its_announced_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = gzip_bomb(tmp_path / "labels.gz", idx_header(IDX_LABELS_MAGIC, 7) + bytes(7), 64 * MB)
     asked: list[int] = []
-    original = data._GzipStream.read
-    monkeypatch.setattr(data._GzipStream, "read", lambda self, size: (asked.append(size), original(self, size))[1])
+    from pni.data.idx import _GzipStream
+
+    original = _GzipStream.read
+    monkeypatch.setattr(_GzipStream, "read", lambda self, size: (asked.append(size), original(self, size))[1])
     with pytest.raises(DataError, match=r"labels\.gz: unexpected extra bytes.*more than the 15 bytes"):
         read_idx(path, IDX_LABELS_MAGIC)
     assert sum(asked) <= 4 + 4 + 15 + 1  # the header, then all 15 bytes again, then one more

@@ -61,7 +61,7 @@ from .loader import BatchLoader, crop_flip
 # Also importable from here, beyond __all__ (scripts and tests use them).
 from .cifar10 import CIFAR10_ARCHIVE, CIFAR10_FOLDER  # noqa: F401
 from .idx import FASHION_CLASSES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_CLASSES  # noqa: F401
-from .idx import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_TRAIN, _GzipStream  # noqa: F401
+from .idx import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_TRAIN  # noqa: F401
 from .imagefolder import IMAGE_SUFFIXES  # noqa: F401
 from .limits import ENV_MAX_DATASET_BYTES, ENV_MAX_IMAGE_PIXELS, ENV_MAX_INFLATED_BYTES  # noqa: F401
 from .limits import max_image_file_bytes  # noqa: F401
