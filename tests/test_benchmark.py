@@ -162,7 +162,8 @@ def test_the_card_runs_the_honest_attacks_in_a_cascade_and_says_how_long_first()
     x = pni.load_dataset("mnist-sample", "test").tensors()[0][:16]
     model = user_models.randomized()
     line = _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1000)
-    assert line is not None and line.startswith("attacks: at most about") and "only on the images still robust" in line
+    assert line is not None and line.startswith("at most about") and "only on the images still robust" in line
+    assert "the audit" in line and "(200 images)" in line
     assert _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1) is None
 
 

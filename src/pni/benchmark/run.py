@@ -104,7 +104,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     say(f"benchmark {proto.name} ({budget}) of {name}: {len(y)} images, threat {threat}, "
         f"randomized: {'yes' if randomized else 'no'}, votes {votes}, attacks {', '.join(table)}"
         + (f" (cascade: clean -> {' -> '.join(proto.cascade)})" if proto.cascade else ""))
-    estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y))
+    estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y), threat.eps)
     if estimate_line:
         say(estimate_line)
     evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
@@ -128,22 +128,29 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
 
 
 def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, Any], votes: int,
-              randomized: bool, n: int) -> str | None:
-    """The up-front time estimate of the attacks (``pni.evaluation.estimate``; the audit not
-    counted): every chained attack counted on every image, an upper bound the cascade cuts to
-    the share of images still robust when each attack starts. None under a minute."""
-    from ..evaluation.estimate import attack_passes, format_duration, measure_pass_rate
+              randomized: bool, n: int, eps: float = 8 / 255) -> str | None:
+    """The up-front time estimate (``pni.evaluation.estimate``): the attacks, every chained one
+    counted on every image (an upper bound the cascade cuts to the share of images still
+    robust when each starts), and the audit's items on its images. None under a minute."""
+    from ..auditing.settings import AuditSettings
+    from ..evaluation.estimate import attack_passes, audit_seconds, format_duration, measure_pass_rate
 
     rate = measure_pass_rate(model, x[:16])
     settings = {"votes": votes, "attack_options": options}
     passes = sum(attack_passes(a, settings, _steps(proto, a, tuple(x.shape[1:])), randomized)
                  for a in proto.attacks) * proto.trials
-    seconds = n * passes / rate
-    if seconds < 60:
+    attacks = n * passes / rate
+    audit = 0.0
+    if proto.audit_items:
+        audit = audit_seconds(AuditSettings(eps=eps, items=proto.audit_items, **proto.audit_options),
+                              min(proto.audit_n, n), rate, surrogate_training=False)
+    if attacks + audit < 60:
         return None
-    return (f"attacks: at most about {format_duration(seconds)} on this device ({n} images x {passes:,.0f} "
-            f"forward+backward passes each)" + (f"; the cascade runs {', '.join(proto.cascade)} only on the "
-                                                f"images still robust, usually far less" if proto.cascade else ""))
+    return (f"at most about {format_duration(attacks + audit)} on this device: the attacks "
+            f"{format_duration(attacks)} ({n} images x {passes:,.0f} forward+backward passes each"
+            + (f"; the cascade runs {', '.join(proto.cascade)} only on the images still robust, usually far less"
+               if proto.cascade else "") + ")"
+            + (f", the audit {format_duration(audit)} ({min(proto.audit_n, n)} images)" if proto.audit_items else ""))
 
 
 def _steps(proto: Protocol, attack: str, image_shape: tuple[int, ...]) -> int:
