@@ -203,3 +203,35 @@ def test_dry_run_of_all_lists_folders_no_step_names(tmp_path: Path, capsys: pyte
         f"{run}/eval-honest-00000000", "lenet5-W-at-old-12345678"}
     assert _cli(["reproduce", "all", "--scale", "smoke", "--out", str(tmp_path), "--dry-run"]) == 0
     assert "2 folder(s) under" in capsys.readouterr().out
+
+
+def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pni.evaluation.evaluator as evaluator
+    from pni.runs import PARTIAL_EVALUATION
+
+    class Stop(Exception):
+        pass
+
+    steps = resolve(get_plans("table1"), "smoke")
+    train, evaluation = steps[0], next(s for s in steps if s.kind == "eval")
+    Runner(tmp_path).run([train])
+    real, calls = evaluator._run_attack, []
+
+    def dying(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop  # killed during the second attack: the first is in the partial file
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator, "_run_attack", dying)
+    with pytest.raises(Stop):
+        Runner(tmp_path).run([train, evaluation])
+    partial = tmp_path / evaluation.key / PARTIAL_EVALUATION
+    assert partial.exists() and state(evaluation, tmp_path)[0] == "partial"
+    calls.clear()
+    monkeypatch.setattr(evaluator, "_run_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    assert Runner(tmp_path).run([train, evaluation])[evaluation.key] == "ran"
+    attacks = len(evaluation.settings["attacks"]) * (2 if evaluation.settings.get("noise", True) else 1)
+    assert len(calls) == attacks - 1  # every attack but the finished one
+    assert state(evaluation, tmp_path)[0] == "done" and not partial.exists()

@@ -22,6 +22,7 @@ CONFIG = "config.json"
 OVERWRITTEN = ".overwritten"      # an overwritten run waits here until the new one has a checkpoint
 
 RESULTS = "results.json"          # pni eval, a reproduce eval step, the demo
+PARTIAL_EVALUATION = "evaluation.partial.pt"  # a running evaluation's finished attacks (resume)
 TRANSFER = "transfer.json"        # pni transfer
 AUDIT = "audit.json"              # pni audit
 CERTIFY = "certify.json"          # pni certify

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,7 +259,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
              batch_size: int = 256, device: str | torch.device | None = None,
              progress: bool = False, distributed: bool = False, votes: int = 1,
              worst_case: bool = True, attack_options: dict[str, Any] | None = None,
-             cascade: Sequence[str] = (), threat: Any = None) -> Evaluation:
+             cascade: Sequence[str] = (), threat: Any = None,
+             resume_file: str | os.PathLike | None = None) -> Evaluation:
     """Accuracy under each attack, mean ± std over ``trials`` seeds (the paper's Tables 1-3).
 
     ``noise=True`` evaluates with the noise on and again with it off (Table 2's "Test with
@@ -302,6 +304,10 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             accuracy is cumulative (robust to it and to every earlier chained attack). The
             per-image worst case is exactly that of running every attack on every image
             (``("eot-pgd", "aa-rand")``: the honest protocol).
+        resume_file: a file where each finished attack's outcomes are saved (default None:
+            none); a killed evaluation called again with the same file and arguments reuses
+            them and runs only the rest, with the same results as one uninterrupted run
+            (``pni.evaluation.resume``). The caller deletes it when done.
 
     Returns:
         Evaluation: per noise setting and attack, the accuracy of every trial
@@ -347,6 +353,15 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     in_worst_case = _in_worst_case(attacks, table)
     worst_case = worst_case and len(in_worst_case) >= 2
     chain = _cascade_chain(list(table), tuple(cascade), in_worst_case)
+    if resume_file is not None and distributed:
+        raise EvaluationError("resume_file is not supported with distributed=True")
+    partial_key = done = None
+    if resume_file is not None:
+        from .resume import fingerprint, load_partial
+
+        partial_key = fingerprint(model, x, y, {"attacks": params, "seeds": seeds, "votes": votes,
+                                                "batch_size": batch_size, "settings": settings, "chain": chain})
+        done = load_partial(resume_file, partial_key)
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
@@ -362,21 +377,22 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                 running: list[tuple[Tensor, Tensor] | None] = [None] * trials
                 for name, attack in table.items():
                     chained = name in chain
-                    per_trial = []
-                    for t, t_seed in enumerate(seeds):
-                        outcome = _cascade_step(model, x[lo:hi], y[lo:hi], None if name == "clean" else attack,
-                                                batch_size, t_seed, lo, votes, running[t] if chained else None)
+                    saved = (done or {}).get(setting, {}).get(name)
+                    if saved is not None:  # finished before an interruption (resume_file)
+                        stacked = dict(saved)
                         if chained:
-                            running[t] = (outcome["fraction"], outcome["correct"])
-                        per_trial.append(outcome)
-                    bar.update(len(per_trial))
-                    stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]
-                               if all(key in o for o in per_trial)}  # (an empty cascade step has no extras)
-                    if distributed:
-                        shards = dist_utils.all_gather_object(stacked)
-                        keys = {key for shard in shards for key in shard}  # an empty shard has no extras
-                        stacked = {key: torch.cat([shard[key] for shard in shards if key in shard], dim=1)
-                                   for key in sorted(keys)}
+                            running = [(stacked["fraction"][t].to(x.device), stacked["correct"][t].to(x.device))
+                                       for t in range(trials)]
+                        bar.update(trials)
+                    else:
+                        stacked = _run_attack(model, x, y, attack if name != "clean" else None, seeds, batch_size,
+                                              lo, hi, votes, running if chained else None, distributed)
+                        bar.update(trials)
+                        if resume_file is not None and done is not None and partial_key is not None:
+                            from .resume import save_partial
+
+                            done.setdefault(setting, {})[name] = dict(stacked)
+                            save_partial(resume_file, partial_key, done)
                     fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
                     result.correct[setting][name] = correct
                     result.fractions[setting][name] = fractions
@@ -393,6 +409,29 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     result.cascade = list(chain)
     bar.close()
     return result
+
+
+def _run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, seeds: list[int], batch_size: int,
+                lo: int, hi: int, votes: int, running: list[tuple[Tensor, Tensor] | None] | None,
+                distributed: bool) -> dict[str, Tensor]:
+    """One attack over every trial on the images ``lo:hi``: per-sample outcomes stacked over
+    the trials (on the CPU; gathered over the ranks when ``distributed``). ``running``: in
+    the cascade, each trial's worst case so far, updated in place."""
+    per_trial = []
+    for t, t_seed in enumerate(seeds):
+        outcome = _cascade_step(model, x[lo:hi], y[lo:hi], attack, batch_size, t_seed, lo, votes,
+                                None if running is None else running[t])
+        if running is not None:
+            running[t] = (outcome["fraction"], outcome["correct"])
+        per_trial.append(outcome)
+    stacked = {key: torch.stack([o[key] for o in per_trial]).cpu() for key in per_trial[0]
+               if all(key in o for o in per_trial)}  # (an empty cascade step has no extras)
+    if distributed:
+        shards = dist_utils.all_gather_object(stacked)
+        keys = {key for shard in shards for key in shard}  # an empty shard has no extras
+        stacked = {key: torch.cat([shard[key] for shard in shards if key in shard], dim=1)
+                   for key in sorted(keys)}
+    return stacked
 
 
 def _cascade_chain(names: Sequence[str], cascade: Sequence[str], in_worst_case: list[str]) -> list[str]:
@@ -490,7 +529,7 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
                           step_size=run.step_size if s.step_size is None else s.step_size, seed=s.seed,
                           batch_size=s.batch_size, device=s.device, progress=s.progress,
                           distributed=s.distributed, votes=s.votes, worst_case=s.worst_case,
-                          attack_options=s.attack_options, cascade=tuple(s.cascade))
+                          attack_options=s.attack_options, cascade=tuple(s.cascade), resume_file=s.resume_file)
     return evaluation, run.label
 
 

@@ -40,6 +40,8 @@ class EvalSettings:
     subset_seed: int = option(0, "seed of the class-stratified sample of n images", flag=False)
     cascade: tuple[str, ...] = option((), "attacks chained as AutoAttack chains its own: each runs only on "
                                       "the images still robust on some draw (cumulative accuracies)", flag=False)
+    resume_file: str | None = option(None, "file of each finished attack's outcomes: a killed evaluation "
+                                     "resumes from it (pni.evaluation.resume)", flag=False)
 
 
 @dataclass

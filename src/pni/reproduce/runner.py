@@ -20,6 +20,7 @@ from ..runs import (
     ALPHAS_FIGURE,
     CONFIG,
     OUTPUTS,
+    PARTIAL_EVALUATION,
     STEP_RECORD,
     SUBSTITUTE,
     TIMING,
@@ -103,6 +104,8 @@ def state(step: Step, out: Path) -> tuple[str, str]:
     if (folder / OUTPUTS[step.kind]).exists() and without_code(read_step_record(folder)) == _jsonable(step.settings):
         # a file that fails its check (results_check: one warning line) is not done: rerun it
         return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
+    if step.kind == "eval" and (folder / PARTIAL_EVALUATION).exists():
+        return "partial", "the attacks it finished before a stop are reused"
     return "todo", ""
 
 
@@ -341,9 +344,12 @@ class Runner:
         from ..reports.evaluation import write_evaluation
 
         kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "protocol")}
-        evaluation, label = evaluate_checkpoint(self._checkpoint(step.needs[0]), device=self.device, **kwargs)
+        partial = folder / PARTIAL_EVALUATION  # each finished attack: a stopped step resumes from it
+        evaluation, label = evaluate_checkpoint(self._checkpoint(step.needs[0]), device=self.device,
+                                                resume_file=str(partial), **kwargs)
         write_evaluation(evaluation, folder, label)
         self._record(step, folder)
+        partial.unlink(missing_ok=True)
 
     def _transfer(self, step: Step, folder: Path) -> None:
         from ..attacks.transfer import transfer_checkpoints

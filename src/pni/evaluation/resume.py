@@ -1,0 +1,67 @@
+"""An evaluation's partial file: what a long ``evaluate`` has finished, so a killed one resumes.
+
+``evaluate(resume_file=PATH)`` writes, after each attack of each noise setting (all its
+trials), the per-sample outcomes finished so far (atomically, ``torch.save`` of tensors
+only), under a fingerprint of everything that decides them: the model's weights, the
+images and labels, the attacks' parameters, trials and seeds, votes, batch size, noise
+settings and cascade. A later call with the same file and the same fingerprint reuses the
+finished attacks (the cascade's running worst case is rebuilt from them, so its later
+attacks run on exactly the images they would have) and runs the rest; a file whose
+fingerprint differs, or that cannot be read, is ignored and overwritten. The caller deletes
+the file once the evaluation's results are written (``pni reproduce`` does).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+PARTIAL_VERSION = 1
+
+
+def fingerprint(model: nn.Module, x: Tensor, y: Tensor, settings: dict[str, Any]) -> str:
+    """sha256 of the model's state (parameters and buffers), the images, the labels and the
+    JSON of ``settings`` (attack parameters, trials, seeds, ...)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(_tensor_bytes(tensor))
+    digest.update(_tensor_bytes(x))
+    digest.update(_tensor_bytes(y))
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: Tensor) -> bytes:
+    t = tensor.detach().cpu().contiguous()
+    return str((t.dtype, tuple(t.shape))).encode() + t.view(-1).view(torch.uint8).numpy().tobytes()
+
+
+def load_partial(path: str | Path | None, key: str) -> dict[str, dict[str, dict[str, Tensor]]]:
+    """The finished outcomes recorded in ``path`` (``{setting: {attack: {"fraction", "correct",
+    extras...}}}``) when its fingerprint is ``key``; else nothing (missing, unreadable or
+    another evaluation's file)."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a torn or foreign file is ignored and overwritten
+        return {}
+    if not isinstance(saved, dict) or saved.get("version") != PARTIAL_VERSION or saved.get("key") != key:
+        return {}
+    done = saved.get("done")
+    return done if isinstance(done, dict) else {}
+
+
+def save_partial(path: str | Path, key: str, done: dict[str, dict[str, dict[str, Tensor]]]) -> None:
+    """Writes the finished outcomes ``done`` under fingerprint ``key`` (atomically)."""
+    from ..files import atomic_write
+
+    buffer = io.BytesIO()
+    torch.save({"version": PARTIAL_VERSION, "key": key, "done": done}, buffer)
+    atomic_write(buffer.getbuffer(), path, what="partial evaluation")
