@@ -66,7 +66,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
               name: str = "model", protocol: str = "pni-honest-v1", budget: str = "full",
               n: int | None = None, source: str = "python", weights_sha256: str | None = None,
               device: str | torch.device | None = None, batch_size: int = 256,
-              say: Callable[[str], None] = lambda text: None, progress: bool = False) -> dict[str, Any]:
+              say: Callable[[str], None] = lambda text: None, progress: bool = False,
+              resume_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Judges ``model`` under the versioned ``protocol`` and returns its card (validated).
 
     Args:
@@ -81,6 +82,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         n: fewer images than the protocol's (written on the card).
         say: called with each line of news (the protocol run, the time estimate, the verdicts).
         progress: count the attacks done on a progress bar with the time left (``pni.progress``).
+        resume_file: where the finished attacks are kept: a stopped run resumes from them
+            (``evaluate(resume_file=)``; the caller deletes it once the card is written).
 
     Returns:
         dict: the card (``docs/BENCHMARK.md``); write it with ``pni.benchmark.write_card``.
@@ -108,7 +111,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     if estimate_line:
         say(estimate_line)
     evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
-                          device=device, votes=votes, worst_case=True, cascade=proto.cascade, progress=progress)
+                          device=device, votes=votes, worst_case=True, cascade=proto.cascade, progress=progress,
+                          resume_file=resume_file)
     setting = next(iter(evaluation.fractions))
     shares = per_image_shares(evaluation.fractions[setting])
     majority_worst = evaluation.correct[setting][WORST_CASE].float().mean(0)
@@ -162,7 +166,7 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
                          name: str | None = None, protocol: str = "pni-honest-v1", budget: str = "full",
                          n: int | None = None, dataset: str | None = None, data_dir: str | None = None,
                          device: str = "cpu", say: Callable[[str], None] = lambda text: None,
-                         progress: bool = False) -> dict[str, Any]:
+                         progress: bool = False, resume_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
     training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
     from ..evaluation.opened_run import open_checkpoint
@@ -174,7 +178,7 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
         threat = Threat("linf", float(run.eps))
     return benchmark(run.model, run.data, threat, name=name or run.label, protocol=protocol, budget=budget, n=n,
                      source=f"pni checkpoint {shown_path(path)}", weights_sha256=file_sha256(path),
-                     device=device, say=say, progress=progress)
+                     device=device, say=say, progress=progress, resume_file=resume_file)
 
 
 def shown_path(path: str | os.PathLike) -> str:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tempfile
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -388,3 +390,27 @@ def audit_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from ..auditing import AuditSettings
 
     return flag_values(args, [f.name for f in flag_fields(AuditSettings)])
+
+
+@contextmanager
+def resumable(out: Path, command: str, enabled: bool = True) -> Iterator[str | None]:
+    """The partial file of a long evaluation in ``out`` (``pni.evaluation.resume``), or None
+    when not ``enabled``: says when a run resumes from it, on Ctrl-C that it was kept, and
+    deletes it when the block ends normally (the results are written by then)."""
+    from ..runs import PARTIAL_EVALUATION
+
+    if not enabled:
+        yield None
+        return
+    partial = Path(out) / PARTIAL_EVALUATION
+    if partial.exists():
+        print(f"{command}: resuming: the attacks finished before a stop are reused from {partial} "
+              f"(when the settings are the same)", file=sys.stderr)
+    try:
+        yield str(partial)
+    except KeyboardInterrupt:
+        if partial.exists():
+            print(f"{command}: the attacks finished so far are kept in {partial}: the same command resumes",
+                  file=sys.stderr)
+        raise
+    partial.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import CARD
-from .args import UsageError, writable_folder
+from .args import UsageError, resumable, writable_folder
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, benchmark: bool = True) -> None:
@@ -103,18 +103,21 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     device = getattr(args, "device", "cpu") or "cpu"
     if args.checkpoint is not None:
         out = writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
-        card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
-                                    budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
-                                    data_dir=getattr(args, "data_dir", None),
-                                    device=device, say=_say, progress=True)
+        with resumable(out, "pni eval --benchmark") as partial:  # a stopped run resumes its attacks
+            card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
+                                        budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
+                                        data_dir=getattr(args, "data_dir", None),
+                                        device=device, say=_say, progress=True, resume_file=partial)
+            path = write_card(card, Path(out) / CARD)
     else:
         out = writable_folder(args.out or "pni-card")
         model, data, label = open_user_model(args)
-        card = benchmark(model, data, args.threat, name=label, protocol=args.benchmark, budget=args.budget,
-                         n=args.n, source=f"factory {args.model}",
-                         weights_sha256=file_sha256(args.weights) if args.weights else None, device=device,
-                         say=_say, progress=True)
-    path = write_card(card, Path(out) / CARD)
+        with resumable(out, "pni eval --benchmark") as partial:
+            card = benchmark(model, data, args.threat, name=label, protocol=args.benchmark, budget=args.budget,
+                             n=args.n, source=f"factory {args.model}",
+                             weights_sha256=file_sha256(args.weights) if args.weights else None, device=device,
+                             say=_say, progress=True, resume_file=partial)
+            path = write_card(card, Path(out) / CARD)
     text = leaderboard_markdown([card], title=f"{card['model']['name']}: {card['protocol']['name']}")
     write_text(text, Path(out) / "card.md")
     print(text)

@@ -3,13 +3,13 @@ any model (``--model``) and a versioned benchmark card (``--benchmark``, ``cli.b
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..attacks.threat import threat_eps
-from ..runs import EVAL_FOLDER, PARTIAL_EVALUATION
-from .args import add_eval_arguments, attack_options_from_args, eval_settings_from_args, writable_folder
+from ..runs import EVAL_FOLDER
+from .args import (add_eval_arguments, attack_options_from_args, eval_settings_from_args, resumable,
+                   writable_folder)
 from .benchmark import add_model_arguments
 
 
@@ -45,23 +45,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         **({"eps": threat_eps(args.threat, args.eps)} if args.threat else {}))
     device = distributed.init(settings.device)  # under torchrun: sharded, gathered on rank 0
     sharded = distributed.is_initialized()
-    partial = out / PARTIAL_EVALUATION  # each finished attack: a stopped run resumes from it
-    if not sharded and partial.exists():
-        print(f"resuming: the attacks finished before a stop are reused from {partial} "
-              f"(when the settings are the same)", file=sys.stderr)
-    try:
+    with resumable(out, "pni eval", enabled=not sharded) as partial:  # a stopped run resumes
         evaluation, label = evaluate_checkpoint(args.checkpoint, settings, device=str(device),
                                                 progress=distributed.is_main(), distributed=sharded,
-                                                resume_file=None if sharded else str(partial))
-    except KeyboardInterrupt:
-        if partial.exists():
-            print(f"pni eval: the attacks finished so far are kept in {partial}: the same command resumes",
-                  file=sys.stderr)
-        raise
-    if not distributed.is_main():
-        return 0
-    paths = write_evaluation(evaluation, out, label)
-    partial.unlink(missing_ok=True)
+                                                resume_file=partial)
+        if not distributed.is_main():
+            return 0
+        paths = write_evaluation(evaluation, out, label)
     print(paths["markdown"].read_text())
     print(f"written: {paths['json']}, {paths['markdown']}")
     return 0
