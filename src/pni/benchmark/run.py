@@ -7,6 +7,7 @@ draw and one vote (nothing to average), and the card says it is deterministic.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -146,8 +147,10 @@ def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, A
     attacks = n * passes / rate
     audit = 0.0
     if proto.audit_items:
-        audit = audit_seconds(AuditSettings(eps=eps, items=proto.audit_items, **proto.audit_options),
-                              min(proto.audit_n, n), rate, surrogate_training=False)
+        audit_settings = AuditSettings(eps=eps, items=proto.audit_items, **proto.audit_options)
+        if not randomized:  # item 7's EOT sweep is one k on a deterministic model
+            audit_settings = dataclasses.replace(audit_settings, eot_ks=(1,))
+        audit = audit_seconds(audit_settings, min(proto.audit_n, n), rate, surrogate_training=False)
     if attacks + audit < 60:
         return None
     return (f"at most about {format_duration(attacks + audit)} on this device: the attacks "
