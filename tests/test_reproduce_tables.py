@@ -225,3 +225,14 @@ def test_every_location_is_judged_against_vanilla_and_a_gain_against_the_honest_
             name = claim.removeprefix("EOT-PGD erases ").split("'s gain")[0]
             line = next(line for line in text.splitlines() if f"**{name} beats vanilla AT under PGD**" in line)
             assert "*holds*" in line
+
+
+def test_the_cw_table_names_the_draws_it_judged_over_when_one_profile_has_run() -> None:
+    from pni.reproduce.report_tables import cw_table
+
+    class OnlyPaperProfile:  # the strong profile's steps not run yet
+        def get(self, plan: str, row: str, track: str, protocol: str) -> dict | None:
+            return {"attacks": {"clean": {}, "cw": {"votes": 10}}, "votes": 10} if protocol == "cw-paper" else None
+
+    text = cw_table(OnlyPaperProfile(), get_plans("table4")[0], "cifar10-jpeg")
+    assert "the majority vote over 10 fresh draws" in text and "the protocol's" not in text

@@ -268,7 +268,7 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             found = results.get(plan.name, row.id, track, protocol)
             cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
         lines.append(cells)
-    votes = " / ".join(sorted({_judged_over(results, plan, track, p) for p in ("cw-paper", "cw-strong")}))
+    votes = _judged_over(results, plan, track, "cw-paper", "cw-strong")
     return ("Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
             "attack's success rate on the initially correct images. C&W's loss uses the expected logits over "
             f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
@@ -313,9 +313,11 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
                         "ZOO success %: ours", "EOT-ZOO success %: ours"], lines))
 
 
-def _judged_over(results: Any, plan: Plan, track: str, protocol: str) -> str:
-    """The fresh draws a success-rate protocol's results were judged over (e.g. "10")."""
+def _judged_over(results: Any, plan: Plan, track: str, *protocols: str) -> str:
+    """The fresh draws the success-rate protocols' results were judged over (e.g. "10"; "the
+    protocol's" before any ran)."""
     votes = {str((found.get("attacks") or {}).get(name, {}).get("votes", found.get("votes")))
+             for protocol in protocols
              for row in plan.rows for found in [results.get(plan.name, row.id, track, protocol)] if found
              for name in (found.get("attacks") or {}) if name != "clean"}
     return " / ".join(sorted(votes)) if votes else "the protocol's"
