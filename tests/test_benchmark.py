@@ -248,26 +248,16 @@ def test_a_model_defined_in_this_test_file_gets_its_card(tmp_path):
     assert card["model"]["name"].endswith("test_benchmark.py:noisy_linear")
 
 
-def test_a_stopped_benchmark_resumes_its_finished_attacks(tmp_path, monkeypatch, capsys):
-    import pni.evaluation.evaluator as evaluator
+def test_a_stopped_benchmark_resumes_its_finished_attacks(tmp_path, attack_calls, capsys):
     from pni.runs import PARTIAL_EVALUATION
 
     out = tmp_path / "card"
     argv = ["eval", "--model", "user_models:randomized", *DATA, "--benchmark", "pni-honest-v1",
             "--budget", "smoke", "--name", "tiny-noisy", "--out", str(out)]
-    real, calls = evaluator._run_attack, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # during AutoAttack-rand: clean, PGD and EOT-PGD are kept
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluator, "_run_attack", dying)
+    attack_calls.kill_at(4)  # during AutoAttack-rand: clean, PGD and EOT-PGD are kept
     assert cli.main(argv) == 130
     assert "the same command resumes" in capsys.readouterr().err and (out / PARTIAL_EVALUATION).exists()
-    calls.clear()
-    monkeypatch.setattr(evaluator, "_run_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    attack_calls.reset()
     assert cli.main(argv) == 0
-    assert "resuming" in capsys.readouterr().err and len(calls) == 2  # AA-rand and Square only
+    assert "resuming" in capsys.readouterr().err and attack_calls.calls == 2  # AA-rand and Square only
     assert read_card(out / "card.json")["model"]["name"] == "tiny-noisy" and not (out / PARTIAL_EVALUATION).exists()

@@ -80,9 +80,7 @@ def test_bad_trials_and_unknown_attack_are_clear_errors(noisy_model, data):
         evaluate(noisy_model, data, ["deepfool"], trials=1)
 
 
-def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    import pni.evaluation.evaluator as evaluator
-
+def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tmp_path, attack_calls):
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("lenet5"), "W")
     for alpha in pni.noise.alpha_parameters(model):
@@ -93,39 +91,29 @@ def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tm
               cascade=("pgd", "eot-pgd"), batch_size=8)
     whole = pni.evaluate(model, data, attacks, **kw)
     partial = tmp_path / "partial.pt"
-    real, calls = evaluator._run_attack, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # killed during the third attack (the cascade's second)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluator, "_run_attack", dying)
+    attack_calls.kill_at(3)  # killed during the third attack (the cascade's second)
     with pytest.raises(KeyboardInterrupt):
         pni.evaluate(model, data, attacks, resume_file=partial, **kw)
     assert partial.exists()
-    calls.clear()
-    monkeypatch.setattr(evaluator, "_run_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    attack_calls.reset()
     resumed = pni.evaluate(model, data, attacks, resume_file=partial, **kw)
-    assert len(calls) == 2  # the two unfinished attacks only
+    assert attack_calls.calls == 2  # the two unfinished attacks only
     for name in (*attacks, "worst-case"):
         assert torch.equal(resumed.fractions["with_noise"][name], whole.fractions["with_noise"][name]), name
         assert torch.equal(resumed.correct["with_noise"][name], whole.correct["with_noise"][name]), name
     # another evaluation (another radius) does not take the file's outcomes
-    calls.clear()
+    attack_calls.reset()
     pni.evaluate(model, data, attacks, resume_file=partial, **{**kw, "eps": 0.2})
-    assert len(calls) == 4
+    assert attack_calls.calls == 4
     # nor does a torn file stop one
     partial.write_bytes(b"not a torch file")
-    calls.clear()
+    attack_calls.reset()
     pni.evaluate(model, data, attacks, resume_file=partial, **kw)
-    assert len(calls) == 4
+    assert attack_calls.calls == 4
 
 
-def test_pni_eval_interrupted_keeps_its_finished_attacks_and_the_same_command_resumes(tmp_path, monkeypatch,
+def test_pni_eval_interrupted_keeps_its_finished_attacks_and_the_same_command_resumes(tmp_path, attack_calls,
                                                                                        capsys):
-    import pni.evaluation.evaluator as evaluator
     from pni.cli import app as cli
     from pni.models.hub import default_root, pretrained_entry
     from pni.runs import PARTIAL_EVALUATION
@@ -133,20 +121,11 @@ def test_pni_eval_interrupted_keeps_its_finished_attacks_and_the_same_command_re
     out = tmp_path / "eval"
     argv = ["eval", str(default_root() / pretrained_entry("lenet5-pni-w").path), "--dataset", "mnist-sample",
             "--n", "12", "--attacks", "clean,pgd,fgsm", "--trials", "1", "--steps", "2", "--out", str(out)]
-    real, calls = evaluator._run_attack, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluator, "_run_attack", dying)
+    attack_calls.kill_at(3)
     assert cli.main(argv) == 130
     assert "the same command resumes" in capsys.readouterr().err and (out / PARTIAL_EVALUATION).exists()
-    calls.clear()
-    monkeypatch.setattr(evaluator, "_run_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    attack_calls.reset()
     assert cli.main(argv) == 0
     assert "resuming" in capsys.readouterr().err
-    assert len(calls) == 6 - 2  # clean, pgd, fgsm with and without noise; two were finished
+    assert attack_calls.calls == 6 - 2  # clean, pgd, fgsm with and without noise; two were finished
     assert (out / "results.json").exists() and not (out / PARTIAL_EVALUATION).exists()

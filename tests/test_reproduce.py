@@ -205,9 +205,7 @@ def test_dry_run_of_all_lists_folders_no_step_names(tmp_path: Path, capsys: pyte
     assert "2 folder(s) under" in capsys.readouterr().out
 
 
-def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import pni.evaluation.evaluator as evaluator
+def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path, attack_calls) -> None:
     from pni.runs import PARTIAL_EVALUATION
 
     class Stop(Exception):
@@ -216,22 +214,13 @@ def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path
     steps = resolve(get_plans("table1"), "smoke")
     train, evaluation = steps[0], next(s for s in steps if s.kind == "eval")
     Runner(tmp_path).run([train])
-    real, calls = evaluator._run_attack, []
-
-    def dying(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        if len(calls) == 2:
-            raise Stop  # killed during the second attack: the first is in the partial file
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluator, "_run_attack", dying)
+    attack_calls.kill_at(2, Stop)  # killed during the second attack: the first is in the partial file
     with pytest.raises(Stop):
         Runner(tmp_path).run([train, evaluation])
     partial = tmp_path / evaluation.key / PARTIAL_EVALUATION
     assert partial.exists() and state(evaluation, tmp_path)[0] == "partial"
-    calls.clear()
-    monkeypatch.setattr(evaluator, "_run_attack", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    attack_calls.reset()
     assert Runner(tmp_path).run([train, evaluation])[evaluation.key] == "ran"
     attacks = len(evaluation.settings["attacks"]) * (2 if evaluation.settings.get("noise", True) else 1)
-    assert len(calls) == attacks - 1  # every attack but the finished one
+    assert attack_calls.calls == attacks - 1  # every attack but the finished one
     assert state(evaluation, tmp_path)[0] == "done" and not partial.exists()
