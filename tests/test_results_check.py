@@ -232,7 +232,8 @@ def test_the_report_does_not_print_an_edited_accuracy(vanilla, tmp_path, capsys)
         report = tmp_path / "RESULTS.md"
         assert cli.main(["reproduce", "table2", "--scale", "smoke", "--only", "vanilla", "--out", str(out),
                          "--report", "--report-out", str(report)]) == 0
-        assert "150" not in report.read_text()
+        text = report.read_text().replace(str(out), "").replace(str(tmp_path), "")  # (pytest-150/ in a path)
+        assert "150" not in text
         assert (f"pni: warning: {path}: field 'accuracy_percent.without_noise.pgd.mean': expected a number in "
                 f"[0, 100], got 150.0; the step counts as not done and is rerun\n") in capsys.readouterr().err
     finally:
