@@ -6,8 +6,7 @@ budget named in the output) run twice in one process, interleaved over rounds:
 
   every-image  each attack on every image (``pni.evaluate`` without ``cascade``)
   cascade      AutoAttack's way: each attacks only the images some draw still classifies
-               correctly under the earlier ones (``cascade=("eot-pgd", "aa-rand", "square")``,
-               the honest protocol's and ``pni-honest-v1``'s)
+               correctly under the earlier ones (``pni-honest-v1``'s cascade)
 
 It prints the wall time of each (median over rounds), their ratio, and both per-image worst
 cases: equal up to the attacks' own randomness (the batches differ, so do their seeds).
@@ -26,12 +25,13 @@ import time
 
 import torch
 
+from pni.benchmark.protocol import PNI_HONEST_V1
 from pni.evaluation.evaluator import WORST_CASE, evaluate
 from pni.evaluation.opened_run import open_checkpoint
 from pni.models.hub import default_root, pretrained_entry
 
-ATTACKS = ("clean", "eot-pgd", "aa-rand", "square")
-CASCADE = ("eot-pgd", "aa-rand", "square")
+CASCADE = PNI_HONEST_V1.cascade
+ATTACKS = ("clean", *CASCADE)
 
 
 def main() -> None:

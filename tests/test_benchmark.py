@@ -161,13 +161,13 @@ def test_the_card_runs_the_honest_attacks_in_a_cascade_and_says_how_long_first()
     # the estimate up front counts every attack on every image: an upper bound, said as one
     x = pni.load_dataset("mnist-sample", "test").tensors()[0][:16]
     model = user_models.randomized()
-    line = _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1000)
+    line = _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1000, 0.1)
     assert line is not None and line.startswith("at most about") and "only on the images still robust" in line
     assert "the audit" in line and "(200 images)" in line
-    assert _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1) is None
+    assert _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1, 0.1) is None
     # a deterministic model: one draw per step and query, one k in the audit's EOT sweep
     det = _estimate(user_models.deterministic(), x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 1, False,
-                    100000)
+                    100000, 0.1)
     passes = lambda text: float(text.split(" images x ")[1].split(" ")[0].replace(",", ""))  # noqa: E731
     assert det is not None and passes(det) < passes(line) / 10
 

@@ -7,9 +7,9 @@ AutoAttack runs its own: each attacks only the images some draw still classifies
 under the earlier ones; the per-image worst case, the card's headline, is exactly that of
 running every attack on every image (``pni.evaluate(cascade=)``), at a fraction of the cost
 on a model with low robust accuracy, and the chained attacks' own accuracies are cumulative.
-A card records the protocol by name and
-version; a run that changed anything (a smaller ``n``, the smoke budget of the tests)
-records what it changed, and the leaderboard shows it next to the numbers.
+A card records the protocol by name and version; a run that changed anything (a smaller
+``n``, the smoke budget of the tests) records what it changed, and the leaderboard shows it
+next to the numbers.
 
 The attack defaults come from the attacks' own files (one source: ``pni eval`` uses the
 same): EOT-PGD's 20 draws, ``aa-rand`` at its registered defaults (APGD-CE + APGD-DLR, 100

@@ -133,7 +133,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
 
 
 def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, Any], votes: int,
-              randomized: bool, n: int, eps: float = 8 / 255) -> str | None:
+              randomized: bool, n: int, eps: float) -> str | None:
     """The up-front time estimate (``pni.evaluation.estimate``): the attacks, every chained one
     counted on every image (an upper bound the cascade cuts to the share of images still
     robust when each starts), and the audit's items on its images. None under a minute."""

@@ -4,6 +4,7 @@ library (``pni.evaluation.user_model``, ``pni.benchmark``), write the files."""
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +104,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     device = getattr(args, "device", "cpu") or "cpu"
     if args.checkpoint is not None:
         out = writable_folder(args.out or Path(args.checkpoint).resolve().parent / "card")
-        with resumable(out, "pni eval --benchmark") as partial:  # a stopped run resumes its attacks
-            card = benchmark_checkpoint(args.checkpoint, args.threat, name=args.name, protocol=args.benchmark,
-                                        budget=args.budget, n=args.n, dataset=getattr(args, "dataset", None),
-                                        data_dir=getattr(args, "data_dir", None),
-                                        device=device, say=_say, progress=True, resume_file=partial)
-            path = write_card(card, Path(out) / CARD)
+        judge = functools.partial(benchmark_checkpoint, args.checkpoint, args.threat, name=args.name,
+                                  dataset=getattr(args, "dataset", None), data_dir=getattr(args, "data_dir", None))
     else:
         out = writable_folder(args.out or "pni-card")
         model, data, label = open_user_model(args)
-        with resumable(out, "pni eval --benchmark") as partial:
-            card = benchmark(model, data, args.threat, name=label, protocol=args.benchmark, budget=args.budget,
-                             n=args.n, source=f"factory {args.model}",
-                             weights_sha256=file_sha256(args.weights) if args.weights else None, device=device,
-                             say=_say, progress=True, resume_file=partial)
-            path = write_card(card, Path(out) / CARD)
+        judge = functools.partial(benchmark, model, data, args.threat, name=label, source=f"factory {args.model}",
+                                  weights_sha256=file_sha256(args.weights) if args.weights else None)
+    with resumable(out, "pni eval --benchmark") as partial:  # a stopped run resumes its attacks
+        card = judge(protocol=args.benchmark, budget=args.budget, n=args.n, device=device, say=_say, progress=True,
+                     resume_file=partial)
+        path = write_card(card, Path(out) / CARD)
     text = leaderboard_markdown([card], title=f"{card['model']['name']}: {card['protocol']['name']}")
     write_text(text, Path(out) / "card.md")
     print(text)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..settings import check_int
 from .. import distributed as dist_utils
 from . import per_image
+from .resume import fingerprint, load_partial, save_partial
 from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
@@ -355,13 +356,11 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     chain = _cascade_chain(list(table), tuple(cascade), in_worst_case)
     if resume_file is not None and distributed:
         raise EvaluationError("resume_file is not supported with distributed=True")
-    partial_key = done = None
-    if resume_file is not None:
-        from .resume import fingerprint, load_partial
-
-        partial_key = fingerprint(model, x, y, {"attacks": params, "seeds": seeds, "votes": votes,
-                                                "batch_size": batch_size, "settings": settings, "chain": chain})
-        done = load_partial(resume_file, partial_key)
+    # the finished attacks of an interrupted call (resume_file), under the key of everything they depend on
+    partial_key = None if resume_file is None else fingerprint(
+        model, x, y, {"attacks": params, "seeds": seeds, "votes": votes, "batch_size": batch_size,
+                      "settings": settings, "chain": chain})
+    done = {} if partial_key is None else load_partial(resume_file, partial_key)
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
@@ -377,22 +376,19 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                 running: list[tuple[Tensor, Tensor] | None] = [None] * trials
                 for name, attack in table.items():
                     chained = name in chain
-                    saved = (done or {}).get(setting, {}).get(name)
+                    saved = done.get(setting, {}).get(name)
                     if saved is not None:  # finished before an interruption (resume_file)
                         stacked = dict(saved)
                         if chained:
                             running = [(stacked["fraction"][t].to(x.device), stacked["correct"][t].to(x.device))
                                        for t in range(trials)]
-                        bar.update(trials)
                     else:
                         stacked = _run_attack(model, x, y, attack if name != "clean" else None, seeds, batch_size,
                                               lo, hi, votes, running if chained else None, distributed)
-                        bar.update(trials)
-                        if resume_file is not None and done is not None and partial_key is not None:
-                            from .resume import save_partial
-
+                        if partial_key is not None:
                             done.setdefault(setting, {})[name] = dict(stacked)
                             save_partial(resume_file, partial_key, done)
+                    bar.update(trials)
                     fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
                     result.correct[setting][name] = correct
                     result.fractions[setting][name] = fractions
