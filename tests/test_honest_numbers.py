@@ -196,3 +196,24 @@ def test_an_earlier_honest_evaluation_is_shown_marked_until_the_rerun_lands(
     assert superseded_honest(run, "eval-honest-earlier0") is None       # the step's own folder is not "earlier"
     (run / "eval-honest-earlier0" / "results.json").write_text("{}")     # a file that fails its check is not shown
     assert superseded_honest(run, "eval-honest-current0") is None
+
+
+def test_the_code_note_names_each_training_seeds_code() -> None:
+    from pni.reproduce.plans import get_plans, seeded_id
+    from pni.reproduce.report_tables import code_note
+
+    plan = get_plans("table2")[0]
+    row = next(r for r in plan.rows if r.seed_count("cifar10-jpeg") > 1)
+    commits = {seeded_id(row.id, 0): "a" * 40, seeded_id(row.id, 1): "b" * 40}
+
+    class Found:
+        def get(self, plan_name: str, row_id: str, track: str, what: str) -> object:
+            commit = commits.get(row_id)
+            return {"code": {"pni": "0", "commit": commit}} if commit and what == "honest" else None
+
+        def seed_count(self, plan_name: str, row_id: str, track: str) -> int:
+            return row.seed_count(track)
+
+    note = code_note(Found(), plan, "cifar10-jpeg")
+    assert f"- pni 0, commit {'a' * 10}: {row.label}\n" in note
+    assert f"- pni 0, commit {'b' * 10}: {row.label} (training seed 1)\n" in note

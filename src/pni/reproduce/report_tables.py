@@ -14,7 +14,7 @@ from typing import Any
 from ..reports.markdown import md_table
 from . import paper_numbers as paper
 from .claims_alpha import final_alphas
-from .plans import Plan
+from .plans import Plan, seeded_id
 from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
 
 NOT_RUN = "not run yet"
@@ -509,21 +509,24 @@ MEASURED = ("paper", "honest", "cw-paper", "cw-strong", "zoo", "transfer", "subs
 
 def code_note(results: Any, plan: Plan, track: str) -> str:
     """Which code produced the measurements shown (``pni.provenance``: pni's version and git
-    commit in every result file): one line when they share a commit, else the rows per commit."""
+    commit in every result file), every training seed of a row included: one line when they
+    share a commit, else the rows per commit."""
     rows_by_code: dict[str, list[str]] = {}
     for row in plan.rows:
-        for what in MEASURED:
-            found = results.get(plan.name, row.id, track, what)
+        seeds = getattr(results, "seed_count", lambda *a: 1)(plan.name, row.id, track)
+        for k, what in ((k, what) for k in range(seeds) for what in MEASURED):
+            found = results.get(plan.name, seeded_id(row.id, k), track, what)
             if not isinstance(found, dict):
                 continue
+            label = row.label if k == 0 else f"{row.label} (training seed {k})"
             code = found.get("code") if isinstance(found.get("code"), dict) else None
             commit = code.get("commit") if code else None
             text = (f"pni {code.get('pni')}, commit {str(commit)[:10]}{' (modified)' if code.get('dirty') else ''}"
                     if code and commit else f"pni {code.get('pni')}" if code else "not recorded (made before pni "
                     "recorded its code version)")
             entries = rows_by_code.setdefault(text, [])
-            if row.label not in entries:
-                entries.append(row.label)
+            if label not in entries:
+                entries.append(label)
     if not rows_by_code:
         return ""
     if len(rows_by_code) == 1:
