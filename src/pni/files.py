@@ -1,9 +1,10 @@
 """Files pni writes and reads: atomic writes (a temporary file in the same folder, fsync,
 rename, fsync of the folder, so a kill leaves the old file or the new one, never half of
 one), the one JSON writer of every result file, and the lenient JSON / JSON-lines readers
-(a missing or unreadable file reads as "nothing there")."""
+(a missing or unreadable file reads as "nothing there"), and a file's sha256."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -129,3 +130,12 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
         return [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError):
         return []
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, hex (read in 1 MiB blocks: checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,7 +8,6 @@ draw and one vote (nothing to average), and the card says it is deterministic.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from ..attacks.registry import build_attacks
 from ..data import Dataset, as_tensors, stratified_indices
+from ..files import file_sha256
 from ..evaluation.evaluator import WORST_CASE, evaluate
 from ..models import count_parameters
 from ..attacks.budget import madry_step_size, paper_pgd_steps
@@ -25,14 +25,6 @@ from ..attacks.threat import Threat, parse_threat
 from ..evaluation.user_model import detect_randomness, deterministic_options
 from .card import code_record, make_card, per_image_shares
 from .protocol import BenchmarkError, Protocol, get_protocol
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sample(data: Dataset | tuple[Tensor, Tensor], protocol: Protocol) -> tuple[Any, dict[str, Any]]:

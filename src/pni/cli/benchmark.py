@@ -90,7 +90,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from ..benchmark import benchmark, benchmark_checkpoint, leaderboard_markdown, write_card
-    from ..benchmark.run import file_sha256
+    from ..files import file_sha256
     from ..files import write_text
 
     if (args.checkpoint is None) == (args.model is None):

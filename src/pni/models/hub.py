@@ -11,7 +11,6 @@ Paper-scale names are added here when those runs finish.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import PNIError
+from ..files import file_sha256
 
 
 class PretrainedError(PNIError):
@@ -88,14 +88,6 @@ def pretrained_entry(name: str, scale: str = "cpu") -> Pretrained:
     return REGISTRY[key]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified_path(name: str, scale: str = "cpu", root: str | os.PathLike | None = None) -> Path:
     """The checkpoint file of ``name`` once its sha256 is the registered one."""
     entry = pretrained_entry(name, scale)
@@ -103,7 +95,7 @@ def verified_path(name: str, scale: str = "cpu", root: str | os.PathLike | None 
     if not path.is_file():
         raise PretrainedError(f"pretrained {name!r} ({scale}): {entry.path} is missing under {path.parents[3]} "
                               f"(a checkout of pni's repository has it; or set PNI_PRETRAINED_ROOT)")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != entry.sha256:
         raise PretrainedError(f"pretrained {name!r} ({scale}): {path} has sha256 {digest[:16]}..., not the "
                               f"registered {entry.sha256[:16]}...: the file was altered or replaced")
