@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,3 +262,16 @@ def test_a_stopped_benchmark_resumes_its_finished_attacks(tmp_path, attack_calls
     assert cli.main(argv) == 0
     assert "resuming" in capsys.readouterr().err and attack_calls.calls == 2  # AA-rand and Square only
     assert read_card(out / "card.json")["model"]["name"] == "tiny-noisy" and not (out / PARTIAL_EVALUATION).exists()
+
+
+def test_the_leaderboard_never_ranks_cards_of_other_test_images_together():
+    from pni.benchmark.leaderboard import leaderboard_markdown
+
+    base = json.loads((Path(__file__).parents[1] / "results/cards/resnet20-plain-cpu.json").read_text())
+    other = json.loads(json.dumps(base))
+    other["model"]["name"], other["data"]["labels_sha256"] = "other-folder-model", "0" * 16
+    text = leaderboard_markdown([base, other])
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert len(sections) == 2 and all("labels digest" in s for s in sections)
+    assert sum(line.startswith("| 1 |") for line in text.splitlines()) == 2   # each ranked alone
+    assert "labels digest" not in leaderboard_markdown([base, json.loads(json.dumps(base))])

@@ -1,8 +1,11 @@
-"""Cards side by side: one Markdown table per (protocol, dataset, threat), sorted by the
-honest worst-case accuracy (highest first). A card run at a reduced budget or on fewer
-images says so in its row: it is not comparable with a full one."""
+"""Cards side by side: one Markdown table per (protocol, dataset, threat, test images),
+sorted by the honest worst-case accuracy (highest first). A card run at a reduced budget or
+on fewer images says so in its row: it is not comparable with a full one. Cards whose test
+images differ (their labels' digest, ``data.labels_sha256``) are never ranked in one table,
+even under one dataset name (two image folders are both "imagefolder")."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,20 +41,24 @@ def _commit(commit: str | None) -> str:
 
 def leaderboard_markdown(cards: Sequence[dict[str, Any]], title: str = "pni benchmark leaderboard") -> str:
     """The Markdown leaderboard of validated ``cards``."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str | None], list[dict[str, Any]]] = {}
     for card in cards:
         threat = card["threat"]
         key = (card["protocol"]["name"], f"{card['data']['dataset']} ({card['data']['split']})",
-               f"{threat['norm']}:{threat['eps']:.4g}")
+               f"{threat['norm']}:{threat['eps']:.4g}", card["data"]["labels_sha256"])
         groups.setdefault(key, []).append(card)
+    shared_title = Counter(key[:3] for key in groups)
     lines = [f"# {title}", "",
              "Accuracies in %, mean ± standard error over the images. *Paper PGD*: one-pass PGD at the "
              "paper's steps; *honest worst case*: per image, the worst over every attack of the protocol "
              "(EOT-PGD, AutoAttack-rand, Square-EOT), each judged over fresh draws (expected accuracy); "
              "*gap*: paper PGD minus honest worst case (paired). Sorted by the honest worst case.", ""]
-    for (protocol, dataset, threat), members in groups.items():
+    for (protocol, dataset, threat, images), members in groups.items():
         members = sorted(members, key=lambda c: -c["accuracy"]["honest_worst_case"]["mean"])
-        lines += [f"## {protocol}, {dataset}, {threat}", ""]
+        title = f"## {protocol}, {dataset}, {threat}"
+        if shared_title[(protocol, dataset, threat)] > 1:     # same name, other test images
+            title += f", test images with labels digest {images or 'not recorded'}"
+        lines += [title, ""]
         header = ["#", "model", "params", "randomized", "clean", "paper PGD", "honest worst case",
                   "majority vote", "gap", "audit", "budget", "pni"]
         rows = []
