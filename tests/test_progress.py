@@ -48,7 +48,8 @@ def test_eval_and_certify_report_progress_in_a_log_without_flooding(noisy_model,
     data = pni.load_dataset("mnist-sample", "test").subset(20)
     pni.evaluate(noisy_model, data, ("clean", "fgsm"), trials=2, eps=0.1, progress=True)
     lines = capsys.readouterr().err.splitlines()
-    assert any(line.startswith("eval: 50% (4/8 attack x trial)") and "left" in line for line in lines)
+    # the work in forward+backward passes: clean 1 and FGSM 1 per image, 20 images, 2 trials, noise on and off
+    assert any(line.startswith("eval: 50% (80/160 pass)") and "left" in line for line in lines)
     assert 2 <= len(lines) <= 21
     pni.certify(noisy_model, data.subset(4), 0.25, n0=20, n=200, batch_size=50, progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("certify")]
@@ -64,3 +65,31 @@ def test_the_audit_estimate_counts_only_the_items_it_runs() -> None:
     with_surrogate = audit_seconds(AuditSettings(eps=0.3, items=(2,)), 100, 1.0)
     assert with_surrogate - audit_seconds(AuditSettings(eps=0.3, items=(2,)), 100, 1.0, False) == 10000 * 5
     assert audit_seconds(full, 100, 1.0) > audit_seconds(one, 100, 1.0) + audit_seconds(unbounded, 100, 1.0)
+
+
+def test_eval_progress_counts_batches_weighted_by_passes_and_drops_what_the_cascade_spares(
+        noisy_model, monkeypatch) -> None:
+    import pni.evaluation.evaluator as evaluator
+
+    bars = []
+
+    class Recording(LogProgress):
+        def __init__(self, total, *args, **kwargs) -> None:
+            super().__init__(total, *args, stream=io.StringIO(), **kwargs)
+            self.first_total, self.updates = total, []
+            bars.append(self)
+
+        def update(self, k: int = 1) -> None:
+            self.updates.append(k)
+            super().update(k)
+
+    monkeypatch.setattr(evaluator, "progress_bar", lambda total, *a, **k: Recording(total, *a[:2]))
+    data = pni.load_dataset("mnist-sample", "test").subset(20)
+    result = pni.evaluate(noisy_model, data, ("clean", "pgd", "fgsm"), trials=1, noise="on", eps=0.3, steps=5,
+                          batch_size=5, cascade=("pgd", "fgsm"), progress=True)
+    robust = {name: int((f[0] > 0).sum()) for name, f in result.fractions["with_noise"].items()}
+    bar = bars[0]
+    assert bar.first_total == 20 * (1 + 5 + 1)               # clean, PGD-5 and FGSM passes per image
+    assert 0 < robust["clean"] < 20 and bar.updates[:4] == [5, 5, 5, 5]   # clean: per batch of 5
+    assert bar.updates[4] == 5 * min(5, robust["clean"])     # PGD on the images still robust, 5 passes each
+    assert bar.n == bar.total == 20 + 5 * robust["clean"] + robust["pgd"]  # the spared ones left the total

@@ -95,6 +95,17 @@ class _Off:
         pass
 
 
+def shrink_total(bar: Any, k: float) -> None:
+    """Lowers ``bar``'s total by ``k`` (work found unneeded midway), never below what is done;
+    its time left then covers only the work still to do. Nothing for a bar without a total."""
+    total = getattr(bar, "total", None)
+    if not total:
+        return
+    bar.total = max(bar.n, total - k)
+    if hasattr(bar, "refresh"):  # tqdm redraws with the new total
+        bar.refresh()
+
+
 def is_terminal(stream: TextIO | None = None) -> bool:
     stream = stream if stream is not None else sys.stderr
     try:

@@ -74,7 +74,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         budget: "full" (the protocol), "cpu" or "smoke" (smaller budgets, written on the card).
         n: fewer images than the protocol's (written on the card).
         say: called with each line of news (the protocol run, the time estimate, the verdicts).
-        progress: count the attacks done on a progress bar with the time left (``pni.progress``).
+        progress: show the attacks' work done, batch by batch, with the time left (``evaluate``'s
+            progress, ``pni.progress``).
         resume_file: where the finished attacks are kept: a stopped run resumes from them
             (``evaluate(resume_file=)``; the caller deletes it once the card is written).
 

@@ -21,11 +21,12 @@ from torch import Tensor, nn
 from ..settings import check_int
 from .. import distributed as dist_utils
 from . import per_image
+from .estimate import attack_passes
 from .resume import fingerprint, load_partial, save_partial
 from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
-from ..progress import progress_bar
+from ..progress import progress_bar, shrink_total
 from ..seeding import batch_seed
 from ..errors import PNIError
 from .settings import EvalSettings
@@ -53,12 +54,13 @@ def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None =
 
 def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
                     batch_size: int = 256, seed: int | None = None, start_index: int = 0,
-                    votes: int = 1) -> dict[str, Tensor]:
+                    votes: int = 1, on_batch: Callable[[int], None] | None = None) -> dict[str, Tensor]:
     """Per-sample results on ``x`` or on ``attack(model, x, y)``, judged over ``votes`` noise
     draws: ``"fraction"`` (float: the share of draws that are correct), ``"correct"``
     (bool: the majority vote is correct; with one vote, that one pass), and the attack's own
     per-sample figures when it returns a result object (``per_sample()``: ``"l2"``,
-    ``"success"``, ...). Seeding as ``correct_mask``.
+    ``"success"``, ...). Seeding as ``correct_mask``. ``on_batch``: called with each finished
+    batch's number of images (progress).
     """
     from ..attacks.votes import predict_votes, vote_correctness
 
@@ -77,6 +79,8 @@ def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | Non
         fraction, correct = vote_correctness(predict_votes(model, xb, votes, batch_size), yb)
         for key, value in {"fraction": fraction, "correct": correct, **extra}.items():
             parts.setdefault(key, []).append(value.detach())
+        if on_batch is not None:
+            on_batch(len(yb))
     if not parts:
         return {"fraction": torch.zeros(0, device=y.device),
                 "correct": torch.zeros(0, dtype=torch.bool, device=y.device)}
@@ -288,8 +292,10 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         seed: seed of trial 0 (default 0); trial ``t`` uses ``seed + t``.
         batch_size: images per attacked batch (default 256).
         device: where to evaluate (default None: the model's device).
-        progress: count the attacks x trials done (``pni.progress``: a bar on a terminal, a line
-            every few percent with the time left elsewhere; default False).
+        progress: show the work done, batch by batch, in forward+backward passes (each attack
+            weighted by its passes per image, ``pni.evaluation.estimate``; the images the cascade
+            spares an attack leave the total), with the time left (``pni.progress``: a bar on a
+            terminal, a line every few percent elsewhere; default False).
         distributed: every rank of a torchrun group calls it and evaluates a contiguous run of
             whole batches; results are gathered on every rank, equal to one process (default False).
         votes: noise draws each prediction is judged over (default 1, the paper's single pass;
@@ -364,7 +370,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    bar = progress_bar(len(settings) * len(table) * trials, "eval", "attack x trial",
+    costs = _pass_costs(list(table), votes, attack_options, steps, randomized)
+    bar = progress_bar(len(settings) * trials * (hi - lo) * sum(costs.values()), "eval", "pass",
                        enabled=progress and (not distributed or dist_utils.is_main()))
     with eval_mode(model):
         for setting in settings:
@@ -377,18 +384,19 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                 for name, attack in table.items():
                     chained = name in chain
                     saved = done.get(setting, {}).get(name)
+                    work = _Work(bar, costs[name])
                     if saved is not None:  # finished before an interruption (resume_file)
                         stacked = dict(saved)
                         if chained:
                             running = [(stacked["fraction"][t].to(x.device), stacked["correct"][t].to(x.device))
                                        for t in range(trials)]
+                        work.done(trials * (hi - lo))
                     else:
                         stacked = _run_attack(model, x, y, attack if name != "clean" else None, seeds, batch_size,
-                                              lo, hi, votes, running if chained else None, distributed)
+                                              lo, hi, votes, running if chained else None, distributed, work)
                         if partial_key is not None:
                             done.setdefault(setting, {})[name] = dict(stacked)
                             save_partial(resume_file, partial_key, done)
-                    bar.update(trials)
                     fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
                     result.correct[setting][name] = correct
                     result.fractions[setting][name] = fractions
@@ -407,16 +415,39 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     return result
 
 
+class _Work:
+    """One attack's share of ``evaluate``'s progress, counted in forward+backward passes
+    (``cost`` per image): the images it has attacked, and those the cascade spares it (they
+    leave the total, so that the time left is that of the work still to do)."""
+
+    def __init__(self, bar: Any, cost: int) -> None:
+        self.bar, self.cost = bar, cost
+
+    def done(self, images: int) -> None:
+        self.bar.update(images * self.cost)
+
+    def spared(self, images: int) -> None:
+        shrink_total(self.bar, images * self.cost)
+
+
+def _pass_costs(names: Sequence[str], votes: int, attack_options: dict[str, Any] | None, steps: int | None,
+                randomized: bool) -> dict[str, int]:
+    """Each attack's forward+backward passes per image (``pni.evaluation.estimate``), at
+    least 1: the weights of ``evaluate``'s progress."""
+    settings = {"votes": votes, "attack_options": attack_options or {}}
+    return {name: max(1, round(attack_passes(name, settings, steps or 7, randomized))) for name in names}
+
+
 def _run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, seeds: list[int], batch_size: int,
                 lo: int, hi: int, votes: int, running: list[tuple[Tensor, Tensor] | None] | None,
-                distributed: bool) -> dict[str, Tensor]:
+                distributed: bool, work: _Work) -> dict[str, Tensor]:
     """One attack over every trial on the images ``lo:hi``: per-sample outcomes stacked over
     the trials (on the CPU; gathered over the ranks when ``distributed``). ``running``: in
-    the cascade, each trial's worst case so far, updated in place."""
+    the cascade, each trial's worst case so far, updated in place. ``work``: its progress."""
     per_trial = []
     for t, t_seed in enumerate(seeds):
         outcome = _cascade_step(model, x[lo:hi], y[lo:hi], attack, batch_size, t_seed, lo, votes,
-                                None if running is None else running[t])
+                                None if running is None else running[t], work)
         if running is not None:
             running[t] = (outcome["fraction"], outcome["correct"])
         per_trial.append(outcome)
@@ -443,18 +474,22 @@ def _cascade_chain(names: Sequence[str], cascade: Sequence[str], in_worst_case: 
 
 
 def _cascade_step(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, batch_size: int, seed: int,
-                  start_index: int, votes: int, running: tuple[Tensor, Tensor] | None) -> dict[str, Tensor]:
+                  start_index: int, votes: int, running: tuple[Tensor, Tensor] | None,
+                  work: _Work) -> dict[str, Tensor]:
     """One attack of one trial: on every image (``running`` None), or, in the cascade, on the
     images still robust on some draw under the earlier chained attacks (``running``: their
     worst share of correct draws and majority vote so far). A chained attack's outcome is
     cumulative (per image the worst of it and ``running``), so an image left out counts as
-    fooled by every draw, as it already was; its other per-sample figures are NaN / False."""
+    fooled by every draw, as it already was; its other per-sample figures are NaN / False.
+    ``work``: the progress, per batch; the images left out leave its total."""
     if running is None:
-        return sample_outcomes(model, x, y, attack, batch_size, seed=seed, start_index=start_index, votes=votes)
+        return sample_outcomes(model, x, y, attack, batch_size, seed=seed, start_index=start_index, votes=votes,
+                               on_batch=work.done)
     so_far, so_far_correct = running
     todo = (so_far > 0).nonzero().flatten()
+    work.spared(len(y) - len(todo))
     part = sample_outcomes(model, x[todo], y[todo], attack, batch_size, seed=seed, start_index=start_index,
-                           votes=votes)
+                           votes=votes, on_batch=work.done)
     full: dict[str, Tensor] = {}
     for key, value in part.items():
         filled = torch.zeros((len(y), *value.shape[1:]), dtype=value.dtype, device=value.device)
