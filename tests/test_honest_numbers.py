@@ -115,6 +115,18 @@ def test_zoo_success_is_judged_over_fresh_draws_and_eot_zoo_averages_queries() -
     assert params["zoo"]["eot"] == 1 and params["eot-zoo"]["eot"] > 1
 
 
+def test_eot_zoo_queries_a_deterministic_model_once_per_point() -> None:
+    torch.manual_seed(0)
+    model = pni.create_model("lenet5").eval()
+    x, y = pni.load_dataset("mnist-sample", "test").subset(4).tensors()
+    torch.manual_seed(1)
+    single = zoo(model, x, y, steps=3, coords=8, eps=0.1, votes=3)
+    torch.manual_seed(1)
+    eot = zoo(model, x, y, steps=3, coords=8, eps=0.1, eot=10, votes=3)
+    assert eot.params["eot"] == 1 and torch.equal(eot.queries, single.queries)   # 10 equal draws: one
+    assert torch.equal(eot.x_adv, single.x_adv) and torch.equal(eot.success, single.success)
+
+
 def test_the_cascade_gives_the_per_image_worst_case_of_running_everything() -> None:
     model = _mean_classifier()
     x, y = pni.load_dataset("mnist-sample", "test").subset(60).tensors()

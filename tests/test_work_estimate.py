@@ -43,6 +43,14 @@ def test_passes_count_steps_eot_and_votes():
     square = {"votes": 10, "attack_options": {"square": {"n_queries": 300, "eot": 20}}}
     assert attack_passes("square", square, 7) == pytest.approx(300 * 20 / 3 + 10 / 3)
     assert attack_passes("square", square, 7, randomized=False) == pytest.approx(300 / 3 + 10 / 3)
+    # C&W-EOT: every step over its draws; ZOO and EOT-ZOO: forward passes, one per query and draw
+    cw = {"votes": 10, "attack_options": {"cw_profile": "strong", "cw": {"steps": 200, "eot": 5}}}
+    assert attack_passes("cw", cw, 7) == pytest.approx(200 * 9 * 5 + 10 / 3)
+    assert attack_passes("cw", cw, 7, randomized=False) == pytest.approx(200 * 9 + 10 / 3)
+    zoo = {"votes": 10, "attack_options": {"zoo": {"steps": 50}}}
+    assert attack_passes("zoo", zoo, 7) == pytest.approx(50 * 257 / 3 + 10 / 3)
+    assert attack_passes("eot-zoo", zoo, 7) == pytest.approx(10 * 50 * 257 / 3 + 10 / 3)
+    assert attack_passes("eot-zoo", zoo, 7, randomized=False) == attack_passes("zoo", zoo, 7)
 
 
 def test_the_reproduce_estimate_of_a_cascade_uses_the_runs_paper_accuracies(tmp_path):

@@ -34,6 +34,7 @@ from ._common import (
     check_images,
     check_positive_int,
     class_margin,
+    is_randomized,
 )
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 from .votes import judge_examples
@@ -86,7 +87,8 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
         keep_mode: query the model in its current mode instead of eval mode (default False).
         eot: noise draws every query's scores are averaged over (default 1: ZOO as published;
             EOT-ZOO, the honest counterpart on per-query noise, uses more): the finite
-            differences and the "is it fooled" check then use the expected scores.
+            differences and the "is it fooled" check then use the expected scores. A model
+            whose two passes agree is queried once per point (the draws would all be equal).
         votes: fresh noise draws the returned examples (and the clean images) are judged over
             (default 10; a deterministic model is run once).
 
@@ -125,6 +127,8 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
               "confidence": float(confidence), "eps": eps, "beta1": beta1, "beta2": beta2,
               "early_stop": early_stop, "eot": eot, "votes": votes}
     with attack_mode(model, keep_mode):
+        if eot > 1 and len(x) and not is_randomized(model, x):  # one draw is every draw: EOT-ZOO is ZOO
+            params = {**params, "eot": 1}
         parts = [_zoo_batch(model, x[s:s + batch_size].detach(), y[s:s + batch_size], params)
                  for s in range(0, len(x), batch_size)]
         if parts:

@@ -34,20 +34,23 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int, randomized:
     if attack == "aa-rand":
         aa = options.get("aa") or {}
         return 2 * aa.get("n_iter", 100) * draws(aa.get("eot_iter", 20)) + votes / 3
-    if attack == "cw":
+    if attack == "cw":  # C&W-EOT: every step's gradient over its draws
         from ..attacks.cw import CW_PROFILES
 
         cw = CW_PROFILES[options.get("cw_profile", "paper")] | (options.get("cw") or {})
-        return cw["steps"] * cw["binary_search_steps"]
+        return cw["steps"] * cw["binary_search_steps"] * draws(cw.get("eot", 1)) + votes / 3
     if attack == "square":  # forward passes only: one per query and draw
         from ..attacks.square import DEFAULT_QUERIES, DEFAULT_SQUARE_EOT
 
         square = options.get("square") or {}
         return (square.get("n_queries", DEFAULT_QUERIES) * draws(square.get("eot", DEFAULT_SQUARE_EOT)) / 3
                 + votes / 3)
-    if attack == "zoo":
+    if attack in ("zoo", "eot-zoo"):  # forward passes only: one per query and draw
+        from ..attacks.zoo import EOT_ZOO_DRAWS
+
         zoo = options.get("zoo") or {}
-        return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) / 3
+        eot = zoo.get("eot", EOT_ZOO_DRAWS if attack == "eot-zoo" else 1)
+        return zoo.get("steps", 1000) * (2 * zoo.get("coords", 128) + 1) * draws(eot) / 3 + votes / 3
     return steps
 
 

@@ -132,11 +132,12 @@ def detect_randomness(model: nn.Module, x: Tensor) -> bool:
 
 def deterministic_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """The attack options for a deterministic model: one draw everywhere (EOT-PGD's ``eot``,
-    AutoAttack's ``eot_iter``, Square's ``eot``), the rest as given."""
+    AutoAttack's ``eot_iter``, Square's and EOT-ZOO's ``eot``), the rest as given."""
     out = dict(options or {})
     out["eot"] = 1
     out["aa"] = {**(out.get("aa") or {}), "eot_iter": 1}
     out["square"] = {**(out.get("square") or {}), "eot": 1}
+    out["zoo"] = {**(out.get("zoo") or {}), "eot": 1}
     return out
 
 
