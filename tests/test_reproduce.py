@@ -224,3 +224,16 @@ def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path
     attacks = len(evaluation.settings["attacks"]) * (2 if evaluation.settings.get("noise", True) else 1)
     assert attack_calls.calls == attacks - 1  # every attack but the finished one
     assert state(evaluation, tmp_path)[0] == "done" and not partial.exists()
+
+
+def test_an_eval_step_shows_its_progress_with_the_time_left(tmp_path: Path, monkeypatch, capsys) -> None:
+    from pni import progress
+
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
+    steps = resolve(get_plans("table1"), "smoke")
+    train, evaluation = steps[0], next(s for s in steps if s.kind == "eval")
+    Runner(tmp_path).run([train])
+    capsys.readouterr()
+    Runner(tmp_path).run([train, evaluation])
+    err = capsys.readouterr().err
+    assert any(line.startswith("eval: ") and "left" in line for line in err.splitlines())

@@ -552,7 +552,7 @@ def evaluate_checkpoint(path: str, settings: EvalSettings | None = None,
         raise EvaluationError(f"--n must be a positive number of images, got {s.n}")
     run = open_checkpoint(path, dataset=s.dataset, data_dir=s.data_dir, split=s.split, n=s.n,
                           subset_seed=s.subset_seed, device=s.device)
-    if s.progress:  # an interactive run says up front how long it will take
+    if s.progress and s.announce:  # an interactive run says up front how long it will take
         _announce(run, s)
     evaluation = evaluate(run.model, run.data, s.attacks, s.trials, s.noise,
                           eps=run.eps if s.eps is None else s.eps,

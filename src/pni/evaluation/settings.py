@@ -32,6 +32,7 @@ class EvalSettings:
     seed: int = option(0, "seed of the first trial")
     device: str = option("cpu", "cpu, cuda, cuda:N or mps", parse="device")
     progress: bool = option(False, "progress lines", flag=False)
+    announce: bool = option(True, "with progress: first the estimated time (pni eval's line)", flag=False)
     distributed: bool = option(False, "under torchrun: shard the images, gather on rank 0", flag=False)
     votes: int = option(1, "noise draws each prediction is judged over (1: the paper's single pass)",
                         flag=False)

@@ -346,7 +346,8 @@ class Runner:
         kwargs = {k: v for k, v in step.settings.items() if k not in ("run", "protocol")}
         partial = folder / PARTIAL_EVALUATION  # each finished attack: a stopped step resumes from it
         evaluation, label = evaluate_checkpoint(self._checkpoint(step.needs[0]), device=self.device,
-                                                resume_file=str(partial), **kwargs)
+                                                resume_file=str(partial), progress=True, announce=False,
+                                                **kwargs)  # progress lines with the time left
         write_evaluation(evaluation, folder, label)
         self._record(step, folder)
         partial.unlink(missing_ok=True)
