@@ -19,11 +19,12 @@ def add_reproduce_parser(subparsers: Any) -> argparse.ArgumentParser:
         "reproduce", help="reproduce a table or figure of the paper (train, eval, transfer, audit)",
         description="Run the plan of a paper table or figure: every training run, evaluation, transfer "
                     "and audit it needs, each in its own folder under --out. Finished steps are reused, "
-                    "an interrupted training run resumes: stop at any moment and run again to continue.")
+                    "an interrupted training run or evaluation resumes: stop at any moment and run again to "
+                    "continue.")
     rep.add_argument("name", metavar="NAME", help=f"one of: {', '.join(NAMES)}")
     rep.add_argument("--scale", choices=SCALES, default="cpu",
-                     help="smoke (seconds, packaged MNIST sample), cpu (about 12 h on 2 cores for all), "
-                          "paper (the paper's settings; a GPU); default cpu")
+                     help="smoke (seconds, packaged MNIST sample), cpu (tens of CPU hours for all: --dry-run "
+                          "estimates what is left), paper (the paper's settings; a GPU); default cpu")
     rep.add_argument("--out", default=None, help="results folder (default results/<scale>)")
     rep.add_argument("--dry-run", action="store_true",
                      help="print the plan: every step, its settings, whether it is done, estimated time")

@@ -4,7 +4,8 @@ on, the training budget of each track, and the evaluation settings of each proto
 * ``paper``: the paper's settings exactly (Sec. 4.1: CIFAR-10, eps 8/255, PGD-7 step 0.01,
   160 epochs, lr 0.1 x0.1 at 80/120, batch 128, weight decay 3e-4; 5 trials).
 * ``smoke``: every plan on the packaged MNIST sample with LeNet-5, tiny subsets, seconds.
-* ``cpu``: what a 2-core machine finishes in about 12 hours: an MNIST/LeNet-5 track (20,000
+* ``cpu``: a CPU machine's budget (tens of CPU hours for every plan; ``--dry-run`` estimates
+  what is left): an MNIST/LeNet-5 track (20,000
   training images) for Tables 1, 2, 4, 5, 7 and Fig. 2-3, and a CIFAR-10 track on the JPEG copy
   (``../shared/data/cifar10-jpeg.zip``; not CIFAR-10's exact pixels) with ResNet-20 on a
   8,000-image subset (12 epochs), Table 3's ResNet-20 and ResNet-32 at the same reduced budget.
@@ -24,7 +25,7 @@ MNIST_TRACK_PLANS = frozenset({"table1", "table2", "table4", "table5", "table7",
 CIFAR_CPU_PLANS = frozenset({"table1", "table2", "table3", "table4", "table5", "table6", "table7",
                              "fig2", "fig3"})
 # The Table 3 models the cpu CIFAR track trains: depth (ResNet-20 vs -32); the wider and deeper
-# ones cost 2-16x a ResNet-20 (ResNet-20 x1.5 alone about 80 minutes), beyond the 12-hour budget.
+# ones cost 2-16x a ResNet-20 (ResNet-20 x1.5 alone about 80 minutes), beyond the cpu scale's budget.
 CPU_SMALL_MODELS = frozenset({("resnet20", 1.0), ("resnet32", 1.0)})
 
 
