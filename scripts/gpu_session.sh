@@ -5,7 +5,9 @@
 # CIFAR track of pni reproduce (CPU_TRACK_S > 0: its honest evaluations at the published
 # AutoAttack budget take 40 CPU-hours here and minutes on a GPU; the steps it finishes come back
 # in OUT/cpu_track.tar, same keys as on a CPU), then the paper-scale runs of
-# Tables 2 and 1 advanced with whatever time is left, CONCURRENT of them at once in one
+# Tables 2 and 1 advanced with whatever time is left (before them, optionally, benchmark cards of
+# pretrained cpu-scale checkpoints: CARDS="resnet20-pni-w ..." and CARDS_S > 0; a card not finished
+# in time resumes from the attacks it finished, which come back in OUT/cards.tar with the cards), CONCURRENT of them at once in one
 # process (default auto: free GiB // 4, at most 9), every result under OUT.
 #
 #   OUT=/tmp/gpu BUDGET_S=540 bash scripts/gpu_session.sh
@@ -15,7 +17,8 @@
 # Expects the CIFAR-10 JPEG copy packed as .carry/cifar10-jpeg.tar.xz (scripts/pack_cifar.sh)
 # and, for the AutoAttack test, pyautoattack importable (for example from .carry/site).
 # Bring the runs back with: for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done
-# (and OUT/cpu_track.tar with: tar -xf OUT/cpu_track.tar -C results/cpu)
+# (and OUT/cpu_track.tar with: tar -xf OUT/cpu_track.tar -C results/cpu; OUT/cards.tar with
+# tar -xf OUT/cards.tar -C results/cards, then register each new card in pni/models/hub.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to an output folder}
@@ -26,6 +29,9 @@ CONC_S=${CONC_S:-150}          # benchmarks/concurrency.py at most (0: skipped):
 CPU_TRACK_S=${CPU_TRACK_S:-0}  # pni reproduce CPU_TRACK_PLAN --scale cpu --track cifar10-jpeg at most (0: skipped)
 CPU_TRACK_PLAN=${CPU_TRACK_PLAN:-table2}
 CPU_RUNS=${CPU_RUNS:-results/cpu}   # its results folder
+CARDS=${CARDS:-}               # pretrained names whose benchmark cards to make (scripts/make_cards.sh)
+CARDS_S=${CARDS_S:-0}          # the cards at most (0: skipped)
+CARDS_BUDGET=${CARDS_BUDGET:-full}; CARDS_N=${CARDS_N:-1000}   # the protocol's own (smoke / 20 to rehearse)
 CONCURRENT=${CONCURRENT:-auto} # runs trained at once (scripts/gpu_step.py --concurrent)
 DEVICE=${DEVICE:-cuda}
 SCALE=${SCALE:-paper}
@@ -78,6 +84,15 @@ if [ "$CPU_TRACK_S" -gt 0 ]; then
     (cd "$CPU_RUNS" && find . -type f -newer "$OUT/.cpu_track_start" ! -name .running ! -name '*.tmp' -print0 \
         | tar --null -cf "$OUT/cpu_track.tar" -T -)
     echo "[session] cpu-scale track done after $(elapsed) s: $(tar -tf "$OUT/cpu_track.tar" | wc -l) files in cpu_track.tar"
+fi
+
+if [ "$CARDS_S" -gt 0 ] && [ -n "$CARDS" ]; then
+    touch "$OUT/.cards_start"
+    DEVICE=$DEVICE PYTHON=$PYTHON timeout -k 15 "$CARDS_S" bash scripts/make_cards.sh "$CARDS_BUDGET" "$CARDS_N" $CARDS \
+        2>&1 | tee "$OUT/cards.log"
+    (cd results/cards && find . -type f -newer "$OUT/.cards_start" ! -name '*.tmp' -print0 \
+        | tar --null -cf "$OUT/cards.tar" -T -)
+    echo "[session] cards done after $(elapsed) s: $(tar -tf "$OUT/cards.tar" | wc -l) files in cards.tar"
 fi
 
 left=$(( BUDGET_S - $(elapsed) - 20 ))

@@ -5,18 +5,21 @@
 # results/cards/LEADERBOARD.md. BUDGET full and N 1000 are the protocol itself. Runs from the
 # repository root, so that each card names its committed checkpoint by its relative path; a
 # stopped run resumes from results/cards/.work/NAME (git-ignored) when started again.
-# MNIST / CIFAR-10 data: PNI_DATA as for pni eval.
+# MNIST / CIFAR-10 data: PNI_DATA as for pni eval. DEVICE (default cpu) runs them elsewhere, e.g.
+# cuda (scripts/gpu_session.sh: CARDS=...); PYTHON names the interpreter (default python).
 set -euo pipefail
 budget=$1; n=$2; shift 2
 cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
 for name in "$@"; do
-  read -r ckpt card < <(python -c "from pni.models.hub import pretrained_entry as p; e = p('$name'); print(e.path, e.card)")
+  read -r ckpt card < <($PYTHON -c "from pni.models.hub import pretrained_entry as p; e = p('$name'); print(e.path, e.card)")
   out="results/cards/.work/$name"
-  python -m pni eval "$ckpt" --benchmark pni-honest-v1 --budget "$budget" --num-images "$n" --name "$name" --out "$out"
+  $PYTHON -m pni eval "$ckpt" --benchmark pni-honest-v1 --budget "$budget" --num-images "$n" --name "$name" \
+    --out "$out" --device "${DEVICE:-cpu}"
   cp "$out/card.json" "results/cards/$name-cpu.json"
   if [ "$card" != "results/cards/$name-cpu.json" ]; then
     echo "register it: the card of ('$name', 'cpu') in src/pni/models/hub.py REGISTRY is results/cards/$name-cpu.json"
   fi
 done
-python -m pni leaderboard results/cards/*.json --out results/cards/LEADERBOARD.md \
+$PYTHON -m pni leaderboard results/cards/*.json --out results/cards/LEADERBOARD.md \
   --title "pni benchmark cards (cpu-scale checkpoints)"
