@@ -64,6 +64,11 @@ def test_the_reproduce_estimate_of_a_cascade_uses_the_runs_paper_accuracies(tmp_
     write_json({"accuracy_percent": {"with_noise": {"clean": {"mean": 80.0}, "pgd": {"mean": 40.0}}}},
                tmp_path / "run" / "eval-paper-y" / "results.json")
     assert cascade_reach(tmp_path, step, settings) == {"eot-pgd": 0.8, "aa-rand": 0.4}
+    # ZOO stops at once on the images the model already misclassifies: it works on the clean share
+    zoo = {"attacks": ["clean", "zoo", "eot-zoo"], "votes": 10, "attack_options": {"zoo": {"steps": 50}}}
+    assert cascade_reach(tmp_path, step, zoo) == {"zoo": 0.8, "eot-zoo": 0.8}
+    assert evaluation_passes({**zoo, "trials": 1, "noise": False}, 7, reached={"zoo": 0.8, "eot-zoo": 0.8}) == \
+        pytest.approx(10 / 3 + 0.8 * (attack_passes("zoo", zoo, 7) + attack_passes("eot-zoo", zoo, 7)))
 
 
 def test_pass_rate_is_measured_and_leaves_the_model_as_it_was():

@@ -57,12 +57,12 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int, randomized:
 def evaluation_passes(settings: dict[str, Any], steps: int, randomized: bool = True,
                       reached: dict[str, float] | None = None) -> float:
     """Passes per image of a whole evaluation: every attack, every trial, both noise settings.
-    ``randomized``: as ``attack_passes``. ``reached``: for an attack of ``settings["cascade"]``,
-    the share of the images it runs on (those still robust when it starts, e.g. from an
-    evaluation of the same model already done); default 1, every image."""
-    cascade = set(settings.get("cascade") or ())
+    ``randomized``: as ``attack_passes``. ``reached``: per attack, the share of the images it
+    really works on (a cascaded attack: those still robust when it starts; ZOO: those the
+    model classifies correctly, as it stops at once on the others), e.g. from an evaluation of
+    the same model already done; default 1, every image."""
     reached = reached or {}
-    per_trial = sum(attack_passes(a, settings, steps, randomized) * (reached.get(a, 1.0) if a in cascade else 1.0)
+    per_trial = sum(attack_passes(a, settings, steps, randomized) * reached.get(a, 1.0)
                     for a in settings["attacks"])
     return per_trial * settings.get("trials", 1) * (2 if settings.get("noise", True) else 1)
 

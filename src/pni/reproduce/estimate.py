@@ -197,19 +197,26 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     return n * passes / pass_rate
 
 
+EARLY_STOPPING = ("zoo", "eot-zoo")   # attacks that stop at once on an image already misclassified
+
+
 def cascade_reach(out: Any, step: Step, settings: dict[str, Any]) -> dict[str, float] | None:
-    """The share of images each cascaded attack of an eval step will run on, from an
-    evaluation of the same run already in ``out`` (its paper protocol's accuracies: clean
-    for the first attack after clean, PGD for the later ones); None when there is none."""
-    chain = [a for a in settings.get("attacks", ()) if a in (settings.get("cascade") or ()) and a != "clean"]
-    if not chain or out is None:
+    """The share of images each attack of an eval step will really work on, from an
+    evaluation of the same run already in ``out`` (its paper protocol's accuracies): a
+    cascaded attack, clean for the first after clean and PGD for the later ones; ZOO and
+    EOT-ZOO (``EARLY_STOPPING``), clean. None when there is no such evaluation or attack."""
+    attacks = settings.get("attacks", ())
+    chain = [a for a in attacks if a in (settings.get("cascade") or ()) and a != "clean"]
+    stopping = [a for a in attacks if a in EARLY_STOPPING and a not in chain]
+    if not (chain or stopping) or out is None:
         return None
     for folder in sorted(Path(out, step.needs[0]).glob("eval-paper-*")):
         accuracy = (read_output(folder, RESULTS) or {}).get("accuracy_percent") or {}
         measured = accuracy.get("with_noise") or accuracy.get("without_noise") or {}
         clean, pgd = (measured.get(a, {}).get("mean") for a in ("clean", "pgd"))
         if isinstance(clean, (int, float)) and isinstance(pgd, (int, float)):
-            return {a: (clean if i == 0 else pgd) / 100 for i, a in enumerate(chain)}
+            return ({a: (clean if i == 0 else pgd) / 100 for i, a in enumerate(chain)}
+                    | {a: clean / 100 for a in stopping})
     return None
 
 
