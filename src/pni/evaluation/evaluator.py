@@ -370,7 +370,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    costs = _pass_costs(list(table), votes, attack_options, steps, randomized)
+    costs = _pass_costs(params, votes, attack_options, steps, randomized)
     bar = progress_bar(len(settings) * trials * (hi - lo) * sum(costs.values()), "eval", "pass",
                        enabled=progress and (not distributed or dist_utils.is_main()))
     with eval_mode(model):
@@ -430,12 +430,13 @@ class _Work:
         shrink_total(self.bar, images * self.cost)
 
 
-def _pass_costs(names: Sequence[str], votes: int, attack_options: dict[str, Any] | None, steps: int | None,
-                randomized: bool) -> dict[str, int]:
-    """Each attack's forward+backward passes per image (``pni.evaluation.estimate``), at
-    least 1: the weights of ``evaluate``'s progress."""
+def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: dict[str, Any] | None,
+                steps: int | None, randomized: bool) -> dict[str, int]:
+    """Each attack's forward+backward passes per image (``pni.evaluation.estimate``; its own
+    ``steps`` when its parameters name them), at least 1: the weights of ``evaluate``'s progress."""
     settings = {"votes": votes, "attack_options": attack_options or {}}
-    return {name: max(1, round(attack_passes(name, settings, steps or 7, randomized))) for name in names}
+    return {name: max(1, round(attack_passes(name, settings, own.get("steps") or steps or 7, randomized)))
+            for name, own in params.items()}
 
 
 def _run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, seeds: list[int], batch_size: int,
