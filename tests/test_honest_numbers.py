@@ -229,3 +229,22 @@ def test_the_code_note_names_each_training_seeds_code() -> None:
     note = code_note(Found(), plan, "cifar10-jpeg")
     assert f"- pni 0, commit {'a' * 10}: {row.label}\n" in note
     assert f"- pni 0, commit {'b' * 10}: {row.label} (training seed 1)\n" in note
+
+
+def test_a_noisy_models_cw_rows_say_what_its_noise_off_shows() -> None:
+    from pni.reproduce.claims import _cw_claim, cw_noise_off_note
+
+    def found(on: float, off: float) -> dict:
+        metrics = {s: {"cw": {"success_rate": {"mean": rate}, "mean_l2": {"mean": 0.8},
+                              "mean_l2_stderr": {"mean": 0.1}}} for s, rate in (("with_noise", on), ("without_noise", off))}
+        return {"attack_metrics": metrics, "trials": 1, "n": 100}
+
+    note = cw_noise_off_note(found(2.22, 100.0), "PNI-W")
+    assert note.startswith("PNI-W with its noise off is fooled on 100.00 % of the images (mean L2 0.800)")
+    assert "no evidence of robustness" in note
+    assert cw_noise_off_note(found(100.0, 100.0), "PNI-W") == ""            # nothing hidden by the vote
+    vanilla = {"attack_metrics": {"without_noise": {"cw": {"success_rate": {"mean": 100.0}, "mean_l2": {"mean": 0.8},
+                                                          "mean_l2_stderr": {"mean": 0.1}}}}, "trials": 1, "n": 100}
+    assert cw_noise_off_note(vanilla, "vanilla AT") == ""                      # a deterministic model
+    verdict = _cw_claim("PNI-W needs a larger C&W L2", found(2.22, 100.0), "PNI-W", vanilla, "vanilla AT")
+    assert "PNI-W with its noise off is fooled" in verdict.note

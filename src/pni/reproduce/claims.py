@@ -248,6 +248,22 @@ CW_PROFILES = (("cw-paper", "paper profile"), ("cw-strong", "strong profile"))
 CW_MODELS = (("r20x4", "ResNet-20 (4x)"), ("r18", "ResNet-18"))
 
 
+def cw_noise_off_note(found: dict[str, Any] | None, name: str) -> str:
+    """What C&W does to a noisy model with its noise off, when the vote over fresh draws
+    (noise on) counts fewer images fooled: C&W keeps the first points its few EOT draws' mean
+    logits misclassify (confidence 0), and fresh draws often still classify them correctly.
+    "" when there is nothing to say."""
+    on, off = (metric(found, "cw", "success_rate", s) for s in ("with_noise", "without_noise"))
+    l2_off = metric(found, "cw", "mean_l2", "without_noise")
+    if on is None or off is None or l2_off is None or not on.mean < off.mean:
+        return ""
+    return (f"{name} with its noise off is fooled on {off.mean:.2f} % of the images (mean L2 {l2_off.mean:.3f}); "
+            f"with the noise on, {on.mean:.2f} %. C&W keeps the first point its search finds misclassified "
+            "(confidence 0), judged on the mean logits of its few EOT draws, and fresh draws often still classify "
+            "such a point correctly, so few count as fooled: a vote-judged minimum-norm success rate is no evidence "
+            "of robustness (Table 2's honest L-inf worst case measures that).")
+
+
 def _cw_claim(claim: str, found_a: Any, name_a: str, found_b: Any, name_b: str) -> Verdict:
     """"``a`` needs a larger C&W L2 than ``b``", judged on the mean L2 of the successful
     perturbations and its standard error over those images (``mean_l2_stderr``); each side
@@ -258,12 +274,15 @@ def _cw_claim(claim: str, found_a: Any, name_a: str, found_b: Any, name_b: str) 
             else f"{name} mean L2"
     a, b = metric(found_a, "cw", "mean_l2"), metric(found_b, "cw", "mean_l2")
     verdict = judge(claim, "Table 4", (named(name_a, found_a), a), (named(name_b, found_b), b))
+    boundary = " ".join(n for n in (cw_noise_off_note(found_a, name_a), cw_noise_off_note(found_b, name_b)) if n)
+    if boundary:
+        verdict = dataclasses.replace(verdict, note=f"{verdict.note} {boundary}".strip())
     if a is None or b is None or not all(math.isfinite(m.mean) for m in (a, b)):
         return verdict
     if not (a.error_known() and b.error_known()):
         return Verdict(claim, "Table 4", INCONCLUSIVE, verdict.evidence,
-                       note="Standard error unknown: this results.json has no per-image L2 spread "
-                            "(mean_l2_stderr).")
+                       note=("Standard error unknown: a side has fewer than two fooled images, or its results.json "
+                             "no per-image L2 spread (mean_l2_stderr). " + boundary).strip())
     return verdict
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..reports.markdown import md_table
 from . import paper_numbers as paper
+from .claims import cw_noise_off_note
 from .claims_alpha import final_alphas
 from .plans import Plan, seeded_id
 from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
@@ -269,13 +270,22 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
         lines.append(cells)
     votes = _judged_over(results, plan, track, "cw-paper", "cw-strong")
+    notes: dict[str, str] = {}   # per run evaluated (rows that are stand-ins share one)
+    for row in plan.rows:
+        for protocol, profile in (("cw-paper", "paper profile"), ("cw-strong", "strong profile")):
+            key = getattr(results, "key", lambda *a: None)(plan.name, row.id, track, protocol) or row.id
+            note = cw_noise_off_note(results.get(plan.name, row.id, track, protocol), row.label)
+            if note and key not in notes:
+                notes[key] = f"- {profile}: {note}"
     return ("Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
             "attack's success rate on the initially correct images. C&W's loss uses the expected logits over "
             f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
             "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
             "success); the mean L2 is over those images only.\n\n"
             + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
-                        "Mean L2: ours, strong profile", "Success %: strong profile"], lines))
+                        "Mean L2: ours, strong profile", "Success %: strong profile"], lines)
+            + ("\nThe same noisy models with their noise off (same images):\n\n" + "\n".join(notes.values()) + "\n"
+               if notes else ""))
 
 
 # --- Table 5: black box -----------------------------------------------------------------------

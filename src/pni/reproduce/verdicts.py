@@ -98,14 +98,16 @@ def measure(results: dict[str, Any] | None, setting: str, attack: str) -> Measur
                    order=order)
 
 
-def metric(results: dict[str, Any] | None, attack: str, key: str) -> Measure | None:
+def metric(results: dict[str, Any] | None, attack: str, key: str, setting: str | None = None) -> Measure | None:
     """An attack's own figure (``success_rate`` %, ``mean_l2``) from a ``results.json``, from the
-    first noise setting that has it. No per-image outcomes: these figures average over images
-    that depend on the model (those it classified right, those the attack fooled), so they are
-    always compared unpaired."""
+    noise ``setting`` (default: the first that has it). No per-image outcomes: these figures
+    average over images that depend on the model (those it classified right, those the attack
+    fooled), so they are always compared unpaired."""
     if not results:
         return None
-    for per_attack in results.get("attack_metrics", {}).values():
+    for name, per_attack in results.get("attack_metrics", {}).items():
+        if setting is not None and name != setting:
+            continue
         stats = per_attack.get(attack, {}).get(key)
         if stats is not None:
             se = per_attack[attack].get(f"{key}_stderr")
