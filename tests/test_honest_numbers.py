@@ -89,7 +89,7 @@ def test_cw_success_is_judged_over_fresh_draws() -> None:
     model = _Flippy().eval()
     x, y = pni.load_dataset("mnist-sample", "test").subset(200).tensors()
     torch.manual_seed(1)
-    result = cw_l2(model, x, y, lr=0.01, steps=10, binary_search_steps=2, votes=25)
+    result = cw_l2(model, x, y, lr=0.01, steps=10, binary_search_steps=2, votes=25, verify=False)
     torch.manual_seed(2)
     fooled = ~vote_correctness(predict_votes(model, result.x_adv, 25), y)[1]
     # a lucky single draw during the search is not a success: the vote over fresh draws decides
@@ -99,6 +99,18 @@ def test_cw_success_is_judged_over_fresh_draws() -> None:
     expected = float((result.found & fooled)[attacked].float().mean())
     assert abs(result.success_rate - expected) <= 0.1          # independent fresh draws, same rule
     assert result.params["votes"] == 25
+    # verified: the search keeps a point only once the vote over other fresh draws is fooled too
+    torch.manual_seed(1)
+    verified = cw_l2(model, x, y, lr=0.01, steps=10, binary_search_steps=2, votes=25)
+    gap = float(verified.found[attacked].float().mean()) - verified.success_rate
+    assert verified.params["verify"] and gap < (float(result.found[attacked].float().mean()) - result.success_rate) / 2
+
+
+def test_cw_verification_changes_nothing_on_a_deterministic_model() -> None:
+    model = _mean_classifier()
+    x, y = pni.load_dataset("mnist-sample", "test").subset(32).tensors()
+    runs = [cw_l2(model, x, y, lr=0.01, steps=10, binary_search_steps=3, verify=v) for v in (True, False)]
+    assert torch.equal(runs[0].x_adv, runs[1].x_adv) and torch.equal(runs[0].success, runs[1].success)
 
 
 def test_zoo_success_is_judged_over_fresh_draws_and_eot_zoo_averages_queries() -> None:

@@ -29,7 +29,7 @@ from ._common import (
     is_randomized,
 )
 from .registry import MIN_NORM_THREAT, Attack, AttackFlag, AttackSpec, register_attack
-from .votes import judge_examples
+from .votes import judge_examples, predict_votes, vote_correctness
 
 CW_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"c": 0.01, "lr": 5e-4, "steps": 10, "binary_search_steps": 9, "confidence": 0.0},
@@ -56,7 +56,7 @@ class CWResult(PerturbationResult):
 def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5e-4, steps: int = 10,
           binary_search_steps: int = 9, confidence: float = 0.0, eot: int = 1, *,
           abort_early: bool = True, eot_batch: int | None = None, keep_mode: bool = False,
-          votes: int = 10) -> CWResult:
+          votes: int = 10, verify: bool = True) -> CWResult:
     """C&W-L2 (Carlini & Wagner 2017; the paper's Eq. 4 and Table 4) with its defaults.
 
     Distance: L2, minimum-norm (no bound): minimizes ``||delta||_2^2 + c * f(x + delta)`` in
@@ -83,6 +83,11 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
         keep_mode: attack the model in its current mode instead of eval mode (default False).
         votes: fresh noise draws the returned examples (and the clean images) are judged over
             (default 10; a deterministic model is run once).
+        verify: on a randomized model, keep a point the search finds adversarial (on its EOT
+            draws' mean logits) as the best only if the vote over ``votes`` other fresh draws
+            misclassifies it too, so the binary search raises ``c`` until its examples fool the
+            vote (default True; False: the search's own check alone, as C&W-EOT without it,
+            whose first crossings fresh draws often still classify correctly).
 
     Returns:
         CWResult: ``x_adv`` (``x`` where the search found nothing), per-sample ``success`` and
@@ -114,13 +119,16 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
     check_positive_int(votes, "votes")
     check_images(x, y, model)
     params = {"c": float(c), "lr": float(lr), "steps": steps, "binary_search_steps": binary_search_steps,
-              "confidence": float(confidence), "eot": eot, "abort_early": abort_early, "votes": votes}
+              "confidence": float(confidence), "eot": eot, "abort_early": abort_early, "votes": votes,
+              "verify": verify}
     x = x.detach()
     n = len(x)
     flat = (n, -1)
     with frozen_parameters(model), attack_mode(model, keep_mode):
-        if eot > 1 and not model.training and not is_randomized(model, x):
+        randomized = model.training or is_randomized(model, x)
+        if eot > 1 and not randomized:
             eot = 1
+        check_votes = votes if verify and randomized else 0   # the vote a kept point must fool
         lower = torch.zeros(n, device=x.device)
         upper = torch.full((n,), math.inf, device=x.device)
         const = torch.full((n,), float(c), device=x.device)
@@ -150,6 +158,9 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
                     l2 = delta.reshape(flat).norm(dim=1)
                     margin = class_margin(logits, y)
                     adversarial = margin < -confidence if confidence > 0 else logits.argmax(1) != y
+                    if check_votes:
+                        adversarial = _fools_the_vote(model, x_adv, y, adversarial & (l2 < best_l2),
+                                                      check_votes) | (adversarial & (l2 >= best_l2))
                     better = adversarial & (l2 < best_l2)
                     best_l2 = torch.where(better, l2, best_l2)
                     best_adv[better] = x_adv[better]
@@ -177,13 +188,24 @@ def cw_l2_profile(model: nn.Module, x: Tensor, y: Tensor, profile: str = "paper"
     return cw_l2(model, x, y, **(CW_PROFILES[profile] | overrides))
 
 
+def _fools_the_vote(model: nn.Module, x_adv: Tensor, y: Tensor, candidates: Tensor, votes: int) -> Tensor:
+    """Of the ``candidates`` (bool, per sample), those whose majority vote over ``votes`` fresh
+    draws misclassifies ``x_adv``; False elsewhere."""
+    keep = torch.zeros_like(candidates)
+    index = candidates.nonzero().flatten()
+    if len(index):
+        preds = predict_votes(model, x_adv[index].detach(), votes, max(1, len(index)))
+        keep[index] = ~vote_correctness(preds, y[index])[1]
+    return keep
+
+
 # --- `pni eval` attack: cw --------------------------------------------------------------
 
 def _build_cw(cw_profile: str = "paper", cw: dict[str, Any] | None = None, **_: Any) -> tuple[Attack, dict[str, Any]]:
     if cw_profile not in CW_PROFILES:
         raise AttackError(f"unknown C&W profile {cw_profile!r}; expected one of: {', '.join(CW_PROFILES)}")
     settings = CW_PROFILES[cw_profile] | dict(cw or {})
-    params = {"profile": cw_profile, **settings, "threat": MIN_NORM_THREAT}
+    params = {"profile": cw_profile, "verify": True, **settings, "threat": MIN_NORM_THREAT}
     return (lambda m, x, y: cw_l2(m, x, y, **settings)), params
 
 

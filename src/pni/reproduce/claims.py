@@ -250,18 +250,22 @@ CW_MODELS = (("r20x4", "ResNet-20 (4x)"), ("r18", "ResNet-18"))
 
 def cw_noise_off_note(found: dict[str, Any] | None, name: str) -> str:
     """What C&W does to a noisy model with its noise off, when the vote over fresh draws
-    (noise on) counts fewer images fooled: C&W keeps the first points its few EOT draws' mean
-    logits misclassify (confidence 0), and fresh draws often still classify them correctly.
-    "" when there is nothing to say."""
+    (noise on) counts fewer images fooled: a confidence-0 example lies on the decision boundary
+    (and, from a C&W run without its vote check, was judged on its few EOT draws' mean logits
+    only). "" when there is nothing to say."""
     on, off = (metric(found, "cw", "success_rate", s) for s in ("with_noise", "without_noise"))
     l2_off = metric(found, "cw", "mean_l2", "without_noise")
     if on is None or off is None or l2_off is None or not on.mean < off.mean:
         return ""
+    verified = bool(((found or {}).get("attacks") or {}).get("cw", {}).get("verify"))
+    why = ("C&W keeps a point only once a vote over fresh draws misclassifies it, but with confidence 0 that point "
+           "lies on the decision boundary, where the next vote is close to a coin flip" if verified else
+           "C&W (run without its vote check) keeps the first point its search finds misclassified (confidence 0), "
+           "judged on the mean logits of its few EOT draws, and fresh draws often still classify such a point "
+           "correctly")
     return (f"{name} with its noise off is fooled on {off.mean:.2f} % of the images (mean L2 {l2_off.mean:.3f}); "
-            f"with the noise on, {on.mean:.2f} %. C&W keeps the first point its search finds misclassified "
-            "(confidence 0), judged on the mean logits of its few EOT draws, and fresh draws often still classify "
-            "such a point correctly, so few count as fooled: a vote-judged minimum-norm success rate is no evidence "
-            "of robustness (Table 2's honest L-inf worst case measures that).")
+            f"with the noise on, {on.mean:.2f} %. {why}, so fewer count as fooled: a vote-judged minimum-norm "
+            "success rate is no evidence of robustness (Table 2's honest L-inf worst case measures that).")
 
 
 def _cw_claim(claim: str, found_a: Any, name_a: str, found_b: Any, name_b: str) -> Verdict:
