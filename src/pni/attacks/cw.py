@@ -10,6 +10,7 @@ rate. ``CW_PROFILES["paper"]`` is the paper's setting (10 Adam steps barely move
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,7 +195,7 @@ def _fools_the_vote(model: nn.Module, x_adv: Tensor, y: Tensor, candidates: Tens
     keep = torch.zeros_like(candidates)
     index = candidates.nonzero().flatten()
     if len(index):
-        preds = predict_votes(model, x_adv[index].detach(), votes, max(1, len(index)))
+        preds = predict_votes(model, x_adv[index].detach(), votes, len(index))
         keep[index] = ~vote_correctness(preds, y[index])[1]
     return keep
 
@@ -205,7 +206,8 @@ def _build_cw(cw_profile: str = "paper", cw: dict[str, Any] | None = None, **_: 
     if cw_profile not in CW_PROFILES:
         raise AttackError(f"unknown C&W profile {cw_profile!r}; expected one of: {', '.join(CW_PROFILES)}")
     settings = CW_PROFILES[cw_profile] | dict(cw or {})
-    params = {"profile": cw_profile, "verify": True, **settings, "threat": MIN_NORM_THREAT}
+    verify = inspect.signature(cw_l2).parameters["verify"].default   # recorded: the search that ran
+    params = {"profile": cw_profile, "verify": verify, **settings, "threat": MIN_NORM_THREAT}
     return (lambda m, x, y: cw_l2(m, x, y, **settings)), params
 
 

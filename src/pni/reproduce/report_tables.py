@@ -13,7 +13,7 @@ from typing import Any
 
 from ..reports.markdown import md_table
 from . import paper_numbers as paper
-from .claims import cw_noise_off_note
+from .claims import CW_PROFILES, cw_noise_off_note
 from .claims_alpha import final_alphas
 from .plans import Plan, seeded_id
 from .verdicts import DOES_NOT_HOLD, HOLDS, Measure, judge, measure, metric
@@ -272,7 +272,7 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
     votes = _judged_over(results, plan, track, "cw-paper", "cw-strong")
     notes: dict[str, str] = {}   # per run evaluated (rows that are stand-ins share one)
     for row in plan.rows:
-        for protocol, profile in (("cw-paper", "paper profile"), ("cw-strong", "strong profile")):
+        for protocol, profile in CW_PROFILES:
             key = getattr(results, "key", lambda *a: None)(plan.name, row.id, track, protocol) or row.id
             note = cw_noise_off_note(results.get(plan.name, row.id, track, protocol), row.label)
             if note and key not in notes:
