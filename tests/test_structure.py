@@ -113,7 +113,8 @@ def test_every_pni_error_is_a_pni_error():
 
 
 LEAVES = {"__init__.py", "__main__.py", "allocator.py", "checkpoint.py", "config.py", "distributed.py",
-          "errors.py", "files.py", "folder_lock.py", "noise.py", "progress.py", "threads.py", "provenance.py", "runs.py", "seeding.py", "settings.py"}
+          "errors.py", "files.py", "folder_lock.py", "noise.py", "progress.py", "threads.py", "provenance.py", "resumable.py",
+          "runs.py", "seeding.py", "settings.py"}
 JOB_FOLDERS = {"attacks", "auditing", "benchmark", "certification", "cli", "data", "evaluation", "models", "presets", "reports",
                "reproduce", "training", "_sample"}
 

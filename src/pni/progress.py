@@ -42,7 +42,7 @@ class LogProgress:
         self.started = self._last = time.monotonic()
         self._initial, self._next, self.lines = initial, self.step, 0
 
-    def update(self, k: int = 1) -> None:
+    def update(self, k: float = 1) -> None:  # (a fraction of a unit: part of a batch)
         self.n += k
         if not self.total:
             return
@@ -52,7 +52,7 @@ class LogProgress:
             elapsed = now - self.started
             done = self.n - self._initial
             left = elapsed * (self.total - self.n) / done if done > 0 else float("nan")
-            self._write(f"{self.desc}: {percent:.0f}% ({self.n:,}/{self.total:,} {self.unit}), "
+            self._write(f"{self.desc}: {percent:.0f}% ({round(self.n):,}/{round(self.total):,} {self.unit}), "
                         f"{_duration(elapsed)} elapsed, about {_duration(left)} left")
             self._last = now
         while percent >= self._next:
@@ -67,7 +67,7 @@ class LogProgress:
 
     def close(self) -> None:
         if self.lines:
-            self._write(f"{self.desc}: done, {self.n:,} {self.unit} in {_duration(time.monotonic() - self.started)}")
+            self._write(f"{self.desc}: done, {round(self.n):,} {self.unit} in {_duration(time.monotonic() - self.started)}")
             self.lines = 0
 
     def __enter__(self) -> LogProgress:

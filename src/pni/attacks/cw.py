@@ -30,7 +30,7 @@ from ._common import (
     is_randomized,
 )
 from .registry import MIN_NORM_THREAT, Attack, AttackFlag, AttackSpec, register_attack
-from .votes import judge_examples, predict_votes, vote_correctness
+from .votes import judge_examples, predict_votes, unmoved, vote_correctness
 
 CW_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"c": 0.01, "lr": 5e-4, "steps": 10, "binary_search_steps": 9, "confidence": 0.0},
@@ -65,7 +65,10 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
     the search's "is it adversarial" check use the expected logits over ``eot`` noise draws
     (C&W-EOT). The returned example counts as a success only if the majority vote over
     ``votes`` fresh draws misclassifies it (``votes.judge_examples``; the mean L2 is over those
-    successes): one lucky draw during the search is not one. The model runs in eval mode and
+    successes): one lucky draw during the search is not one, and on a randomized model neither
+    is an example within half a gray level of its image (``votes.unmoved``: it is that image,
+    judged by its own vote; a borderline image whose votes split would otherwise be "fooled"
+    at distance zero). The model runs in eval mode and
     is left in its own mode; only input gradients are computed.
 
     Args:
@@ -86,8 +89,8 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             (default 10; a deterministic model is run once).
         verify: on a randomized model, keep a point the search finds adversarial (on its EOT
             draws' mean logits) as the best only if the vote over ``votes`` other fresh draws
-            misclassifies it too, so the binary search raises ``c`` until its examples fool the
-            vote (default True; False: the search's own check alone, as C&W-EOT without it,
+            misclassifies it too and it lies beyond half a gray level of its image, so the binary
+            search raises ``c`` until its examples fool the vote (default True; False: the search's own check alone, as C&W-EOT without it,
             whose first crossings fresh draws often still classify correctly).
 
     Returns:
@@ -159,7 +162,8 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
                     l2 = delta.reshape(flat).norm(dim=1)
                     margin = class_margin(logits, y)
                     adversarial = margin < -confidence if confidence > 0 else logits.argmax(1) != y
-                    if check_votes:
+                    if check_votes:  # (a point within half a gray level of its image is that image)
+                        adversarial = adversarial & ~unmoved(x, x_adv)
                         adversarial = _fools_the_vote(model, x_adv, y, adversarial & (l2 < best_l2),
                                                       check_votes) | (adversarial & (l2 >= best_l2))
                     better = adversarial & (l2 < best_l2)
@@ -176,7 +180,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
             lower = torch.where(found, lower, torch.maximum(lower, const))
             const = torch.where(torch.isinf(upper), const * 10, (lower + upper) / 2)
         found = torch.isfinite(best_l2)
-        initially_correct, fooled = judge_examples(model, x, best_adv, y, votes)
+        initially_correct, fooled = judge_examples(model, x, best_adv, y, votes, randomized=randomized)
     l2 = (best_adv - x).reshape(flat).norm(dim=1)
     return CWResult(x_adv=best_adv.detach(), success=found & fooled, initially_correct=initially_correct,
                     l2=l2, found=found, params=params)

@@ -16,6 +16,19 @@ from torch import Tensor, nn
 
 from ._common import check_positive_int
 
+# An example closer than this to its image in every pixel is stored as that same 8-bit image.
+HALF_GRAY_LEVEL = 0.5 / 255
+
+
+def unmoved(x: Tensor, x_adv: Tensor) -> Tensor:
+    """Per sample: ``x_adv`` lies within half a gray level of ``x`` in every pixel (it rounds
+    back to the same 8-bit image). On a randomized model such an example is judged by its
+    image's own vote: a second vote on one image is no attack, and a borderline image whose
+    votes split would otherwise be "fooled" at distance zero."""
+    if len(x) == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
+    return (x_adv - x).abs().flatten(1).amax(1) < HALF_GRAY_LEVEL
+
 
 @torch.no_grad()
 def predict_votes(model: nn.Module, x: Tensor, votes: int = 1, batch_size: int = 256) -> Tensor:
@@ -44,13 +57,17 @@ def predict_votes(model: nn.Module, x: Tensor, votes: int = 1, batch_size: int =
 
 @torch.no_grad()
 def judge_examples(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, votes: int,
-                   batch_size: int = 256) -> tuple[Tensor, Tensor]:
+                   batch_size: int = 256, randomized: bool = True) -> tuple[Tensor, Tensor]:
     """How a success-rate attack's outcome is judged on a randomized model: per sample, whether
     the majority vote over ``votes`` fresh draws classifies the clean image correctly
     (``initially_correct``) and misclassifies the returned example (``fooled``). A single draw
-    that happened to misclassify an iterate during the attack is not a success."""
+    that happened to misclassify an iterate during the attack is not a success. On a
+    ``randomized`` model an example within half a gray level of its image (``unmoved``) is
+    that image: it is fooled exactly when the image's own vote is wrong."""
     initially_correct = vote_correctness(predict_votes(model, x, votes, batch_size), y)[1]
     fooled = ~vote_correctness(predict_votes(model, x_adv, votes, batch_size), y)[1]
+    if randomized:
+        fooled = torch.where(unmoved(x, x_adv), ~initially_correct, fooled)
     return initially_correct, fooled
 
 

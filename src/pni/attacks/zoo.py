@@ -8,12 +8,16 @@ coordinate by its own Adam step (each coordinate keeps its own moments and step 
 It works in [0, 1] pixel space, clipping to it (and to an optional L-inf ball of radius
 ``eps``). The ``2 * coords + 1`` queries of an iteration (and of ``batch_size`` images) go
 through one forward pass: with weight noise they share one noise draw, as a batched query
-would. Everything runs under ``torch.no_grad()``: no backward pass, ever.
+would. Everything runs under ``torch.no_grad()``: no backward pass, ever. In an evaluation
+with a partial file each finished batch is kept (``pni.resumable``): a stopped ZOO resumes
+at its next batch with the same results.
 
 EOT-ZOO (``eot`` > 1, registered as "eot-zoo") averages every query's scores over ``eot``
 noise draws: on per-query noise (PNI-A-a, A-b) a single draw's finite differences are mostly
 noise, so ZOO alone says little about such a model. Either way the returned example is a
-success only if the majority vote over ``votes`` fresh draws misclassifies it.
+success only if the majority vote over ``votes`` fresh draws misclassifies it, and on a
+randomized model never at a point within half a gray level of its image (that point is the
+image, judged by its own vote).
 """
 from __future__ import annotations
 
@@ -36,8 +40,9 @@ from ._common import (
     class_margin,
     is_randomized,
 )
+from ..resumable import resumable_batches
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
-from .votes import judge_examples
+from .votes import judge_examples, unmoved
 
 
 @dataclass
@@ -127,13 +132,20 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
               "confidence": float(confidence), "eps": eps, "beta1": beta1, "beta2": beta2,
               "early_stop": early_stop, "eot": eot, "votes": votes}
     with attack_mode(model, keep_mode):
-        if eot > 1 and len(x) and not is_randomized(model, x):  # one draw is every draw: EOT-ZOO is ZOO
-            params = {**params, "eot": 1}
-        parts = [_zoo_batch(model, x[s:s + batch_size].detach(), y[s:s + batch_size], params)
-                 for s in range(0, len(x), batch_size)]
+        if eot > 1:
+            randomized = bool(len(x)) and is_randomized(model, x)
+            if not randomized:  # one draw is every draw: EOT-ZOO is ZOO
+                params = {**params, "eot": 1}
+        else:  # (checked off the random stream: ZOO's draws stay those it always made)
+            with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+                randomized = bool(len(x)) and is_randomized(model, x)
+        starts = range(0, len(x), batch_size)  # each batch kept as it finishes in an evaluation (resume)
+        parts = resumable_batches(len(starts), lambda i: _zoo_batch(
+            model, x[starts[i]:starts[i] + batch_size].detach(), y[starts[i]:starts[i] + batch_size], params,
+            randomized), device=x.device)
         if parts:
             best = torch.cat([p[0] for p in parts])
-            initially_correct, fooled = judge_examples(model, x.detach(), best, y, votes)
+            initially_correct, fooled = judge_examples(model, x.detach(), best, y, votes, randomized=randomized)
     if not parts:
         empty = torch.zeros(0, dtype=torch.bool, device=x.device)
         return ZooResult(x_adv=x.detach().clone(), success=empty, initially_correct=empty,
@@ -144,7 +156,11 @@ def zoo(model: nn.Module, x: Tensor, y: Tensor, steps: int = 1000, coords: int =
                      queries=queries, found=found, params=params)
 
 
-def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tuple[Tensor, ...]:
+def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any], randomized: bool) -> tuple[Tensor, ...]:
+    """ZOO-ADAM on one batch: best examples, success, initially correct, L2, queries. On a
+    ``randomized`` model every image is attacked (one draw's verdict on it decides nothing;
+    the vote does, later), and a point within half a gray level of its image
+    (``votes.unmoved``) is never a success: it is the image."""
     n, shape = len(x), x.shape[1:]
     x0 = x.reshape(n, -1)
     dim = x0.shape[1]
@@ -160,6 +176,8 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
         return total / p["eot"]
 
     initially_correct = scores(x).argmax(1) == y
+    if randomized:  # one draw's verdict on the clean image decides nothing: the vote does, so attack all
+        initially_correct = torch.ones_like(initially_correct)
     adv = x0.clone()
     best = x0.clone()
     best_l2 = torch.where(initially_correct, math.inf, 0.0)
@@ -190,6 +208,8 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
 
         # the current point (query 0) is scored in the same pass: record successes
         fooled = logits[:, 0].argmax(1) != y[idx_act]
+        if randomized:
+            fooled &= ~unmoved(x0[idx_act], base)
         l2 = (base - x0[idx_act]).norm(dim=1)
         better = fooled & (l2 < best_l2[idx_act])
         best[idx_act[better]] = base[better]
@@ -210,6 +230,8 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any]) -> tup
     idx_act = rows[active]
     if len(idx_act):
         fooled = scores(adv[idx_act].reshape(-1, *shape)).argmax(1) != y[idx_act]
+        if randomized:
+            fooled &= ~unmoved(x0[idx_act], adv[idx_act])
         queries[idx_act] += p["eot"]
         l2 = (adv[idx_act] - x0[idx_act]).norm(dim=1)
         better = fooled & (l2 < best_l2[idx_act])

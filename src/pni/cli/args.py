@@ -404,13 +404,13 @@ def resumable(out: Path, command: str, enabled: bool = True) -> Iterator[str | N
         return
     partial = Path(out) / PARTIAL_EVALUATION
     if partial.exists():
-        print(f"{command}: resuming: the attacks finished before a stop are reused from {partial} "
+        print(f"{command}: resuming: the attacks and batches finished before a stop are reused from {partial} "
               f"(when the settings are the same)", file=sys.stderr)
     try:
         yield str(partial)
     except KeyboardInterrupt:
         if partial.exists():
-            print(f"{command}: the attacks finished so far are kept in {partial}: the same command resumes",
+            print(f"{command}: the attacks and batches finished so far are kept in {partial}: the same command resumes",
                   file=sys.stderr)
         raise
     partial.unlink(missing_ok=True)

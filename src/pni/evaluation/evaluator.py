@@ -8,6 +8,7 @@ attacks run is the robust accuracy to quote ("worst-case").
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -27,6 +28,7 @@ from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
 from ..progress import progress_bar, shrink_total
+from ..resumable import BatchRecord, batch_record, resumable_batches
 from ..seeding import batch_seed
 from ..errors import PNIError
 from .settings import EvalSettings
@@ -54,18 +56,21 @@ def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None =
 
 def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
                     batch_size: int = 256, seed: int | None = None, start_index: int = 0,
-                    votes: int = 1, on_batch: Callable[[int], None] | None = None) -> dict[str, Tensor]:
+                    votes: int = 1, on_batch: Callable[[float], None] | None = None) -> dict[str, Tensor]:
     """Per-sample results on ``x`` or on ``attack(model, x, y)``, judged over ``votes`` noise
     draws: ``"fraction"`` (float: the share of draws that are correct), ``"correct"``
     (bool: the majority vote is correct; with one vote, that one pass), and the attack's own
     per-sample figures when it returns a result object (``per_sample()``: ``"l2"``,
     ``"success"``, ...). Seeding as ``correct_mask``. ``on_batch``: called with each finished
-    batch's number of images (progress).
+    batch's number of images (progress; in fractions as an attack's own batches finish).
+    Inside a ``pni.resumable.batch_record`` each finished batch is kept, and reused on resume.
     """
     from ..attacks.votes import predict_votes, vote_correctness
 
-    parts: dict[str, list[Tensor]] = {}
-    for start in range(0, len(y), batch_size):
+    starts = list(range(0, len(y), batch_size))
+
+    def one_batch(i: int) -> dict[str, Tensor]:
+        start = starts[i]
         if seed is not None:
             torch.manual_seed(batch_seed(seed, start_index + start))
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -77,10 +82,15 @@ def sample_outcomes(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | Non
                 out = out.x_adv
             xb = out
         fraction, correct = vote_correctness(predict_votes(model, xb, votes, batch_size), yb)
-        for key, value in {"fraction": fraction, "correct": correct, **extra}.items():
-            parts.setdefault(key, []).append(value.detach())
-        if on_batch is not None:
-            on_batch(len(yb))
+        return {key: value.detach() for key, value in {"fraction": fraction, "correct": correct, **extra}.items()}
+
+    # each batch kept as it finishes inside an evaluation with a partial file (pni.resumable)
+    outcomes = resumable_batches(len(starts), one_batch, sizes=[len(y[s:s + batch_size]) for s in starts],
+                                 report=on_batch, device=y.device)
+    parts: dict[str, list[Tensor]] = {}
+    for outcome in outcomes:
+        for key, value in outcome.items():
+            parts.setdefault(key, []).append(value)
     if not parts:
         return {"fraction": torch.zeros(0, device=y.device),
                 "correct": torch.zeros(0, dtype=torch.bool, device=y.device)}
@@ -366,7 +376,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     partial_key = None if resume_file is None else fingerprint(
         model, x, y, {"attacks": params, "seeds": seeds, "votes": votes, "batch_size": batch_size,
                       "settings": settings, "chain": chain})
-    done = {} if partial_key is None else load_partial(resume_file, partial_key)
+    done, batches = ({}, {}) if partial_key is None else load_partial(resume_file, partial_key)
+    record = None if partial_key is None else BatchRecord(
+        batches, lambda: save_partial(resume_file, partial_key, done, batches))
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
@@ -393,10 +405,12 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                         work.done(trials * (hi - lo))
                     else:
                         stacked = _run_attack(model, x, y, attack if name != "clean" else None, seeds, batch_size,
-                                              lo, hi, votes, running if chained else None, distributed, work)
-                        if partial_key is not None:
+                                              lo, hi, votes, running if chained else None, distributed, work,
+                                              record, f"{setting}/{name}")
+                        if record is not None:
                             done.setdefault(setting, {})[name] = dict(stacked)
-                            save_partial(resume_file, partial_key, done)
+                            record.drop(f"{setting}/{name}")
+                            record.save(force=True)
                     fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
                     result.correct[setting][name] = correct
                     result.fractions[setting][name] = fractions
@@ -423,7 +437,7 @@ class _Work:
     def __init__(self, bar: Any, cost: int) -> None:
         self.bar, self.cost = bar, cost
 
-    def done(self, images: int) -> None:
+    def done(self, images: float) -> None:
         self.bar.update(images * self.cost)
 
     def spared(self, images: int) -> None:
@@ -441,14 +455,19 @@ def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: d
 
 def _run_attack(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, seeds: list[int], batch_size: int,
                 lo: int, hi: int, votes: int, running: list[tuple[Tensor, Tensor] | None] | None,
-                distributed: bool, work: _Work) -> dict[str, Tensor]:
+                distributed: bool, work: _Work, record: BatchRecord | None = None,
+                path: str = "") -> dict[str, Tensor]:
     """One attack over every trial on the images ``lo:hi``: per-sample outcomes stacked over
     the trials (on the CPU; gathered over the ranks when ``distributed``). ``running``: in
-    the cascade, each trial's worst case so far, updated in place. ``work``: its progress."""
+    the cascade, each trial's worst case so far, updated in place. ``work``: its progress.
+    ``record``: each trial's finished batches are kept there under ``path/trial``."""
     per_trial = []
     for t, t_seed in enumerate(seeds):
-        outcome = _cascade_step(model, x[lo:hi], y[lo:hi], attack, batch_size, t_seed, lo, votes,
-                                None if running is None else running[t], work)
+        with contextlib.ExitStack() as scope:
+            if record is not None:
+                scope.enter_context(batch_record(record, f"{path}/{t}"))
+            outcome = _cascade_step(model, x[lo:hi], y[lo:hi], attack, batch_size, t_seed, lo, votes,
+                                    None if running is None else running[t], work)
         if running is not None:
             running[t] = (outcome["fraction"], outcome["correct"])
         per_trial.append(outcome)

@@ -1,12 +1,15 @@
 """An evaluation's partial file: what a long ``evaluate`` has finished, so a killed one resumes.
 
 ``evaluate(resume_file=PATH)`` writes, after each attack of each noise setting (all its
-trials), the per-sample outcomes finished so far (atomically, ``torch.save`` of tensors
-only), under a fingerprint of everything that decides them: the model's weights, the
+trials), the per-sample outcomes finished so far, and, while an attack runs, its finished
+batches (the evaluation's, and an attack's own such as ZOO's, with the random state after
+each: ``pni.resumable``; at most every 20 s), atomically, ``torch.save`` of tensors and
+plain lists only, under a fingerprint of everything that decides them: the model's weights, the
 images and labels, the attacks' parameters, trials and seeds, votes, batch size, noise
 settings and cascade. A later call with the same file and the same fingerprint reuses the
 finished attacks (the cascade's running worst case is rebuilt from them, so its later
-attacks run on exactly the images they would have) and runs the rest; a file whose
+attacks run on exactly the images they would have) and the running attack's finished
+batches, and runs the rest; a file whose
 fingerprint differs, or that cannot be read, is ignored and overwritten. The caller deletes
 the file once the evaluation's results are written (``pni reproduce`` does).
 """
@@ -42,26 +45,32 @@ def _tensor_bytes(tensor: Tensor) -> bytes:
     return str((t.dtype, tuple(t.shape))).encode() + t.view(-1).view(torch.uint8).numpy().tobytes()
 
 
-def load_partial(path: str | Path | None, key: str) -> dict[str, dict[str, dict[str, Tensor]]]:
+Done = dict[str, dict[str, dict[str, Tensor]]]
+Batches = dict[str, list[dict[str, Any]]]
+
+
+def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches]:
     """The finished outcomes recorded in ``path`` (``{setting: {attack: {"fraction", "correct",
-    extras...}}}``) when its fingerprint is ``key``; else nothing (missing, unreadable or
-    another evaluation's file)."""
+    extras...}}}``) and the running attack's finished batches (``pni.resumable.BatchRecord``)
+    when its fingerprint is ``key``; else nothing (missing, unreadable or another
+    evaluation's file)."""
     if path is None or not Path(path).is_file():
-        return {}
+        return {}, {}
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a torn or foreign file is ignored and overwritten
-        return {}
+        return {}, {}
     if not isinstance(saved, dict) or saved.get("version") != PARTIAL_VERSION or saved.get("key") != key:
-        return {}
-    done = saved.get("done")
-    return done if isinstance(done, dict) else {}
+        return {}, {}
+    done, batches = saved.get("done"), saved.get("batches")
+    return (done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {})
 
 
-def save_partial(path: str | Path, key: str, done: dict[str, dict[str, dict[str, Tensor]]]) -> None:
-    """Writes the finished outcomes ``done`` under fingerprint ``key`` (atomically)."""
+def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None = None) -> None:
+    """Writes the finished outcomes ``done`` and the running attack's finished ``batches``
+    under fingerprint ``key`` (atomically)."""
     from ..files import atomic_write
 
     buffer = io.BytesIO()
-    torch.save({"version": PARTIAL_VERSION, "key": key, "done": done}, buffer)
+    torch.save({"version": PARTIAL_VERSION, "key": key, "done": done, "batches": batches or {}}, buffer)
     atomic_write(buffer.getbuffer(), path, what="partial evaluation")

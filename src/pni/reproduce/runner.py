@@ -105,7 +105,7 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         # a file that fails its check (results_check: one warning line) is not done: rerun it
         return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
     if step.kind == "eval" and (folder / PARTIAL_EVALUATION).exists():
-        return "partial", "the attacks it finished before a stop are reused"
+        return "partial", "the attacks and batches it finished before a stop are reused"
     return "todo", ""
 
 

@@ -1,0 +1,105 @@
+"""pni.resumable: batches kept as they finish, so a stopped computation resumes mid-way with
+the results of an uninterrupted one (an evaluation's partial file, ZOO's own batches)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+import pni
+from pni import resumable
+from pni.resumable import BatchRecord, batch_record, resumable_batches
+
+zoo_module = importlib.import_module("pni.attacks.zoo")  # (pni.attacks.zoo is the attack function)
+
+
+@pytest.fixture(autouse=True)
+def save_every_batch(monkeypatch):
+    monkeypatch.setattr(resumable, "SAVE_EVERY_S", 0.0)
+
+
+def _draws(i: int) -> torch.Tensor:  # a batch that draws from the one random stream
+    return torch.rand(3) + i
+
+
+def test_outside_a_record_it_is_a_loop_and_reports_each_batch():
+    torch.manual_seed(1)
+    expected = [_draws(i) for i in range(4)]
+    torch.manual_seed(1)
+    seen = []
+    assert all(torch.equal(a, b) for a, b in zip(resumable_batches(4, _draws, sizes=[1, 2, 3, 4],
+                                                                   report=seen.append), expected))
+    assert seen == [1, 2, 3, 4]
+
+
+def test_a_stopped_loop_resumes_at_its_next_batch_with_the_same_random_draws():
+    torch.manual_seed(1)
+    whole = [_draws(i) for i in range(5)]
+    batches, saves = {}, []
+    record = BatchRecord(batches, lambda: saves.append(1))
+    calls, stop = [], [3]
+
+    def stopped_at_three(i: int) -> torch.Tensor:
+        calls.append(i)
+        if i in stop:
+            stop.clear()
+            raise KeyboardInterrupt
+        return _draws(i)
+
+    torch.manual_seed(1)
+    with batch_record(record, "attack"), pytest.raises(KeyboardInterrupt):
+        resumable_batches(5, stopped_at_three)
+    assert saves and [len(v) for v in batches.values()] == [3]  # batches 0-2 kept, saved at the stop
+    torch.manual_seed(123)  # a later process starts from another random state
+    calls.clear()
+    with batch_record(record, "attack"):
+        resumed = resumable_batches(5, stopped_at_three)
+    assert calls == [3, 4]  # only the unfinished batches run
+    assert all(torch.equal(a, b) for a, b in zip(resumed, whole))  # same draws as one uninterrupted loop
+
+
+def test_nested_loops_report_fractions_of_their_batch_and_drop_their_record_when_it_finishes():
+    batches: dict = {}
+    record = BatchRecord(batches, lambda: None)
+    seen: list[float] = []
+
+    def outer(i: int) -> int:
+        return sum(resumable_batches(4, lambda j: j))  # e.g. ZOO's batches inside an evaluation batch
+
+    with batch_record(record, "run"):
+        assert resumable_batches(2, outer, sizes=[8, 4], report=seen.append) == [6, 6]
+    assert seen == [2, 2, 2, 2, 1, 1, 1, 1]  # each outer batch's share in quarters
+    assert list(batches) == ["run/0"]  # the inner loops' records are gone: their results live in run/0
+
+
+def test_a_zoo_stopped_mid_attack_resumes_at_its_next_batch_with_an_uninterrupted_runs_results(
+        tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "A-a", init_alpha=0.5).eval()  # per-query noise
+    data = pni.load_dataset("mnist-sample", "test").subset(12)
+    kw = dict(trials=1, noise="on", eps=0.3, votes=3, worst_case=False,
+              attack_options={"zoo": {"steps": 3, "coords": 8, "batch_size": 2, "eot": 2}})
+    whole = pni.evaluate(model, data, ["clean", "eot-zoo"], **kw)
+    real, calls = zoo_module._zoo_batch, []
+
+    def stopped_at(k: int):
+        def batch(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == k:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return batch
+
+    partial = tmp_path / "partial.pt"
+    monkeypatch.setattr(zoo_module, "_zoo_batch", stopped_at(4))  # killed in ZOO's fourth batch of six
+    with pytest.raises(KeyboardInterrupt):
+        pni.evaluate(model, data, ["clean", "eot-zoo"], resume_file=partial, **kw)
+    calls.clear()
+    monkeypatch.setattr(zoo_module, "_zoo_batch", stopped_at(0))
+    resumed = pni.evaluate(model, data, ["clean", "eot-zoo"], resume_file=partial, **kw)
+    assert len(calls) == 6 - 3  # ZOO's three finished batches were kept
+    assert torch.equal(resumed.fractions["with_noise"]["eot-zoo"], whole.fractions["with_noise"]["eot-zoo"])
+    assert torch.equal(resumed.correct["with_noise"]["eot-zoo"], whole.correct["with_noise"]["eot-zoo"])
+    assert torch.equal(resumed.extras["with_noise"]["eot-zoo"]["l2"].nan_to_num(-1),
+                       whole.extras["with_noise"]["eot-zoo"]["l2"].nan_to_num(-1))
