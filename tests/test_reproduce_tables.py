@@ -236,3 +236,27 @@ def test_the_cw_table_names_the_draws_it_judged_over_when_one_profile_has_run() 
 
     text = cw_table(OnlyPaperProfile(), get_plans("table4")[0], "cifar10-jpeg")
     assert "the majority vote over 10 fresh draws" in text and "the protocol's" not in text
+
+
+def test_the_cw_table_names_the_noisy_rows_run_before_the_same_image_rule() -> None:
+    from pni.reproduce.report_tables import SAME_IMAGE_RULE, cw_table
+
+    class Rows:  # PNI-W's rows ran before the rule; the deterministic ones need none
+        def get(self, plan: str, row: str, track: str, protocol: str) -> dict | None:
+            cw = {"votes": 10} if "pni" in row else {"votes": 10, "same_image_linf": 0.002}
+            return {"attacks": {"clean": {}, "cw": cw}, "votes": 10, "randomized": "pni" in row}
+
+    plan = get_plans("table4")[0]
+    noisy = [row.label for row in plan.rows if "pni" in row.id]
+    assert noisy
+    text = cw_table(Rows(), plan, "cifar10-jpeg")
+    assert SAME_IMAGE_RULE in text
+    assert "Run before that rule (a success there may be such a zero-distance flip): " + ", ".join(noisy) + "." in text
+
+    class Current(Rows):
+        def get(self, *args: str) -> dict | None:
+            found = super().get(*args)
+            found["attacks"]["cw"]["same_image_linf"] = 0.002
+            return found
+
+    assert "Run before that rule" not in cw_table(Current(), plan, "cifar10-jpeg")

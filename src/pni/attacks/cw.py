@@ -30,7 +30,7 @@ from ._common import (
     is_randomized,
 )
 from .registry import MIN_NORM_THREAT, Attack, AttackFlag, AttackSpec, register_attack
-from .votes import judge_examples, predict_votes, unmoved, vote_correctness
+from .votes import HALF_GRAY_LEVEL, judge_examples, predict_votes, unmoved, vote_correctness
 
 CW_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"c": 0.01, "lr": 5e-4, "steps": 10, "binary_search_steps": 9, "confidence": 0.0},
@@ -211,7 +211,8 @@ def _build_cw(cw_profile: str = "paper", cw: dict[str, Any] | None = None, **_: 
         raise AttackError(f"unknown C&W profile {cw_profile!r}; expected one of: {', '.join(CW_PROFILES)}")
     settings = CW_PROFILES[cw_profile] | dict(cw or {})
     verify = inspect.signature(cw_l2).parameters["verify"].default   # recorded: the search that ran
-    params = {"profile": cw_profile, "verify": verify, **settings, "threat": MIN_NORM_THREAT}
+    params = {"profile": cw_profile, "verify": verify, **settings, "threat": MIN_NORM_THREAT,
+              "same_image_linf": HALF_GRAY_LEVEL}  # recorded: on a noisy model, closer is the image itself
     return (lambda m, x, y: cw_l2(m, x, y, **settings)), params
 
 

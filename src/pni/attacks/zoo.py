@@ -42,7 +42,7 @@ from ._common import (
 )
 from ..resumable import resumable_batches
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
-from .votes import judge_examples, unmoved
+from .votes import HALF_GRAY_LEVEL, judge_examples, unmoved
 
 
 @dataclass
@@ -264,7 +264,7 @@ def _build_zoo(eps: float, eot_draws: int = 1, **options: Any) -> tuple[Attack, 
     settings = {"eps": eps, "eot": eot_draws} | dict(options.get("zoo") or {})  # "zoo": overrides of zoo()
     defaults = {k: v.default for k, v in inspect.signature(zoo).parameters.items()
                 if v.default is not inspect.Parameter.empty}
-    params = defaults | settings
+    params = defaults | settings | {"same_image_linf": HALF_GRAY_LEVEL}  # recorded as C&W's
     return (lambda m, x, y: zoo(m, x, y, **settings)), params
 
 

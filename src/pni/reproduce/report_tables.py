@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             "attack's success rate on the initially correct images. C&W's loss uses the expected logits over "
             f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
             "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
-            "success); the mean L2 is over those images only.\n\n"
+            "success); the mean L2 is over those images only. " + SAME_IMAGE_RULE
+            + _before_same_image_rule(results, plan, track, ("cw-paper", "cw-strong"), ("cw",)) + "\n\n"
             + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
                         "Mean L2: ours, strong profile", "Success %: strong profile"], lines)
             + ("\nThe same noisy models with their noise off (same images):\n\n" + "\n".join(notes.values()) + "\n"
@@ -318,7 +320,8 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
     votes = _judged_over(results, plan, track, "zoo")
     return (f"ZOO and EOT-ZOO (every query's scores averaged over the noise draws) succeed on an image only if "
             f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
-            f"accuracies are judged over the same number of draws.\n\n"
+            f"accuracies are judged over the same number of draws. {SAME_IMAGE_RULE}"
+            + _before_same_image_rule(results, plan, track, ("zoo",), ("zoo", "eot-zoo")) + "\n\n"
             + md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
                         "ZOO success %: ours", "EOT-ZOO success %: ours"], lines))
 
@@ -331,6 +334,26 @@ def _judged_over(results: Any, plan: Plan, track: str, *protocols: str) -> str:
              for row in plan.rows for found in [results.get(plan.name, row.id, track, protocol)] if found
              for name in (found.get("attacks") or {}) if name != "clean"}
     return " / ".join(sorted(votes)) if votes else "the protocol's"
+
+
+SAME_IMAGE_RULE = ("On a noisy model an example within half a gray level of its image in every pixel (it stores "
+                   "as the same 8-bit image) is that image, judged by its image's own vote: a borderline image "
+                   "whose votes split is never counted fooled at distance zero.")
+
+
+def _before_same_image_rule(results: Any, plan: Plan, track: str, protocols: Sequence[str],
+                            attacks: Sequence[str]) -> str:
+    """A note naming the noisy rows whose ``attacks`` ran before ``SAME_IMAGE_RULE`` (their
+    parameters lack ``same_image_linf``); "" when there are none."""
+    labels = [row.label for row in plan.rows for protocol in protocols
+              for found in [results.get(plan.name, row.id, track, protocol)]
+              if found and found.get("randomized") and any(
+                  name in (found.get("attacks") or {}) and "same_image_linf" not in found["attacks"][name]
+                  for name in attacks)]
+    if not labels:
+        return ""
+    return (" Run before that rule (a success there may be such a zero-distance flip): "
+            + ", ".join(dict.fromkeys(labels)) + ".")
 
 
 def substitute_table(results: Any, plan: Plan, track: str) -> str:
