@@ -321,10 +321,11 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             accuracy is cumulative (robust to it and to every earlier chained attack). The
             per-image worst case is exactly that of running every attack on every image
             (``("eot-pgd", "aa-rand")``: the honest protocol).
-        resume_file: a file where each finished attack's outcomes are saved (default None:
-            none); a killed evaluation called again with the same file and arguments reuses
-            them and runs only the rest, with the same results as one uninterrupted run
-            (``pni.evaluation.resume``). The caller deletes it when done.
+        resume_file: a file where each finished attack's outcomes, and the running attack's
+            finished batches (ZOO's own batches included), are saved (default None: none); a
+            killed evaluation called again with the same file and arguments reuses them and
+            runs only the rest, with the same results as one uninterrupted run
+            (``pni.evaluation.resume``, ``pni.resumable``). The caller deletes it when done.
 
     Returns:
         Evaluation: per noise setting and attack, the accuracy of every trial
