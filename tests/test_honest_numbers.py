@@ -279,3 +279,23 @@ def test_a_noisy_models_cw_rows_say_what_its_noise_off_shows() -> None:
     assert cw_noise_off_note(vanilla, "vanilla AT") == ""                      # a deterministic model
     verdict = _cw_claim("PNI-W needs a larger C&W L2", found(2.22, 100.0), "PNI-W", vanilla, "vanilla AT")
     assert "PNI-W with its noise off is fooled" in verdict.note
+
+
+def test_a_mean_l2_comparison_whose_smaller_side_was_fooled_less_often_is_inconclusive() -> None:
+    from pni.reproduce.claims import _cw_claim
+
+    def found(rate: float, l2: float) -> dict:
+        cw = {"success_rate": {"mean": rate}, "mean_l2": {"mean": l2}, "mean_l2_stderr": {"mean": 0.01}}
+        return {"attack_metrics": {"without_noise": {"cw": cw}}, "trials": 1, "n": 100}
+
+    # b fooled on fewer images: its mean L2 is over its easiest ones, a's larger one is no evidence
+    verdict = _cw_claim("a needs a larger C&W L2", found(90.0, 0.8), "a", found(30.0, 0.4), "b")
+    assert verdict.verdict == "inconclusive"
+    assert verdict.note.startswith("b is fooled on fewer images (30.00 % against 90.00 %)")
+    # a fooled on fewer images and still larger: the conservative direction stands
+    assert _cw_claim("a needs a larger C&W L2", found(30.0, 0.8), "a", found(90.0, 0.4), "b").verdict == "holds"
+    # the other way round for a verdict that the claim does not hold
+    assert _cw_claim("a needs a larger C&W L2", found(30.0, 0.4), "a", found(90.0, 0.8), "b").verdict \
+        == "inconclusive"
+    assert _cw_claim("a needs a larger C&W L2", found(90.0, 0.4), "a", found(30.0, 0.8), "b").verdict \
+        == "does not hold at this scale"

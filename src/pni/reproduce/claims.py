@@ -287,7 +287,27 @@ def _cw_claim(claim: str, found_a: Any, name_a: str, found_b: Any, name_b: str) 
         return Verdict(claim, "Table 4", INCONCLUSIVE, verdict.evidence,
                        note=("Standard error unknown: a side has fewer than two fooled images, or its results.json "
                              "no per-image L2 spread (mean_l2_stderr). " + boundary).strip())
-    return verdict
+    return _fewer_fooled_understates(verdict, (name_a, found_a), (name_b, found_b))
+
+
+def _fewer_fooled_understates(verdict: Verdict, a: tuple[str, Any], b: tuple[str, Any]) -> Verdict:
+    """A mean L2 averages over the images the attack fooled only: a side fooled on fewer images
+    averages over its easiest ones and understates what its others would need. So a verdict
+    whose losing side was fooled on fewer images is no evidence (inconclusive, said why); one
+    whose winning side was (the conservative direction) stands."""
+    (name_a, found_a), (name_b, found_b) = a, b
+    rate_a, rate_b = (metric(found, "cw", "success_rate") for found in (found_a, found_b))
+    if rate_a is None or rate_b is None or verdict.verdict not in (HOLDS, DOES_NOT_HOLD):
+        return verdict
+    (loser, lost), (winner, won) = (((name_b, rate_b), (name_a, rate_a)) if verdict.verdict == HOLDS
+                                    else ((name_a, rate_a), (name_b, rate_b)))
+    if not lost.mean < won.mean:
+        return verdict
+    why = (f"{loser} is fooled on fewer images ({lost.mean:.2f} % against {won.mean:.2f} %): its mean L2 averages "
+           f"over its easiest images and understates what the others would need, so {winner}'s larger mean L2 "
+           "is no evidence.")
+    return Verdict(verdict.claim, verdict.source, INCONCLUSIVE, verdict.evidence,
+                   note=f"{why} {verdict.note}".strip())
 
 
 def _both(claim: str, parts: list[Verdict]) -> Verdict:
