@@ -130,7 +130,8 @@ def test_cli_errors_are_one_line_and_dry_run_reports_status(
     assert NAMES[-1] == "all" and set(NAMES[:-1]) == set(PLANS)
 
 
-def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path, dict[str, str]]) -> None:
+def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path, dict[str, str]],
+                                                          tmp_path: Path) -> None:
     from pni.reproduce.estimate import (RateMeter, cpu_spent, finished_times, logged_rate, spent_seconds,
                                         step_seconds)
 
@@ -150,6 +151,16 @@ def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path
     times = finished_times(steps, runs, meter, out)
     # a step like a finished one is estimated at the finished one's wall time
     assert step_seconds(evals[0], runs, meter, out, times) == pytest.approx(timing["seconds"])
+    # a stopped one: only the share of its work its partial file does not hold is left
+    from pni.evaluation.resume import save_partial
+    from pni.reproduce.runner import state
+
+    stopped = tmp_path / "stopped"
+    (stopped / evals[0].key).mkdir(parents=True)
+    save_partial(stopped / evals[0].key / "evaluation.partial.pt", "key", {}, {}, 0.25)
+    assert step_seconds(evals[0], runs, meter, stopped, times) == pytest.approx(0.75 * timing["seconds"])
+    assert state(evals[0], stopped) == ("partial", "the attacks and batches it finished before a stop "
+                                                   "(25% of its work) are reused")
     spent, timed = spent_seconds(steps, out)
     assert spent > 0 and timed == len(steps)
     cpu, wall, counted = cpu_spent(steps, out)

@@ -103,3 +103,18 @@ def test_a_zoo_stopped_mid_attack_resumes_at_its_next_batch_with_an_uninterrupte
     assert torch.equal(resumed.correct["with_noise"]["eot-zoo"], whole.correct["with_noise"]["eot-zoo"])
     assert torch.equal(resumed.extras["with_noise"]["eot-zoo"]["l2"].nan_to_num(-1),
                        whole.extras["with_noise"]["eot-zoo"]["l2"].nan_to_num(-1))
+
+
+
+def test_a_partial_file_records_the_share_of_the_evaluation_it_holds(tmp_path, attack_calls):
+    from pni.evaluation.resume import partial_share_done
+
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
+    data = pni.load_dataset("mnist-sample", "test").subset(8)
+    partial = tmp_path / "partial.pt"
+    attack_calls.kill_at(3)  # clean and FGSM done (1 and 1 passes per image), PGD-5 (5) not
+    with pytest.raises(KeyboardInterrupt):
+        pni.evaluate(model, data, ["clean", "fgsm", "pgd"], trials=1, noise="on", eps=0.1, steps=5,
+                     resume_file=partial, worst_case=False)
+    assert partial_share_done(partial) == pytest.approx((1 + 1) / (1 + 1 + 5))

@@ -378,14 +378,15 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
         model, x, y, {"attacks": params, "seeds": seeds, "votes": votes, "batch_size": batch_size,
                       "settings": settings, "chain": chain})
     done, batches = ({}, {}) if partial_key is None else load_partial(resume_file, partial_key)
-    record = None if partial_key is None else BatchRecord(
-        batches, lambda: save_partial(resume_file, partial_key, done, batches))
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
     costs = _pass_costs(params, votes, attack_options, steps, randomized)
     bar = progress_bar(len(settings) * trials * (hi - lo) * sum(costs.values()), "eval", "pass",
                        enabled=progress and (not distributed or dist_utils.is_main()))
+    tally = _Tally(len(settings) * trials * (hi - lo) * sum(costs.values()))  # the share done, for the partial file
+    record = None if partial_key is None else BatchRecord(
+        batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share()))
     with eval_mode(model):
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,
@@ -397,7 +398,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                 for name, attack in table.items():
                     chained = name in chain
                     saved = done.get(setting, {}).get(name)
-                    work = _Work(bar, costs[name])
+                    work = _Work(bar, costs[name], tally)
                     if saved is not None:  # finished before an interruption (resume_file)
                         stacked = dict(saved)
                         if chained:
@@ -430,19 +431,32 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     return result
 
 
+class _Tally:
+    """The passes done of a total (the total shrinks when the cascade spares images)."""
+
+    def __init__(self, total: float) -> None:
+        self.n, self.total = 0.0, float(total)
+
+    def share(self) -> float:
+        return min(self.n / self.total, 1.0) if self.total > 0 else 1.0
+
+
 class _Work:
     """One attack's share of ``evaluate``'s progress, counted in forward+backward passes
     (``cost`` per image): the images it has attacked, and those the cascade spares it (they
-    leave the total, so that the time left is that of the work still to do)."""
+    leave the total, so that the time left is that of the work still to do). ``tally``: the
+    same count, kept with or without a bar (the partial file records its share)."""
 
-    def __init__(self, bar: Any, cost: int) -> None:
-        self.bar, self.cost = bar, cost
+    def __init__(self, bar: Any, cost: int, tally: _Tally) -> None:
+        self.bar, self.cost, self.tally = bar, cost, tally
 
     def done(self, images: float) -> None:
         self.bar.update(images * self.cost)
+        self.tally.n += images * self.cost
 
     def spared(self, images: int) -> None:
         shrink_total(self.bar, images * self.cost)
+        self.tally.total = max(self.tally.n, self.tally.total - images * self.cost)
 
 
 def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: dict[str, Any] | None,

@@ -66,11 +66,27 @@ def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches]:
     return (done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {})
 
 
-def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None = None) -> None:
+def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None = None,
+                 share_done: float | None = None) -> None:
     """Writes the finished outcomes ``done`` and the running attack's finished ``batches``
-    under fingerprint ``key`` (atomically)."""
+    under fingerprint ``key`` (atomically), with the share of the evaluation's work they
+    stand for (``share_done``, 0-1, read by ``partial_share_done``: time estimates)."""
     from ..files import atomic_write
 
     buffer = io.BytesIO()
-    torch.save({"version": PARTIAL_VERSION, "key": key, "done": done, "batches": batches or {}}, buffer)
+    torch.save({"version": PARTIAL_VERSION, "key": key, "done": done, "batches": batches or {},
+                "share_done": share_done}, buffer)
     atomic_write(buffer.getbuffer(), path, what="partial evaluation")
+
+
+def partial_share_done(path: str | Path) -> float | None:
+    """The share (0-1) of its evaluation's work a partial file stands for, as its evaluation
+    last counted it (forward+backward passes); None when unknown or unreadable."""
+    if not Path(path).is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an estimate only: a torn file says nothing
+        return None
+    share = saved.get("share_done") if isinstance(saved, dict) else None
+    return float(share) if isinstance(share, float) and 0.0 <= share <= 1.0 else None

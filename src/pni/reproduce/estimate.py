@@ -152,8 +152,15 @@ def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, o
 
 def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
                  times: dict[tuple[Any, ...], float] | None = None) -> float:
-    """Estimated seconds of ``step`` still to run (a partial training run: its last epochs):
-    the time a finished step of the same signature took here, else modelled from images/s."""
+    """Estimated seconds of ``step`` still to run (a partial training run: its last epochs; a
+    stopped evaluation: the share of its work its partial file does not hold): the time a
+    finished step of the same signature took here, else modelled from images/s."""
+    seconds = _whole_step_seconds(step, runs, meter, out, times)
+    return seconds * (1.0 - (eval_share_done(out, step) or 0.0)) if step.kind == "eval" else seconds
+
+
+def _whole_step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
+                        times: dict[tuple[Any, ...], float] | None = None) -> float:
     key = signature(step, runs, meter)
     if times and key in times:
         return times[key]
@@ -195,6 +202,14 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     else:
         return 1.0
     return n * passes / pass_rate
+
+
+def eval_share_done(out: Any, step: Step) -> float | None:
+    """The share of an eval step's work its partial file (a stopped run's) stands for."""
+    from ..evaluation.resume import partial_share_done
+    from ..runs import PARTIAL_EVALUATION
+
+    return None if out is None else partial_share_done(Path(out) / step.key / PARTIAL_EVALUATION)
 
 
 EARLY_STOPPING = ("zoo", "eot-zoo")   # attacks that stop at once on an image already misclassified

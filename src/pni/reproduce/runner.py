@@ -105,7 +105,11 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         # a file that fails its check (results_check: one warning line) is not done: rerun it
         return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
     if step.kind == "eval" and (folder / PARTIAL_EVALUATION).exists():
-        return "partial", "the attacks and batches it finished before a stop are reused"
+        from ..evaluation.resume import partial_share_done
+
+        share = partial_share_done(folder / PARTIAL_EVALUATION)
+        done = f" ({share:.0%} of its work)" if share else ""
+        return "partial", f"the attacks and batches it finished before a stop{done} are reused"
     return "todo", ""
 
 
