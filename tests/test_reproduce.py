@@ -161,6 +161,9 @@ def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path
     assert step_seconds(evals[0], runs, meter, stopped, times) == pytest.approx(0.75 * timing["seconds"])
     assert state(evals[0], stopped) == ("partial", "the attacks and batches it finished before a stop "
                                                    "(25% of its work) are reused")
+    # once it is far enough along, at the pace it kept: a quarter in 100 s, three quarters left
+    save_partial(stopped / evals[0].key / "evaluation.partial.pt", "key", {}, {}, 0.25, 100.0)
+    assert step_seconds(evals[0], runs, meter, stopped, times) == pytest.approx(300.0)
     spent, timed = spent_seconds(steps, out)
     assert spent > 0 and timed == len(steps)
     cpu, wall, counted = cpu_spent(steps, out)

@@ -106,8 +106,8 @@ def test_a_zoo_stopped_mid_attack_resumes_at_its_next_batch_with_an_uninterrupte
 
 
 
-def test_a_partial_file_records_the_share_of_the_evaluation_it_holds(tmp_path, attack_calls):
-    from pni.evaluation.resume import partial_share_done
+def test_a_partial_file_records_the_share_of_the_evaluation_it_holds_and_its_time(tmp_path, attack_calls):
+    from pni.evaluation.resume import partial_progress
 
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
@@ -117,4 +117,5 @@ def test_a_partial_file_records_the_share_of_the_evaluation_it_holds(tmp_path, a
     with pytest.raises(KeyboardInterrupt):
         pni.evaluate(model, data, ["clean", "fgsm", "pgd"], trials=1, noise="on", eps=0.1, steps=5,
                      resume_file=partial, worst_case=False)
-    assert partial_share_done(partial) == pytest.approx((1 + 1) / (1 + 1 + 5))
+    share, seconds = partial_progress(partial)
+    assert share == pytest.approx((1 + 1) / (1 + 1 + 5)) and seconds > 0

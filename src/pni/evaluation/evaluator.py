@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -377,7 +378,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     partial_key = None if resume_file is None else fingerprint(
         model, x, y, {"attacks": params, "seeds": seeds, "votes": votes, "batch_size": batch_size,
                       "settings": settings, "chain": chain})
-    done, batches = ({}, {}) if partial_key is None else load_partial(resume_file, partial_key)
+    done, batches, seconds_before = ({}, {}, 0.0) if partial_key is None else load_partial(resume_file, partial_key)
+    started = time.monotonic()
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
@@ -386,7 +388,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                        enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(len(settings) * trials * (hi - lo) * sum(costs.values()))  # the share done, for the partial file
     record = None if partial_key is None else BatchRecord(
-        batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share()))
+        batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share(),
+                                      seconds_before + time.monotonic() - started))
     with eval_mode(model):
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,

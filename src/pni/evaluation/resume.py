@@ -49,44 +49,52 @@ Done = dict[str, dict[str, dict[str, Tensor]]]
 Batches = dict[str, list[dict[str, Any]]]
 
 
-def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches]:
+def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches, float]:
     """The finished outcomes recorded in ``path`` (``{setting: {attack: {"fraction", "correct",
-    extras...}}}``) and the running attack's finished batches (``pni.resumable.BatchRecord``)
-    when its fingerprint is ``key``; else nothing (missing, unreadable or another
-    evaluation's file)."""
-    if path is None or not Path(path).is_file():
-        return {}, {}
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a torn or foreign file is ignored and overwritten
-        return {}, {}
-    if not isinstance(saved, dict) or saved.get("version") != PARTIAL_VERSION or saved.get("key") != key:
-        return {}, {}
-    done, batches = saved.get("done"), saved.get("batches")
-    return (done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {})
+    extras...}}}``), the running attack's finished batches (``pni.resumable.BatchRecord``) and
+    the wall seconds the evaluation has run so far, when its fingerprint is ``key``; else
+    nothing (missing, unreadable or another evaluation's file)."""
+    saved = _read(path)
+    if saved is None or saved.get("key") != key:
+        return {}, {}, 0.0
+    done, batches, progress = saved.get("done"), saved.get("batches"), _progress(saved)
+    return ((done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {}),
+            progress[1] if progress else 0.0)
 
 
 def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None = None,
-                 share_done: float | None = None) -> None:
+                 share_done: float | None = None, seconds: float | None = None) -> None:
     """Writes the finished outcomes ``done`` and the running attack's finished ``batches``
     under fingerprint ``key`` (atomically), with the share of the evaluation's work they
-    stand for (``share_done``, 0-1, read by ``partial_share_done``: time estimates)."""
+    stand for (``share_done``, 0-1) and the wall ``seconds`` it has run (``partial_progress``:
+    time estimates)."""
     from ..files import atomic_write
 
     buffer = io.BytesIO()
     torch.save({"version": PARTIAL_VERSION, "key": key, "done": done, "batches": batches or {},
-                "share_done": share_done}, buffer)
+                "share_done": share_done, "seconds": seconds}, buffer)
     atomic_write(buffer.getbuffer(), path, what="partial evaluation")
 
 
-def partial_share_done(path: str | Path) -> float | None:
-    """The share (0-1) of its evaluation's work a partial file stands for, as its evaluation
-    last counted it (forward+backward passes); None when unknown or unreadable."""
-    if not Path(path).is_file():
+def partial_progress(path: str | Path) -> tuple[float, float] | None:
+    """(share 0-1 of its evaluation's work, wall seconds spent on it) a partial file records,
+    as its evaluation last counted them (forward+backward passes); None when unknown."""
+    saved = _read(path)
+    return None if saved is None else _progress(saved)
+
+
+def _read(path: str | Path | None) -> dict[str, Any] | None:
+    if path is None or not Path(path).is_file():
         return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - an estimate only: a torn file says nothing
+    except Exception:  # noqa: BLE001 - a torn or foreign file is ignored and overwritten
         return None
-    share = saved.get("share_done") if isinstance(saved, dict) else None
-    return float(share) if isinstance(share, float) and 0.0 <= share <= 1.0 else None
+    return saved if isinstance(saved, dict) and saved.get("version") == PARTIAL_VERSION else None
+
+
+def _progress(saved: dict[str, Any]) -> tuple[float, float] | None:
+    share, seconds = saved.get("share_done"), saved.get("seconds")
+    if not (isinstance(share, float) and 0.0 <= share <= 1.0):
+        return None
+    return share, (float(seconds) if isinstance(seconds, (int, float)) and seconds >= 0 else 0.0)

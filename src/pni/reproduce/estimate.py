@@ -153,10 +153,14 @@ def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, o
 def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
                  times: dict[tuple[Any, ...], float] | None = None) -> float:
     """Estimated seconds of ``step`` still to run (a partial training run: its last epochs; a
-    stopped evaluation: the share of its work its partial file does not hold): the time a
-    finished step of the same signature took here, else modelled from images/s."""
-    seconds = _whole_step_seconds(step, runs, meter, out, times)
-    return seconds * (1.0 - (eval_share_done(out, step) or 0.0)) if step.kind == "eval" else seconds
+    stopped evaluation: the share of its work its partial file does not hold, at the pace it
+    kept so far once it is ``MEASURED_SHARE`` along): the time a finished step of the same
+    signature took here, else modelled from images/s."""
+    progress = eval_progress(out, step) if step.kind == "eval" else None
+    if progress is not None and progress[0] >= MEASURED_SHARE and progress[1] > 0:
+        share, spent = progress   # its own pace so far (this machine, as it is shared)
+        return spent * (1.0 - share) / share
+    return _whole_step_seconds(step, runs, meter, out, times) * (1.0 - (progress[0] if progress else 0.0))
 
 
 def _whole_step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
@@ -204,12 +208,16 @@ def _whole_step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out
     return n * passes / pass_rate
 
 
-def eval_share_done(out: Any, step: Step) -> float | None:
-    """The share of an eval step's work its partial file (a stopped run's) stands for."""
-    from ..evaluation.resume import partial_share_done
+MEASURED_SHARE = 0.005   # a stopped eval step this far along is estimated from its own pace
+
+
+def eval_progress(out: Any, step: Step) -> tuple[float, float] | None:
+    """(share of its work, wall seconds spent) an eval step's partial file (a stopped run's)
+    records; None when it has none."""
+    from ..evaluation.resume import partial_progress
     from ..runs import PARTIAL_EVALUATION
 
-    return None if out is None else partial_share_done(Path(out) / step.key / PARTIAL_EVALUATION)
+    return None if out is None else partial_progress(Path(out) / step.key / PARTIAL_EVALUATION)
 
 
 EARLY_STOPPING = ("zoo", "eot-zoo")   # attacks that stop at once on an image already misclassified

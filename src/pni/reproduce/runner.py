@@ -105,10 +105,10 @@ def state(step: Step, out: Path) -> tuple[str, str]:
         # a file that fails its check (results_check: one warning line) is not done: rerun it
         return ("done", "") if output_ok(folder, OUTPUTS[step.kind], step.settings) else ("todo", "invalid output")
     if step.kind == "eval" and (folder / PARTIAL_EVALUATION).exists():
-        from ..evaluation.resume import partial_share_done
+        from ..evaluation.resume import partial_progress
 
-        share = partial_share_done(folder / PARTIAL_EVALUATION)
-        done = f" ({share:.0%} of its work)" if share else ""
+        progress = partial_progress(folder / PARTIAL_EVALUATION)
+        done = f" ({progress[0]:.0%} of its work)" if progress and progress[0] else ""
         return "partial", f"the attacks and batches it finished before a stop{done} are reused"
     return "todo", ""
 
