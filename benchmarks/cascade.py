@@ -26,7 +26,8 @@ import time
 import torch
 
 from pni.benchmark.protocol import PNI_HONEST_V1
-from pni.evaluation.evaluator import WORST_CASE, evaluate
+from pni.evaluation.evaluator import evaluate
+from pni.evaluation.result import WORST_CASE
 from pni.evaluation.opened_run import open_checkpoint
 from pni.models.hub import default_root, pretrained_entry
 

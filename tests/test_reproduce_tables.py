@@ -157,7 +157,7 @@ def test_alpha_rules_on_hand_made_training_logs(tmp_path: Path) -> None:
 
 
 def test_mean_l2_standard_error_is_recorded() -> None:
-    from pni.evaluation.evaluator import _trial_metrics
+    from pni.evaluation.result import _trial_metrics
 
     l2 = torch.tensor([[1.0, 2.0, 3.0, 9.0]])
     success = torch.tensor([[True, True, True, False]])

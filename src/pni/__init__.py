@@ -36,7 +36,8 @@ from .data import (
     missing_classes,
     stratified_indices,
 )
-from .evaluation.evaluator import Evaluation, EvaluationError, evaluate
+from .evaluation.evaluator import evaluate
+from .evaluation.result import Evaluation, EvaluationError
 from .models.hub import PretrainedError, pretrained
 from .attacks.threat import ThreatError, parse_threat
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels

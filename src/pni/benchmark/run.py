@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from ..attacks.registry import build_attacks
 from ..data import Dataset, as_tensors, stratified_indices
 from ..files import file_sha256
-from ..evaluation.evaluator import WORST_CASE, evaluate
+from ..evaluation.evaluator import evaluate
+from ..evaluation.result import WORST_CASE
 from ..models import count_parameters
 from ..attacks.budget import madry_step_size, paper_pgd_steps
 from ..attacks.threat import Threat, parse_threat

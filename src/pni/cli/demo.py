@@ -22,7 +22,8 @@ from ..runs import ALPHAS_FIGURE, RESULTS
 from ..attacks import pgd
 from ..config import TrainConfig
 from ..data import at_most, load_dataset
-from ..evaluation.evaluator import Evaluation, evaluate
+from ..evaluation.evaluator import evaluate
+from ..evaluation.result import Evaluation
 from ..models import layer_labels
 from ..reports.evaluation import attack_parameters_table, evaluation_table
 from ..reports.figures import plot_alphas

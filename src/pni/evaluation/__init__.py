@@ -2,7 +2,8 @@
 noise draws, with the per-image worst case and the AutoAttack-style cascade (``evaluate``); its
 settings (``settings``); per-image outcomes for paired verdicts (``per_image``); and the
 up-front time estimates (``estimate``)."""
-from .evaluator import Evaluation, EvaluationError, evaluate, evaluate_checkpoint
+from .evaluator import evaluate, evaluate_checkpoint
+from .result import Evaluation, EvaluationError
 from .settings import EvalSettings, TransferSettings
 
 __all__ = ["EvalSettings", "Evaluation", "EvaluationError", "TransferSettings", "evaluate", "evaluate_checkpoint"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..runs import RESULTS, TRANSFER
 from ..attacks.registry import attack_names, get_attack
-from ..evaluation.evaluator import NOISE_TITLES, WORST_CASE, Evaluation
+from ..evaluation.result import NOISE_TITLES, WORST_CASE, Evaluation
 from ..provenance import with_code
 from ..files import write_json, write_text
 from .markdown import format_cell, format_settings, md_table

@@ -14,7 +14,7 @@ from ..runs import AUDIT, AUDIT_FOLDER, CONFIG, EVAL_FOLDER, RESULTS, TRAIN_LOG,
 from ..auditing.result import TOLERANCE_RULE, AuditReport
 from ..auditing.settings import ITEM_NAMES
 from ..errors import PNIError
-from ..evaluation.evaluator import Evaluation
+from ..evaluation.result import Evaluation
 from .evaluation import attack_parameters_table, attack_title, evaluation_table
 from .figures import alpha_table, plot_alpha_history, plot_eot_curve, plot_fig3
 from ..files import write_text

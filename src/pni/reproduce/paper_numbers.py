@@ -2,7 +2,7 @@
 to print next to ours. Transcribed from the paper (``../shared/paper.txt``), table by
 table; a value is ``(mean, std)`` in percent (``std`` None where the paper gives none),
 Table 4 is a mean L2 norm. Keys are the row ids of ``pni.reproduce.plans``; accuracy
-settings are ``pni.evaluation.evaluator.NOISE_TITLES``' keys ("with_noise": test with PNI)."""
+settings are ``pni.evaluation.result.NOISE_TITLES``' keys ("with_noise": test with PNI)."""
 from __future__ import annotations
 
 Value = tuple[float, float | None]
