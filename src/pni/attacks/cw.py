@@ -90,8 +90,9 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 0.01, lr: float = 5
         verify: on a randomized model, keep a point the search finds adversarial (on its EOT
             draws' mean logits) as the best only if the vote over ``votes`` other fresh draws
             misclassifies it too and it lies beyond half a gray level of its image, so the binary
-            search raises ``c`` until its examples fool the vote (default True; False: the search's own check alone, as C&W-EOT without it,
-            whose first crossings fresh draws often still classify correctly).
+            search raises ``c`` until its examples fool the vote (default True; False: the
+            search's own check alone, as C&W-EOT without it, whose first crossings fresh draws
+            often still classify correctly).
 
     Returns:
         CWResult: ``x_adv`` (``x`` where the search found nothing), per-sample ``success`` and

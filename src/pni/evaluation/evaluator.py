@@ -34,6 +34,8 @@ from .result import NOISE_SETTINGS, WORST_CASE, Evaluation, EvaluationError
 from .settings import EvalSettings
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Any]  # x_adv, or a result with .x_adv
+
+
 def correct_mask(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None,
                  batch_size: int = 256, seed: int | None = None, start_index: int = 0) -> Tensor:
     """Per-sample correctness (bool) of ``model`` on ``x`` or on ``attack(model, x, y)``.
@@ -242,9 +244,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
     costs = _pass_costs(params, votes, attack_options, steps, randomized)
-    bar = progress_bar(len(settings) * trials * (hi - lo) * sum(costs.values()), "eval", "pass",
-                       enabled=progress and (not distributed or dist_utils.is_main()))
-    tally = _Tally(len(settings) * trials * (hi - lo) * sum(costs.values()))  # the share done, for the partial file
+    passes = len(settings) * trials * (hi - lo) * sum(costs.values())
+    bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
+    tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
     record = None if partial_key is None else BatchRecord(
         batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share(),
                                       seconds_before + time.monotonic() - started))

@@ -263,14 +263,15 @@ def _l2(found: Any) -> str:
 
 
 def cw_table(results: Any, plan: Plan, track: str) -> str:
+    protocols = [protocol for protocol, _ in CW_PROFILES]
     lines = []
     for row in plan.rows:
         cells = [row.label, f"{paper.TABLE4[row.id]:.2f}" if row.id in paper.TABLE4 else "-"]
-        for protocol in ("cw-paper", "cw-strong"):
+        for protocol in protocols:
             found = results.get(plan.name, row.id, track, protocol)
             cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
         lines.append(cells)
-    votes = _judged_over(results, plan, track, "cw-paper", "cw-strong")
+    votes = _judged_over(results, plan, track, *protocols)
     notes: dict[str, str] = {}   # per run evaluated (rows that are stand-ins share one)
     for row in plan.rows:
         for protocol, profile in CW_PROFILES:
@@ -283,7 +284,7 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
             "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
             "success); the mean L2 is over those images only. " + SAME_IMAGE_RULE
-            + _before_same_image_rule(results, plan, track, ("cw-paper", "cw-strong"), ("cw",)) + "\n\n"
+            + _before_same_image_rule(results, plan, track, protocols, ("cw",)) + "\n\n"
             + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
                         "Mean L2: ours, strong profile", "Success %: strong profile"], lines)
             + ("\nThe same noisy models with their noise off (same images):\n\n" + "\n".join(notes.values()) + "\n"
