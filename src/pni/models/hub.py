@@ -50,7 +50,7 @@ REGISTRY: dict[tuple[str, str], Pretrained] = {
     ("lenet5-pni-w-plain", "cpu"): _cpu("lenet5-W-plain-mnist-7cf5d87e", "f99e8a776c0b63e609ef7d91a534a39ebb77cdff9dee5ac5f245192f0c0bed4a", "LeNet-5, MNIST, PNI-W, clean training", "results/cards/lenet5-pni-w-plain-cpu.json"),
     ("lenet5-pni-a-a", "cpu"): _cpu("lenet5-A-a-at-mnist-42c8b074", "265b93d7b43e8f7d2756d2d7dd7978d758c62ed5bfeb440922c845720fadd2e7", "LeNet-5, MNIST, PNI-A-a, adversarial training", "results/cards/lenet5-pni-a-a-cpu.json"),
     ("lenet5-pni-a-b", "cpu"): _cpu("lenet5-A-b-at-mnist-967e3dff", "b73349098635bda5854695372f6cb87a8c109f4fce0ab4e92993539518e182ed", "LeNet-5, MNIST, PNI-A-b, adversarial training"),
-    ("lenet5-pni-i", "cpu"): _cpu("lenet5-I-at-mnist-b42f35c6", "e2c171077a28b9a309d4ac2b1b7779a4fa38932344852a35d87db978457968a4", "LeNet-5, MNIST, PNI-I, adversarial training"),
+    ("lenet5-pni-i", "cpu"): _cpu("lenet5-I-at-mnist-b42f35c6", "e2c171077a28b9a309d4ac2b1b7779a4fa38932344852a35d87db978457968a4", "LeNet-5, MNIST, PNI-I, adversarial training", "results/cards/lenet5-pni-i-cpu.json"),
     ("lenet5-pni-w+a-a", "cpu"): _cpu("lenet5-W+A-a-at-mnist-d47f38c5", "0ad8ecc8eea60a74feca7780b4d1cb2e8e935222a356145942ba855734f22286", "LeNet-5, MNIST, PNI-W+A-a, adversarial training", "results/cards/lenet5-pni-w+a-a-cpu.json"),
     ("lenet5-pni-w+a-b", "cpu"): _cpu("lenet5-W+A-b-at-mnist-67cce635", "f378a42790175dfcc483711b8a39f15941e45ba871de2c1f733082479c92af45", "LeNet-5, MNIST, PNI-W+A-b, adversarial training"),
     ("resnet20-plain", "cpu"): _cpu("resnet20-none-plain-folder-07762833", "d1d39c8473b250f36eaa40c5ce825fe74b9a09cb6c31e6fe9a03d578dde2d1cb", "ResNet-20, CIFAR-10, no noise, clean training", "results/cards/resnet20-plain-cpu.json"),
