@@ -299,3 +299,24 @@ def test_a_mean_l2_comparison_whose_smaller_side_was_fooled_less_often_is_inconc
         == "inconclusive"
     assert _cw_claim("a needs a larger C&W L2", found(90.0, 0.4), "a", found(30.0, 0.8), "b").verdict \
         == "does not hold at this scale"
+
+
+def test_zoo_and_cw_full_budgets_are_the_attacks_own_defaults() -> None:
+    import inspect
+
+    from pni.attacks.budget import budget_text, published
+    from pni.attacks.cw import CW_PROFILES
+
+    defaults = inspect.signature(zoo).parameters
+    assert published("zoo") == {"steps": defaults["steps"].default, "coords": defaults["coords"].default}
+    _, params = build_attacks(["zoo", "eot-zoo"], eps=8 / 255)
+    assert not is_reduced("zoo", params["zoo"]) and not is_reduced("eot-zoo", params["eot-zoo"])
+    short = params["eot-zoo"] | {"eot": 5}
+    assert is_reduced("eot-zoo", short) and not is_reduced("eot-zoo", short, randomized=False)
+    assert budget_text("eot-zoo", short) == f"{defaults['steps'].default} it x {defaults['coords'].default} coords x 5 draws"
+    assert label("zoo", "ZOO", params["zoo"] | {"steps": 50}) == "ZOO, 50 it x 128 coords (reduced)"
+    for profile, settings in CW_PROFILES.items():
+        full = {"profile": profile} | settings
+        assert not is_reduced("cw", full)
+        assert is_reduced("cw", full | {"steps": settings["steps"] - 1})
+    assert not is_reduced("cw", {"steps": 1})     # no profile recorded: nothing to compare with

@@ -74,6 +74,9 @@ def test_every_table_renders_its_new_columns_with_numbers(report: tuple[Path, st
 
 WORST_SMOKE = ("PNI-W beats vanilla AT under the worst case at a reduced budget (per image, EOT-PGD or AA-rand; "
                "eot-pgd EOT 2; aa-rand 2 it x 2 draws)")
+# the smoke scale's C&W and ZOO run below their profiles' / defaults' budgets: the claims name them
+CW_PAPER_SMOKE = "paper profile, 10 steps x 2 searches (reduced)"
+CW_STRONG_SMOKE = "strong profile, 5 steps x 2 searches (reduced)"
 
 
 def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
@@ -81,8 +84,9 @@ def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
     verdicts = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
     for claim in ("Without adversarial training the alphas go to ~0",
                   "Adversarial training (vanilla, PNI-W) needs a larger C&W L2 than no defense "
-                  "(ResNet-20 (4x), paper profile)",   # LeNet-5 stands in for both Table 4 models: judged once
-                  "PNI-W needs a larger C&W L2 than vanilla AT (ResNet-20 (4x), strong profile)",
+                  f"(ResNet-20 (4x), {CW_PAPER_SMOKE})",   # LeNet-5 stands in for both Table 4 models: judged once
+                  f"PNI-W needs a larger C&W L2 than vanilla AT (ResNet-20 (4x), {CW_STRONG_SMOKE})",
+                  "PNI-W resists ZOO, 2 it x 8 coords (reduced), better than vanilla AT (lower success rate)",
                   "PNI-W beats PGD AT under PGD",
                   "FGSM (one step) does not beat PGD (iterative) on PNI-W",
                   "Black-box attacks (transfer, ZOO) do not beat white-box ones on PNI-W",
@@ -90,7 +94,7 @@ def test_new_claims_have_verdicts(report: tuple[Path, str]) -> None:
         assert any(f"*{v}*" in verdicts[claim] for v in (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)), claim
     assert not any("ResNet-18" in claim for claim in verdicts if "C&W" in claim)
     assert "the ResNet-18 rows are the same runs" in verdicts["PNI-W needs a larger C&W L2 than vanilla AT "
-                                                              "(ResNet-20 (4x), strong profile)"]
+                                                              f"(ResNet-20 (4x), {CW_STRONG_SMOKE})"]
     worst = verdicts[WORST_SMOKE]      # the smoke scale's reduced budget is in the claim and its numbers' labels
     assert "PNI-W worst case (reduced: " in worst and "vanilla AT worst case (reduced: " in worst and "paired" in worst
     assert not any("honest worst case" in claim for claim in verdicts)
@@ -260,3 +264,33 @@ def test_the_cw_table_names_the_noisy_rows_run_before_the_same_image_rule() -> N
             return found
 
     assert "Run before that rule" not in cw_table(Current(), plan, "cifar10-jpeg")
+
+
+def test_zoo_and_cw_below_their_full_budget_are_named_in_the_columns_and_claims() -> None:
+    from pni.reproduce.claims import table4_claims, table5_claims
+    from pni.reproduce.report_tables import blackbox_table, cw_table
+
+    class Reduced:  # ZOO at 50 iterations, C&W's strong profile at 200 steps: the cpu scale's budgets
+        def get(self, plan: str, row: str, track: str, protocol: str) -> dict | None:
+            noisy = "pni" in row or row.startswith("b-")
+            zoo = {"steps": 50, "coords": 128, "votes": 10}
+            attacks = {"zoo": zoo | {"eot": 1}, "eot-zoo": zoo | {"eot": 10 if noisy else 1},
+                       "cw": {"profile": protocol.removeprefix("cw-"), "steps": 200 if protocol == "cw-strong" else 10,
+                              "binary_search_steps": 9, "eot": 5, "votes": 10}}
+            return {"attacks": attacks, "votes": 10, "randomized": noisy}
+
+        def key(self, plan: str, row: str, track: str, protocol: str) -> str:
+            return f"{row}-{protocol}"
+
+    t5 = blackbox_table(Reduced(), get_plans("table5")[0], "cifar10-jpeg")
+    assert "| ZOO, 50 it x 128 coords (reduced) success %: ours | EOT-ZOO, 50 it x 128 coords (reduced) success %: ours |" in t5
+    claims = [v.claim for v in table5_claims(Reduced(), "cifar10-jpeg")]
+    assert "PNI-W resists ZOO, 50 it x 128 coords (reduced), better than vanilla AT (lower success rate)" in claims
+    assert "PNI-W resists EOT-ZOO, 50 it x 128 coords (reduced), better than vanilla AT (lower success rate)" in claims
+    t4 = cw_table(Reduced(), get_plans("table4")[0], "cifar10-jpeg")
+    assert "| Mean L2: ours, paper profile | Success %: paper profile |" in t4
+    assert "| Mean L2: ours, strong profile, 200 steps x 9 searches (reduced) |" in t4
+    claims4 = [v.claim for v in table4_claims(Reduced(), "cifar10-jpeg")]
+    assert "PNI-W needs a larger C&W L2 than vanilla AT (ResNet-20 (4x), paper profile)" in claims4
+    assert ("PNI-W needs a larger C&W L2 than vanilla AT (ResNet-20 (4x), strong profile, 200 steps x 9 searches "
+            "(reduced))") in claims4

@@ -91,14 +91,11 @@ def honest_columns(found: list[dict[str, Any] | None]) -> dict[str, str]:
     """The honest columns' titles from what the honest results ``found`` record: an attack below
     its published budget names it ("AA-rand, 10 it x 10 draws (reduced)", ``pni.attacks.budget``),
     and in a cascade (``evaluate(cascade=...)``) every attack after the first is cumulative."""
-    from ..attacks.budget import label
+    from ..attacks.budget import column_label
 
     titles = {}
-    # a deterministic model's one draw per step is its 20-draw average: no reduced budget there
-    randomized = [r for r in found if r and r.get("randomized") is not False]
     for name, title in HONEST_TITLES.items():
-        budgets = {label(name, title, (r.get("attacks") or {}).get(name)) for r in randomized}
-        text = " / ".join(sorted(budgets)) if budgets else title
+        text = column_label(name, title, found)
         chains = [r.get("cascade") or [] for r in found if r]
         for chain in chains:
             if name in chain and chain.index(name) > 1:   # chained after clean and another attack
@@ -263,7 +260,12 @@ def _l2(found: Any) -> str:
 
 
 def cw_table(results: Any, plan: Plan, track: str) -> str:
+    from ..attacks.budget import column_label
+
     protocols = [protocol for protocol, _ in CW_PROFILES]
+    profiles = {protocol: column_label("cw", profile, [results.get(plan.name, row.id, track, protocol)
+                                                      for row in plan.rows])
+                for protocol, profile in CW_PROFILES}
     lines = []
     for row in plan.rows:
         cells = [row.label, f"{paper.TABLE4[row.id]:.2f}" if row.id in paper.TABLE4 else "-"]
@@ -285,8 +287,8 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
             "success); the mean L2 is over those images only. " + SAME_IMAGE_RULE
             + _before_same_image_rule(results, plan, track, protocols, ("cw",)) + "\n\n"
-            + md_table(["Row", "Mean L2: paper", "Mean L2: ours, paper profile", "Success %: paper profile",
-                        "Mean L2: ours, strong profile", "Success %: strong profile"], lines)
+            + md_table(["Row", "Mean L2: paper"] + [f"{what}{profiles[protocol]}" for protocol in protocols
+                                                     for what in ("Mean L2: ours, ", "Success %: ")], lines)
             + ("\nThe same noisy models with their noise off (same images):\n\n" + "\n".join(notes.values()) + "\n"
                if notes else ""))
 
@@ -318,13 +320,18 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
         line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None),
                  _ours(metric(zoo, "eot-zoo", "success_rate"), zoo is not None)]
         lines.append(line)
+    from ..attacks.budget import column_label
+
     votes = _judged_over(results, plan, track, "zoo")
+    zoos = [results.get(plan.name, row.id, track, "zoo") for row in plan.rows]
+    zoo_title, eot_zoo_title = (column_label(name, title, zoos) for name, title in (("zoo", "ZOO"),
+                                                                                       ("eot-zoo", "EOT-ZOO")))
     return (f"ZOO and EOT-ZOO (every query's scores averaged over the noise draws) succeed on an image only if "
             f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
             f"accuracies are judged over the same number of draws. {SAME_IMAGE_RULE}"
             + _before_same_image_rule(results, plan, track, ("zoo",), ("zoo", "eot-zoo")) + "\n\n"
             + md_table(["Row", "A⇒B: paper", "A⇒B: ours", "B⇒A: paper", "B⇒A: ours", "ZOO success %: paper",
-                        "ZOO success %: ours", "EOT-ZOO success %: ours"], lines))
+                        f"{zoo_title} success %: ours", f"{eot_zoo_title} success %: ours"], lines))
 
 
 def _judged_over(results: Any, plan: Plan, track: str, *protocols: str) -> str:
