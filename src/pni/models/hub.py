@@ -61,7 +61,7 @@ REGISTRY: dict[tuple[str, str], Pretrained] = {
     ("resnet20-pni-i", "cpu"): _cpu("resnet20-I-at-folder-b8f2e335", "e58b67dfaf89b36ac15a4f7ab9188782b68170c63402db5b6b30b8909652a916", "ResNet-20, CIFAR-10, PNI-I, adversarial training"),
     ("resnet20-pni-w+a-a", "cpu"): _cpu("resnet20-W+A-a-at-folder-507de596", "7cf23e69782acb1852cf66d9792a86fda229584324ca949a606efae59525ee93", "ResNet-20, CIFAR-10, PNI-W+A-a, adversarial training"),
     ("resnet20-pni-w+a-b", "cpu"): _cpu("resnet20-W+A-b-at-folder-f2ec4d45", "7680f2a8be195056db5f575b0bff44ad322e1e785e24d587f65ddef2f0726e85", "ResNet-20, CIFAR-10, PNI-W+A-b, adversarial training"),
-    ("resnet32-vanilla-at", "cpu"): _cpu("resnet32-none-at-folder-0843939e", "c2c16fa37b82f52771459b6eb81e0a0f5fe5fbfffeb8dae6b9accfcc14e39f32", "ResNet-32, CIFAR-10, no noise, PGD adversarial training"),
+    ("resnet32-vanilla-at", "cpu"): _cpu("resnet32-none-at-folder-0843939e", "c2c16fa37b82f52771459b6eb81e0a0f5fe5fbfffeb8dae6b9accfcc14e39f32", "ResNet-32, CIFAR-10, no noise, PGD adversarial training", "results/cards/resnet32-vanilla-at-cpu.json"),
     ("resnet32-pni-w", "cpu"): _cpu("resnet32-W-at-folder-debbb3fa", "4b0b2b862f19576fcce9d385644bd3f697e87a581a76b10c30878d255534ab2b", "ResNet-32, CIFAR-10, PNI-W, adversarial training"),
 }
 
