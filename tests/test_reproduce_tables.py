@@ -284,6 +284,7 @@ def test_zoo_and_cw_below_their_full_budget_are_named_in_the_columns_and_claims(
 
     t5 = blackbox_table(Reduced(), get_plans("table5")[0], "cifar10-jpeg")
     assert "| ZOO, 50 it x 128 coords (reduced) success %: ours | EOT-ZOO, 50 it x 128 coords (reduced) success %: ours |" in t5
+    assert "every query's scores averaged over 10 noise draws on a noisy model" in t5   # EOT-ZOO's full draws
     claims = [v.claim for v in table5_claims(Reduced(), "cifar10-jpeg")]
     assert "PNI-W resists ZOO, 50 it x 128 coords (reduced), better than vanilla AT (lower success rate)" in claims
     assert "PNI-W resists EOT-ZOO, 50 it x 128 coords (reduced), better than vanilla AT (lower success rate)" in claims

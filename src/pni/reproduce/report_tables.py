@@ -326,7 +326,10 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
     zoos = [results.get(plan.name, row.id, track, "zoo") for row in plan.rows]
     zoo_title, eot_zoo_title = (column_label(name, title, zoos) for name, title in (("zoo", "ZOO"),
                                                                                        ("eot-zoo", "EOT-ZOO")))
-    return (f"ZOO and EOT-ZOO (every query's scores averaged over the noise draws) succeed on an image only if "
+    draws = sorted({str(params["eot"]) for found in zoos if found and found.get("randomized") is not False
+                    for params in [(found.get("attacks") or {}).get("eot-zoo") or {}] if "eot" in params})
+    return (f"ZOO and EOT-ZOO (every query's scores averaged over {' / '.join(draws) or 'the'} noise draws on a noisy "
+            "model) succeed on an image only if "
             f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
             f"accuracies are judged over the same number of draws. {SAME_IMAGE_RULE}"
             + _before_same_image_rule(results, plan, track, ("zoo",), ("zoo", "eot-zoo")) + "\n\n"
