@@ -119,3 +119,19 @@ def test_a_partial_file_records_the_share_of_the_evaluation_it_holds_and_its_tim
                      resume_file=partial, worst_case=False)
     share, seconds = partial_progress(partial)
     assert share == pytest.approx((1 + 1) / (1 + 1 + 5)) and seconds > 0
+
+
+def test_the_noise_off_half_counts_one_draw_per_step_in_the_recorded_share(tmp_path, attack_calls):
+    from pni.evaluation.resume import partial_progress
+
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "W", init_alpha=0.5).eval()
+    data = pni.load_dataset("mnist-sample", "test").subset(8)
+    partial = tmp_path / "partial.pt"
+    attack_calls.kill_at(3)  # noise on done (clean 1, EOT-PGD 5 steps x 4 draws = 20 passes per image)
+    with pytest.raises(KeyboardInterrupt):
+        pni.evaluate(model, data, ["clean", "eot-pgd"], trials=1, eps=0.1, steps=5, votes=1,
+                     attack_options={"eot": 4}, resume_file=partial, worst_case=False)
+    share, _ = partial_progress(partial)
+    # noise off: the model is deterministic, EOT-PGD one draw per step (5): not half of the work left
+    assert share == pytest.approx((1 + 20) / ((1 + 20) + (1 + 5)))

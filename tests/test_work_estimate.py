@@ -30,8 +30,9 @@ def test_passes_count_steps_eot_and_votes():
     assert attack_passes("eot-pgd", honest, 7) == pytest.approx(70 + 10 / 3)
     assert attack_passes("aa-rand", honest, 7) == pytest.approx(200 + 10 / 3)
     assert evaluation_passes(honest, 7) == pytest.approx(10 / 3 + 70 + 10 / 3 + 200 + 10 / 3)
+    # with the noise off too: a pni model is then deterministic, one draw per step
     assert evaluation_passes({**honest, "trials": 5, "noise": True}, 7) == pytest.approx(
-        10 * evaluation_passes(honest, 7))
+        5 * (evaluation_passes(honest, 7) + evaluation_passes(honest, 7, randomized=False)))
     # a deterministic model is attacked with one draw per step, as evaluate does
     assert evaluation_passes(honest, 7, randomized=False) == pytest.approx(10 / 3 + 7 + 10 / 3 + 20 + 10 / 3)
     # a cascade runs each later attack on the images still robust only

@@ -56,15 +56,18 @@ def attack_passes(attack: str, settings: dict[str, Any], steps: int, randomized:
 
 def evaluation_passes(settings: dict[str, Any], steps: int, randomized: bool = True,
                       reached: dict[str, float] | None = None) -> float:
-    """Passes per image of a whole evaluation: every attack, every trial, both noise settings.
-    ``randomized``: as ``attack_passes``. ``reached``: per attack, the share of the images it
-    really works on (a cascaded attack: those still robust when it starts; ZOO: those the
+    """Passes per image of a whole evaluation: every attack, every trial, both noise settings
+    (with the noise off a pni model is deterministic: one draw per step, as ``evaluate`` runs
+    it). ``randomized``: as ``attack_passes``. ``reached``: per attack, the share of the images
+    it really works on (a cascaded attack: those still robust when it starts; ZOO: those the
     model classifies correctly, as it stops at once on the others), e.g. from an evaluation of
     the same model already done; default 1, every image."""
     reached = reached or {}
-    per_trial = sum(attack_passes(a, settings, steps, randomized) * reached.get(a, 1.0)
-                    for a in settings["attacks"])
-    return per_trial * settings.get("trials", 1) * (2 if settings.get("noise", True) else 1)
+
+    def per_trial(noisy: bool) -> float:
+        return sum(attack_passes(a, settings, steps, noisy) * reached.get(a, 1.0) for a in settings["attacks"])
+    noise_off = per_trial(False) if settings.get("noise", True) else 0.0
+    return (per_trial(randomized) + noise_off) * settings.get("trials", 1)
 
 
 def measure_pass_rate(model: nn.Module, x: Tensor, rounds: int = 3) -> float:

@@ -243,8 +243,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    costs = _pass_costs(params, votes, attack_options, steps, randomized)
-    passes = len(settings) * trials * (hi - lo) * sum(costs.values())
+    costs = {setting: _pass_costs(params, votes, attack_options, steps, randomized and (
+        setting == "with_noise" or _random_without_noise(model, x))) for setting in settings}
+    passes = trials * (hi - lo) * sum(sum(of_setting.values()) for of_setting in costs.values())
     bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
     record = None if partial_key is None else BatchRecord(
@@ -261,7 +262,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                 for name, attack in table.items():
                     chained = name in chain
                     saved = done.get(setting, {}).get(name)
-                    work = _Work(bar, costs[name], tally)
+                    work = _Work(bar, costs[setting][name], tally)
                     if saved is not None:  # finished before an interruption (resume_file)
                         stacked = dict(saved)
                         if chained:
@@ -320,6 +321,15 @@ class _Work:
     def spared(self, images: int) -> None:
         shrink_total(self.bar, images * self.cost)
         self.tally.total = max(self.tally.n, self.tally.total - images * self.cost)
+
+
+def _random_without_noise(model: nn.Module, x: Tensor) -> bool:
+    """Whether ``model`` still draws randomness with its PNI noise off (a user model's own; a
+    pni model is then deterministic, and its EOT attacks run one draw per step)."""
+    from .user_model import detect_randomness
+
+    with noise_enabled(model, False):
+        return detect_randomness(model, x)
 
 
 def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: dict[str, Any] | None,
