@@ -220,6 +220,8 @@ def test_dry_run_of_all_lists_folders_no_step_names(tmp_path: Path, capsys: pyte
 
 
 def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path, attack_calls) -> None:
+    from pni.evaluation.resume import partial_progress
+    from pni.reproduce.estimate import spent_seconds
     from pni.runs import PARTIAL_EVALUATION
 
     class Stop(Exception):
@@ -233,11 +235,16 @@ def test_an_eval_step_stopped_midway_resumes_its_finished_attacks(tmp_path: Path
         Runner(tmp_path).run([train, evaluation])
     partial = tmp_path / evaluation.key / PARTIAL_EVALUATION
     assert partial.exists() and state(evaluation, tmp_path)[0] == "partial"
+    before = partial_progress(partial)[1]
     attack_calls.reset()
     assert Runner(tmp_path).run([train, evaluation])[evaluation.key] == "ran"
     attacks = len(evaluation.settings["attacks"]) * (2 if evaluation.settings.get("noise", True) else 1)
     assert attack_calls.calls == attacks - 1  # every attack but the finished one
     assert state(evaluation, tmp_path)[0] == "done" and not partial.exists()
+    # its timing counts the wall seconds before the stop too, and the time spent on done steps with it
+    timing = json.loads((tmp_path / evaluation.key / "timing.json").read_text())
+    assert before > 0 and timing["seconds_before_resume"] == pytest.approx(before, abs=1e-3)
+    assert spent_seconds([evaluation], tmp_path)[0] == pytest.approx(timing["seconds"] + before, abs=1e-3)
 
 
 def test_an_eval_step_shows_its_progress_with_the_time_left(tmp_path: Path, monkeypatch, capsys) -> None:

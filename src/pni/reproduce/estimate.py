@@ -138,6 +138,12 @@ def signature(step: Step, runs: dict[str, Step], meter: RateMeter) -> tuple[Any,
     return (step.kind, digest(settings), meter.key(config), config.eval_subset)
 
 
+def step_wall_seconds(record: dict[str, Any]) -> float:
+    """A finished step's wall seconds from its ``timing.json``: the last invocation's, plus
+    those an evaluation ran before a stop (``seconds_before_resume``)."""
+    return float(record.get("seconds") or 0.0) + float(record.get("seconds_before_resume") or 0.0)
+
+
 def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, out: Path) -> dict[tuple[Any, ...], float]:
     """Wall seconds of the finished steps in ``out`` (their ``timing.json``) on this meter's
     device, by ``signature``: a step like a finished one is estimated at its time."""
@@ -146,7 +152,7 @@ def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, o
         key = signature(step, runs, meter)
         record = read_timing(out / step.key / TIMING)  # checked: seconds finite, >= 0
         if key is not None and isinstance(record, dict) and record.get("device", "cpu") == meter.device:
-            times.setdefault(key, float(record.get("seconds", 0.0)))
+            times.setdefault(key, step_wall_seconds(record))
     return times
 
 
@@ -264,7 +270,7 @@ def spent_seconds(steps: list[Step], out: Path) -> tuple[float, int]:
             record = read_timing(folder / TIMING)
             if record is None:
                 continue
-            seconds = float(record["seconds"])
+            seconds = step_wall_seconds(record)
         total += seconds
         timed += seconds > 0
     return total, timed

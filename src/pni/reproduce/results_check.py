@@ -63,6 +63,7 @@ LEAF_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mean_l2_stderr": (_at_least_zero(nan=True), "a number >= 0 (or NaN)"),
     "seconds": (_at_least_zero(), "a number of seconds >= 0"),
     "seconds_per_image": (_at_least_zero(), "a number of seconds >= 0"),
+    "seconds_before_resume": (_at_least_zero(), "a number of seconds >= 0"),
     "cpu_seconds": (_at_least_zero(none=True), "a number of seconds >= 0 (or null)"),
     "train_seconds_logged": (_at_least_zero(), "a number of seconds >= 0"),
     "accuracy": PERCENT,   # a fraction in the audit's sweeps (checked there), a percentage elsewhere

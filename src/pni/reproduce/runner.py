@@ -113,6 +113,17 @@ def state(step: Step, out: Path) -> tuple[str, str]:
     return "todo", ""
 
 
+def _seconds_before_stop(step: Step, folder: Path) -> float:
+    """The wall seconds an eval step's partial file records (the evaluation's time before a
+    stop; 0 with none): its ``timing.json`` then counts the whole step, not just the resume."""
+    if step.kind != "eval":
+        return 0.0
+    from ..evaluation.resume import partial_progress
+
+    progress = partial_progress(folder / PARTIAL_EVALUATION)
+    return progress[1] if progress else 0.0
+
+
 def _jsonable(values: Any) -> Any:
     return json.loads(json.dumps(values, default=str))
 
@@ -136,6 +147,7 @@ class Runner:
         self.stopped_early = False   # max_minutes ran out before every step was done
         self._told: set[str] = set()  # steps whose "held by another process" line was printed
         self._started = (time.perf_counter(), time.process_time())  # the running step's start
+        self._earlier = 0.0   # the running eval step's wall seconds before a stop (its partial file)
 
     def _minutes_left(self) -> float | None:
         return None if self._deadline is None else (self._deadline - time.perf_counter()) / 60
@@ -289,6 +301,7 @@ class Runner:
                 return "reused"
             self.echo(f"{head}: {'resuming, ' + detail if status == 'partial' else 'running'} ({step.summary})")
             remove_stale_temp_files(self.out / step.key)  # a killed write's; we hold the folder
+            self._earlier = _seconds_before_stop(step, self.out / step.key)
             started, cpu_started = self._started = time.perf_counter(), time.process_time()
             self._work(step.kind)(step, self.out / step.key)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -444,8 +457,9 @@ class Runner:
     def _timing(self, step: Step, seconds: float, cpu_seconds: float | None = None, concurrent: int = 1) -> None:
         """``timing.json``: this invocation's wall seconds (a resumed run: since the resume), its
         CPU seconds (user + system, all threads: unlike the wall time, not stretched by other
-        processes sharing the cores) and, for a training run, the epoch seconds its log
-        records, and how many runs trained together (``concurrent``: their wall and CPU
+        processes sharing the cores), an eval step resumed from its partial file the wall seconds
+        it ran before (``seconds_before_resume``) and, for a training run, the epoch seconds its
+        log records, and how many runs trained together (``concurrent``: their wall and CPU
         seconds are shared); read by ``--dry-run``."""
         from datetime import datetime, timezone
 
@@ -456,6 +470,8 @@ class Runner:
                                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if concurrent > 1:
             record["concurrent"] = concurrent
+        if step.kind == "eval" and self._earlier > 0:
+            record["seconds_before_resume"] = round(self._earlier, 3)
         if step.kind == "train":
             record["train_seconds_logged"] = round(sum(float(r.get("train_seconds") or 0)
                                                        for r in read_train_log(self.out / step.key)), 3)
