@@ -16,6 +16,7 @@ Also the paper's PGD steps for a data shape (Sec. 4.1) and Madry et al.'s step s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 PUBLISHED_EOT = 20   # EOT-PGD's draws per gradient in the honest protocol, at every scale
@@ -98,10 +99,16 @@ def label(name: str, title: str, params: dict[str, Any] | None, randomized: bool
     return f"{title}, {budget_text(name, params, randomized)} (reduced)"
 
 
-def column_label(name: str, title: str, found: list[dict[str, Any] | None]) -> str:
+def recorded(name: str, found: Sequence[dict[str, Any] | None]) -> list[tuple[dict[str, Any] | None, bool]]:
+    """Per result in ``found`` (results.json contents, None where missing): the parameters it
+    records for the attack ``name`` and whether its model was randomized (a result that does
+    not say counts as randomized)."""
+    return [((r.get("attacks") or {}).get(name), r.get("randomized") is not False) for r in found if r]
+
+
+def column_label(name: str, title: str, found: Sequence[dict[str, Any] | None]) -> str:
     """``title`` of a table column whose cells come from the results ``found`` (one per row,
     None where missing): each budget below the full one named (``label``), joined by " / "
     when the rows ran at different ones (a deterministic model's one draw is every draw)."""
-    labels = {label(name, title, (r.get("attacks") or {}).get(name), r.get("randomized") is not False)
-              for r in found if r}
+    labels = {label(name, title, params, randomized) for params, randomized in recorded(name, found)}
     return " / ".join(sorted(labels)) if labels else title

@@ -243,8 +243,8 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    costs = {setting: _pass_costs(params, votes, attack_options, steps, randomized and (
-        setting == "with_noise" or _random_without_noise(model, x))) for setting in settings}
+    costs = {setting: _pass_costs(params, votes, attack_options, steps,
+                                  randomized and _draws_in(model, x, setting)) for setting in settings}
     passes = trials * (hi - lo) * sum(sum(of_setting.values()) for of_setting in costs.values())
     bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
@@ -323,9 +323,13 @@ class _Work:
         self.tally.total = max(self.tally.n, self.tally.total - images * self.cost)
 
 
-def _random_without_noise(model: nn.Module, x: Tensor) -> bool:
-    """Whether ``model`` still draws randomness with its PNI noise off (a user model's own; a
-    pni model is then deterministic, and its EOT attacks run one draw per step)."""
+def _draws_in(model: nn.Module, x: Tensor, setting: str) -> bool:
+    """Whether a randomized ``model`` draws randomness in the noise ``setting``: with its noise
+    on, or without PNI noise modules (its own randomness, already detected), yes; with its PNI
+    noise off only if it has randomness of its own (a pni model is then deterministic, and its
+    EOT attacks run one draw per step)."""
+    if NOISE_SETTINGS[setting] or not noise_modules(model):
+        return True
     from .user_model import detect_randomness
 
     with noise_enabled(model, False):

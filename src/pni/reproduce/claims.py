@@ -26,14 +26,11 @@ def honest_attacks(*found: dict[str, Any] | None) -> tuple[tuple[str, str, str],
     """``HONEST_ATTACKS`` with the budget the honest results ``found`` ran at: an attack below its
     published budget is named with it ("AutoAttack-rand, 10 it x 10 draws (reduced)"), and a worst
     case over such an attack is not called "the honest worst case" (``pni.attacks.budget``)."""
-    from ..attacks.budget import budget_text, is_reduced
+    from ..attacks.budget import budget_text, is_reduced, recorded
 
     # a deterministic model's one draw per step is its 20-draw average: fewer draws are not short there
-    reduced = {name: budget_text(name, params, randomized)
-               for name in ("eot-pgd", "aa-rand") for results in found if results
-               for randomized, params in [(results.get("randomized") is not False,
-                                           (results.get("attacks") or {}).get(name))]
-               if is_reduced(name, params, randomized)}
+    reduced = {name: budget_text(name, params, randomized) for name in ("eot-pgd", "aa-rand")
+               for params, randomized in recorded(name, found) if is_reduced(name, params, randomized)}
     out = []
     for attack, title, label in HONEST_ATTACKS:
         if attack in reduced:

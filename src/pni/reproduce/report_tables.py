@@ -308,6 +308,8 @@ def transfer_measures(found: dict[str, Any] | None) -> tuple[Measure | None, Mea
 
 
 def blackbox_table(results: Any, plan: Plan, track: str) -> str:
+    from ..attacks.budget import column_label, recorded
+
     lines = []
     for row in plan.rows:
         nums = paper.TABLE5.get(row.id, {})
@@ -320,14 +322,12 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
         line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None),
                  _ours(metric(zoo, "eot-zoo", "success_rate"), zoo is not None)]
         lines.append(line)
-    from ..attacks.budget import column_label
-
     votes = _judged_over(results, plan, track, "zoo")
     zoos = [results.get(plan.name, row.id, track, "zoo") for row in plan.rows]
     zoo_title, eot_zoo_title = (column_label(name, title, zoos) for name, title in (("zoo", "ZOO"),
                                                                                        ("eot-zoo", "EOT-ZOO")))
-    draws = sorted({str(params["eot"]) for found in zoos if found and found.get("randomized") is not False
-                    for params in [(found.get("attacks") or {}).get("eot-zoo") or {}] if "eot" in params})
+    draws = sorted({str(params["eot"]) for params, randomized in recorded("eot-zoo", zoos)
+                    if randomized and params and "eot" in params})
     return (f"ZOO and EOT-ZOO (every query's scores averaged over {' / '.join(draws) or 'the'} noise draws on a noisy "
             "model) succeed on an image only if "
             f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
