@@ -76,6 +76,7 @@ def test_a_data_dir_kept_as_typed_is_found_from_another_folder(tmp_path: Path, m
 
 
 def test_a_run_without_a_data_folder_finds_shared_data_above_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    outside = data_fallbacks(tmp_path / "checkpoint.pt")   # this machine's own, above the test's folder
     write_mnist(tmp_path / "shared" / "data" / "mnist", n_train=40, n_test=10)
     monkeypatch.setenv("PNI_DATA", str(tmp_path / "shared" / "data"))
     run_dir = tmp_path / "repo" / "results" / "cpu" / "lenet"
@@ -83,7 +84,7 @@ def test_a_run_without_a_data_folder_finds_shared_data_above_it(tmp_path: Path, 
     assert json.loads((run_dir / "config.json").read_text())["data_dir"] is None
     monkeypatch.delenv("PNI_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
-    assert data_fallbacks(run_dir / "checkpoint.pt") == [tmp_path / "shared" / "data"]
+    assert data_fallbacks(run_dir / "checkpoint.pt") == [tmp_path / "shared" / "data", *outside]  # nearest first
     run = open_checkpoint(run_dir / "checkpoint.pt")
     assert len(run.data) == 10 and run.data_dir == str(tmp_path / "shared" / "data")
     assert "records no data folder" in capsys.readouterr().err
