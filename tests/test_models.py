@@ -70,3 +70,44 @@ def test_layer_labels_name_lenet_layers_like_the_paper():
     assert labels == {"conv0": "Conv0", "conv1": "Conv1", "fc0": "FC0", "fc1": "FC1", "fc2": "FC2"}
     resnet18 = pni.layer_labels(pni.create_model("resnet18"))
     assert resnet18["stage2.0.shortcut.0"] == "Conv2.0.sc" and resnet18["stage4.1.conv2"] == "Conv4.3"
+
+
+def _layouts(model: torch.nn.Module) -> set[bool]:
+    """Whether each 4-D weight of ``model`` is stored channels_last (and not also NCHW)."""
+    return {p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            for p in model.parameters() if p.dim() == 4}
+
+
+def test_cpu_channels_last_switches_a_conv_model_and_restores_it_with_nchw_input_gradients():
+    from pni.models.modes import cpu_channels_last
+
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("resnet20"), "W").eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad(), pni.noise_enabled(model, False):
+        standard = model(x)
+    with cpu_channels_last(model) as changed:
+        assert changed and _layouts(model) == {True}
+        x_in = x.clone().requires_grad_(True)
+        with pni.noise_enabled(model, False):
+            logits = model(x_in)
+        (grad,) = torch.autograd.grad(logits.sum(), x_in)
+        assert grad.is_contiguous()  # attacks flatten gradients with .view
+        assert torch.allclose(logits, standard, atol=1e-4)  # only the summation order differs
+    assert _layouts(model) == {False}
+    with pytest.raises(RuntimeError, match="boom"), cpu_channels_last(model):
+        raise RuntimeError("boom")
+    assert _layouts(model) == {False}  # restored on an error too
+
+
+def test_cpu_channels_last_leaves_a_user_managed_layout_and_a_model_without_convolutions_alone():
+    from pni.models.modes import cpu_channels_last
+
+    model = pni.create_model("resnet20").to(memory_format=torch.channels_last)
+    with cpu_channels_last(model) as changed:
+        assert not changed
+    assert _layouts(model) == {True}  # the user's choice stays
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    with cpu_channels_last(mlp) as changed:
+        assert not changed
+        assert mlp(torch.rand(2, 3, 2, 2)).shape == (2, 3)

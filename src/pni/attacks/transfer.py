@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.modes import eval_mode
+from ..models.modes import cpu_channels_last, eval_mode
 from ._common import AttackError, check_images, check_model_inputs, check_positive_int
 from .votes import VotedResult, predict_votes, vote_correctness
 
@@ -61,7 +61,8 @@ def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor, attack:
     check_positive_int(votes, "votes")
     fn, params = resolve_attack(attack, eps, steps, step_size)
     params["votes"] = votes
-    with eval_mode(source, target):
+    # the layout evaluate runs a model in: the same seeds give the same draws as there
+    with eval_mode(source, target), cpu_channels_last(source), cpu_channels_last(target):
         parts, fractions, majorities = [], [], []
         for start in range(0, len(y), batch_size):
             if seed is not None:

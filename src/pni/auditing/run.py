@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..settings import is_int
 from ..attacks import is_randomized
 from ..data import Dataset
-from ..models import eval_mode
+from ..models.modes import cpu_channels_last, eval_mode
 from .bench import Bench, prepare
 from .checks import CHECKS, AuditRun
 from .result import AuditItem, AuditReport, Sweep
@@ -72,7 +72,7 @@ def audit(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], eps: float | 
     """
     s = make_settings(eps, settings, **overrides)
     say = _printer(progress)
-    with eval_mode(model):
+    with eval_mode(model), cpu_channels_last(model):
         x, y, subset = prepare(model, data, s.n, device)
         torch.manual_seed(s.seed)
         randomized = is_randomized(model, x[: min(len(y), 16)])

@@ -25,7 +25,7 @@ from . import per_image
 from .estimate import attack_passes
 from .resume import fingerprint, load_partial, save_partial
 from ..data import Dataset, as_tensors, warn_missing_classes
-from ..models.modes import eval_mode, model_device
+from ..models.modes import cpu_channels_last, eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
 from ..progress import progress_bar, shrink_total
 from ..resumable import BatchRecord, batch_record, resumable_batches
@@ -251,7 +251,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     record = None if partial_key is None else BatchRecord(
         batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share(),
                                       seconds_before + time.monotonic() - started))
-    with eval_mode(model):
+    with eval_mode(model), cpu_channels_last(model):  # (results: same up to summation order)
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,
                                      result.vote_accuracies):
