@@ -129,3 +129,26 @@ def test_pni_eval_interrupted_keeps_its_finished_attacks_and_the_same_command_re
     assert "resuming" in capsys.readouterr().err
     assert attack_calls.calls == 6 - 2  # clean, pgd, fgsm with and without noise; two were finished
     assert (out / "results.json").exists() and not (out / PARTIAL_EVALUATION).exists()
+
+
+def test_with_the_noise_off_eot_zoo_and_eot_pgd_reuse_their_one_draw_twins_exactly(noisy_model, data, monkeypatch):
+    import sys
+
+    gradient, zoo_module = sys.modules["pni.attacks.gradient"], sys.modules["pni.attacks.zoo"]
+    calls = {"zoo": [], "pgd": []}
+    real_zoo, real_pgd = zoo_module.zoo, gradient.pgd
+    monkeypatch.setattr(zoo_module, "zoo", lambda *a, **k: calls["zoo"].append(k.get("eot")) or real_zoo(*a, **k))
+    monkeypatch.setattr(gradient, "pgd", lambda *a, **k: calls["pgd"].append(a[7] if len(a) > 7 else 1)
+                        or real_pgd(*a, **k))
+    options = {"zoo": {"steps": 3, "coords": 8}, "eot": 3}
+    both = evaluate(noisy_model, data, ["clean", "pgd", "eot-pgd", "zoo", "eot-zoo"], trials=1, eps=0.1, steps=2,
+                    votes=3, attack_options=options)
+    # with the noise on every attack runs; with it off EOT-ZOO and EOT-PGD are their twins, run once
+    assert sorted(calls["zoo"]) == [1, 1, 10] and sorted(calls["pgd"]) == [1, 1, 3]
+    alone = evaluate(noisy_model, data, ["clean", "eot-pgd", "eot-zoo"], trials=1, eps=0.1, steps=2, votes=3,
+                     attack_options=options)
+    for name in ("eot-pgd", "eot-zoo"):   # exactly what running them with the noise off gives
+        assert torch.equal(both.fractions["without_noise"][name], alone.fractions["without_noise"][name])
+        assert torch.equal(both.correct["without_noise"][name], alone.correct["without_noise"][name])
+    assert torch.equal(both.extras["without_noise"]["eot-zoo"]["l2"], alone.extras["without_noise"]["eot-zoo"]["l2"])
+    assert both.correct["with_noise"]["eot-zoo"].shape == both.correct["with_noise"]["zoo"].shape

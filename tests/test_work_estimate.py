@@ -106,3 +106,13 @@ def test_pni_certify_says_how_long_before_it_starts(tmp_path, capsys, monkeypatc
     assert "pni certify: about" in err and "4 images" in err
     certify_checkpoint(_checkpoint(tmp_path), sigma=0.25, n0=10, n=20, subset=4, batch_size=20)
     assert "pni certify: about" not in capsys.readouterr().err
+
+
+def test_the_noise_off_half_counts_eot_zoo_as_free_when_zoo_runs_beside_it():
+    settings = {"attacks": ("clean", "zoo", "eot-zoo"), "votes": 10, "attack_options": {"zoo": {"steps": 50}}}
+    noisy = sum(attack_passes(a, settings, 7, True) for a in settings["attacks"])
+    off = sum(attack_passes(a, settings, 7, False) for a in ("clean", "zoo"))   # EOT-ZOO is ZOO there
+    assert evaluation_passes(settings, 7, randomized=True) == pytest.approx(noisy + off)
+    alone = {**settings, "attacks": ("clean", "eot-zoo")}   # without its twin it runs
+    assert evaluation_passes(alone, 7, randomized=False) == pytest.approx(
+        2 * sum(attack_passes(a, alone, 7, False) for a in alone["attacks"]))

@@ -169,4 +169,4 @@ register_attack(AttackSpec("pgd", "PGD", LINF_THREAT, _build_pgd))
 register_attack(AttackSpec(
     "eot-pgd", "EOT-PGD", LINF_THREAT, _build_eot_pgd, options=("eot", "eot_batch"),
     flags=(AttackFlag("--eot", "eot", f"EOT-PGD: noise draws the gradient is averaged over "
-                                      f"(default {DEFAULT_EOT})"),)))
+                                      f"(default {DEFAULT_EOT})"),), one_draw_of="pgd"))

@@ -70,7 +70,10 @@ class AttackSpec:
     (kept out of the worst case), ...; ``build(eps=, steps=, step_size=, **own_options)``
     returns ``(attack, params)`` (``eps`` checked, ``steps`` / ``step_size`` None unless
     given); ``options``: the ``build_attacks`` keywords it takes (those given, not None);
-    ``flags``: the ``pni eval`` flags that set them.
+    ``flags``: the ``pni eval`` flags that set them. ``one_draw_of``: the attack this one is
+    with one draw per step ("eot-zoo" is "zoo" averaged over draws): on a deterministic model,
+    with the same parameters but the draws (``budget.DRAW_KEYS``), both compute exactly the
+    same, and ``evaluate`` runs them once.
     """
 
     name: str
@@ -79,6 +82,7 @@ class AttackSpec:
     build: Builder
     options: tuple[str, ...] = ()
     flags: tuple[AttackFlag, ...] = ()
+    one_draw_of: str | None = None
 
     @property
     def in_worst_case(self) -> bool:

@@ -276,4 +276,4 @@ _ZOO_STEPS = AttackFlag("--zoo-steps", "zoo", "ZOO iterations of 128 coordinates
                         "queries each)", key="steps")
 register_attack(AttackSpec("zoo", "ZOO", LINF_THREAT, _build_zoo, options=("zoo",), flags=(_ZOO_STEPS,)))
 register_attack(AttackSpec("eot-zoo", "EOT-ZOO", LINF_THREAT, _build_eot_zoo, options=("zoo",),
-                           flags=(_ZOO_STEPS,)))
+                           flags=(_ZOO_STEPS,), one_draw_of="zoo"))

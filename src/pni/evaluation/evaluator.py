@@ -243,8 +243,11 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     lo, hi = 0, len(y)
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
-    costs = {setting: _pass_costs(params, votes, attack_options, steps,
-                                  randomized and _draws_in(model, x, setting)) for setting in settings}
+    draws = {setting: randomized and _draws_in(model, x, setting) for setting in settings}
+    twins = {} if isinstance(attacks, dict) else _one_draw_twins(list(table), params, chain)
+    costs = {setting: _pass_costs(params, votes, attack_options, steps, draws[setting]) for setting in settings}
+    for setting in settings:   # a twin with no draws is not run again (below): it costs nothing
+        costs[setting] |= {name: 0 for name in twins if not draws[setting]}
     passes = trials * (hi - lo) * sum(sum(of_setting.values()) for of_setting in costs.values())
     bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
@@ -259,16 +262,24 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
             with noise_enabled(model, NOISE_SETTINGS[setting]):
                 # the cascade's worst case so far per trial: (share of correct draws, majority correct)
                 running: list[tuple[Tensor, Tensor] | None] = [None] * trials
+                outcomes: dict[str, dict[str, Tensor]] = {}   # this setting's, by attack
                 for name, attack in table.items():
                     chained = name in chain
                     saved = done.get(setting, {}).get(name)
                     work = _Work(bar, costs[setting][name], tally)
+                    same = None if draws[setting] else twins.get(name)
                     if saved is not None:  # finished before an interruption (resume_file)
                         stacked = dict(saved)
                         if chained:
                             running = [(stacked["fraction"][t].to(x.device), stacked["correct"][t].to(x.device))
                                        for t in range(trials)]
                         work.done(trials * (hi - lo))
+                    elif same is not None:  # one draw is every draw: the attack it equals already ran
+                        stacked = {key: value.clone() for key, value in outcomes[same].items()}
+                        work.done(trials * (hi - lo))
+                        if record is not None:
+                            done.setdefault(setting, {})[name] = dict(stacked)
+                            record.save(force=True)
                     else:
                         stacked = _run_attack(model, x, y, attack if name != "clean" else None, seeds, batch_size,
                                               lo, hi, votes, running if chained else None, distributed, work,
@@ -277,6 +288,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                             done.setdefault(setting, {})[name] = dict(stacked)
                             record.drop(f"{setting}/{name}")
                             record.save(force=True)
+                    outcomes[name] = dict(stacked)
                     fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
                     result.correct[setting][name] = correct
                     result.fractions[setting][name] = fractions
@@ -334,6 +346,24 @@ def _draws_in(model: nn.Module, x: Tensor, setting: str) -> bool:
 
     with noise_enabled(model, False):
         return detect_randomness(model, x)
+
+
+def _one_draw_twins(names: Sequence[str], params: dict[str, dict[str, Any]], chain: Sequence[str]) -> dict[str, str]:
+    """Each attack that equals an earlier one on a deterministic model (its registry
+    ``one_draw_of``, with the same parameters but the draws), and that one: EOT-ZOO with the
+    noise off is ZOO, draw for draw the same computation and seeds. Chained attacks excepted."""
+    from ..attacks.budget import DRAW_KEYS
+    from ..attacks.registry import get_attack
+
+    def without_draws(own: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in own.items() if key not in DRAW_KEYS}
+    twins = {}
+    for i, name in enumerate(names):
+        twin = get_attack(name).one_draw_of
+        if (twin in names[:i] and name not in chain and twin not in chain
+                and without_draws(params[name]) == without_draws(params[twin])):
+            twins[name] = twin
+    return twins
 
 
 def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: dict[str, Any] | None,
