@@ -111,3 +111,27 @@ def test_cpu_channels_last_leaves_a_user_managed_layout_and_a_model_without_conv
     with cpu_channels_last(mlp) as changed:
         assert not changed
         assert mlp(torch.rand(2, 3, 2, 2)).shape == (2, 3)
+
+
+class _ViewNet(torch.nn.Module):
+    """A user's model whose forward flattens with ``.view`` (fails on an NHWC tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).view(len(x), -1))
+
+
+def test_cpu_channels_last_leaves_a_users_own_modules_in_their_layout():
+    from pni.models.modes import cpu_channels_last
+
+    model = _ViewNet()
+    with cpu_channels_last(model) as changed:
+        assert not changed
+        assert model(torch.rand(2, 3, 8, 8)).shape == (2, 2)   # its .view still works
+    result = pni.evaluate(model, (torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])), ["clean", "pgd"],
+                          trials=1, threat="linf:8/255", steps=1)
+    assert result.n == 4

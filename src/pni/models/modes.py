@@ -38,10 +38,11 @@ def cpu_channels_last(model: nn.Module) -> Iterator[bool]:
     forward+backward about 1.2x, LeNet-5 about 2x faster on one CPU thread; the convolutions
     change only their summation order. Input gradients keep the standard layout
     (attacks flatten them). A no-op on other devices (not measured there), for a model without
-    4-D parameters, or one whose 4-D tensors are already in some other layout (user-managed)."""
+    4-D parameters, one whose 4-D tensors are already in some other layout (user-managed), and
+    one with modules of its own (a user's model: its forward may ``.view`` an NHWC tensor)."""
     tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
     if (model_device(model).type != "cpu" or not all(t.is_contiguous() for t in tensors)
-            or all(_ambiguous(t) for t in tensors)):
+            or all(_ambiguous(t) for t in tensors) or not _known_modules(model)):
         yield False
         return
     model.to(memory_format=torch.channels_last)
@@ -51,6 +52,13 @@ def cpu_channels_last(model: nn.Module) -> Iterator[bool]:
     finally:
         handle.remove()
         model.to(memory_format=torch.contiguous_format)
+
+
+def _known_modules(model: nn.Module) -> bool:
+    """True when every module of ``model`` is pni's (its architectures flatten with
+    ``flatten``/``reshape``) or torch's own."""
+    return all(type(m).__module__.split(".")[0] == "pni" or type(m).__module__.startswith("torch.nn.")
+               for m in model.modules())
 
 
 def _ambiguous(t: torch.Tensor) -> bool:
