@@ -93,3 +93,23 @@ def test_eval_progress_counts_batches_weighted_by_passes_and_drops_what_the_casc
     assert 0 < robust["clean"] < 20 and bar.updates[:4] == [5, 5, 5, 5]   # clean: per batch of 5
     assert bar.updates[4] == 5 * min(5, robust["clean"])     # PGD on the images still robust, 5 passes each
     assert bar.n == bar.total == 20 + 5 * robust["clean"] + robust["pgd"]  # the spared ones left the total
+
+
+def test_work_credited_from_a_resume_shows_as_done_but_not_in_the_pace(monkeypatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    bar = LogProgress(100, "eval", "pass", stream=out, min_seconds=0)
+    progress.credit(bar, 50)            # half of it done before the stop: reused at once
+    clock[0] = 10.0
+    bar.update(10)                      # 10 passes in 10 s now: 40 left take about 40 s
+    assert out.getvalue().splitlines()[-1] == "eval: 60% (60/100 pass), 10 s elapsed, about 40 s left"
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    live = progress_bar(100, "eval", stream=Tty())
+    progress.credit(live, 50)
+    assert (live.n, live.initial) == (50, 50)   # tqdm's rate counts from its initial
+    live.close()

@@ -135,3 +135,18 @@ def test_the_noise_off_half_counts_one_draw_per_step_in_the_recorded_share(tmp_p
     share, _ = partial_progress(partial)
     # noise off: the model is deterministic, EOT-PGD one draw per step (5): not half of the work left
     assert share == pytest.approx((1 + 20) / ((1 + 20) + (1 + 5)))
+
+
+def test_reused_batches_are_reported_as_replayed_and_computed_ones_as_done_now():
+    from pni.resumable import replaying
+
+    batches: dict = {}
+    record = BatchRecord(batches, lambda: None)
+    with batch_record(record, "attack"):
+        resumable_batches(2, lambda i: torch.tensor(i))   # a first run finishes two of four
+    del batches["attack/0"][2:]
+    reports: list[bool] = []
+    with batch_record(record, "attack"):
+        resumable_batches(4, lambda i: torch.tensor(i), sizes=[1.0] * 4,
+                          report=lambda amount: reports.append(replaying()))
+    assert reports == [True, True, False, False] and not replaying()

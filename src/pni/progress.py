@@ -95,6 +95,22 @@ class _Off:
         pass
 
 
+def credit(bar: Any, k: float) -> None:
+    """Advances ``bar`` by ``k`` units finished before a resume (a stopped run's saved work):
+    shown as done, but not counted in the pace, so the time left is that of this run's own
+    work (counting them would make a resumed run look as fast as its reuse is)."""
+    if isinstance(bar, LogProgress):
+        bar.n += k
+        bar._initial += k
+        while bar.total and 100.0 * bar.n / bar.total >= bar._next:
+            bar._next += bar.step
+    elif hasattr(bar, "last_print_n") and hasattr(bar, "initial"):   # tqdm: its rate counts from initial
+        bar.n += k
+        bar.initial += k
+        bar.last_print_n += k
+        bar.refresh()
+
+
 def shrink_total(bar: Any, k: float) -> None:
     """Lowers ``bar``'s total by ``k`` (work found unneeded midway), never below what is done;
     its time left then covers only the work still to do. Nothing for a bar without a total."""

@@ -12,7 +12,8 @@ batch are recorded under that batch, and dropped once it finishes.
 
 The same scopes carry progress: ``report`` gets each batch's share of the work as it
 finishes (a nested loop's batches report fractions of their parent's share), so a single
-long evaluation batch of ZOO still moves its bar batch by batch.
+long evaluation batch of ZOO still moves its bar batch by batch; the reused batches are
+reported while ``replaying()`` is true (done before, not now: not part of the pace).
 
 Outside any record (a plain ``pni.attacks.zoo`` call) ``resumable_batches`` is a loop.
 """
@@ -70,6 +71,13 @@ class _Scope:
 
 
 _CURRENT: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("pni_resumable_scope", default=None)
+_REPLAYING: contextvars.ContextVar[bool] = contextvars.ContextVar("pni_resumable_replaying", default=False)
+
+
+def replaying() -> bool:
+    """True while ``resumable_batches`` reports the batches a stopped run finished (reused, not
+    computed now): a progress report can count them as done without counting them in its pace."""
+    return _REPLAYING.get()
 
 
 @contextlib.contextmanager
@@ -109,8 +117,12 @@ def resumable_batches(count: int, compute: Callable[[int], T], *, sizes: Sequenc
     record = outer.record
     finished = record.batches.setdefault(path, []) if record is not None else []
     results: list[T] = [_moved(entry["result"], device) for entry in finished[:count]]
-    for size in sizes[:len(results)]:
-        sink(size)
+    token = _REPLAYING.set(True)
+    try:
+        for size in sizes[:len(results)]:
+            sink(size)
+    finally:
+        _REPLAYING.reset(token)
     if results:
         set_rng_state(finished[len(results) - 1]["rng"])
     for i in range(len(results), count):

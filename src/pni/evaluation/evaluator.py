@@ -27,8 +27,8 @@ from .resume import fingerprint, load_partial, save_partial
 from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import cpu_channels_last, eval_mode, model_device
 from ..noise import is_injected, noise_enabled, noise_modules
-from ..progress import progress_bar, shrink_total
-from ..resumable import BatchRecord, batch_record, resumable_batches
+from ..progress import credit, progress_bar, shrink_total
+from ..resumable import BatchRecord, batch_record, replaying, resumable_batches
 from ..seeding import batch_seed
 from .result import NOISE_SETTINGS, WORST_CASE, Evaluation, EvaluationError
 from .settings import EvalSettings
@@ -273,7 +273,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                         if chained:
                             running = [(stacked["fraction"][t].to(x.device), stacked["correct"][t].to(x.device))
                                        for t in range(trials)]
-                        work.done(trials * (hi - lo))
+                        work.resumed(trials * (hi - lo))
                     elif same is not None:  # one draw is every draw: the attack it equals already ran
                         stacked = {key: value.clone() for key, value in outcomes[same].items()}
                         work.done(trials * (hi - lo))
@@ -327,7 +327,15 @@ class _Work:
         self.bar, self.cost, self.tally = bar, cost, tally
 
     def done(self, images: float) -> None:
+        if replaying():   # batches a stopped run finished, reused: not this run's pace
+            self.resumed(images)
+            return
         self.bar.update(images * self.cost)
+        self.tally.n += images * self.cost
+
+    def resumed(self, images: float) -> None:
+        """Work a stopped run finished (its partial file): done, but not part of the pace."""
+        credit(self.bar, images * self.cost)
         self.tally.n += images * self.cost
 
     def spared(self, images: int) -> None:
