@@ -132,8 +132,8 @@ def test_cli_errors_are_one_line_and_dry_run_reports_status(
 
 def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path, dict[str, str]],
                                                           tmp_path: Path) -> None:
-    from pni.reproduce.estimate import (RateMeter, cpu_spent, finished_times, logged_rate, spent_seconds,
-                                        step_seconds)
+    from pni.reproduce.estimate import (RateMeter, cpu_spent, finished_times, logged_rate, signature,
+                                        spent_seconds, step_seconds)
 
     out, _ = smoke_all
     steps = resolve(get_plans("table2"), "smoke")
@@ -164,6 +164,13 @@ def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path
     # once it is far enough along, at the pace it kept: a quarter in 100 s, three quarters left
     save_partial(stopped / evals[0].key / "evaluation.partial.pt", "key", {}, {}, 0.25, 100.0)
     assert step_seconds(evals[0], runs, meter, stopped, times) == pytest.approx(300.0)
+    # a step like a stopped one (none of its kind finished) is estimated at the pace that one kept
+    twins = [s for s in evals if signature(s, runs, meter) == signature(evals[0], runs, meter)]
+    assert len(twins) >= 2
+    paced = tmp_path / "paced"
+    (paced / twins[0].key).mkdir(parents=True)
+    save_partial(paced / twins[0].key / "evaluation.partial.pt", "key", {}, {}, 0.25, 100.0)
+    assert step_seconds(twins[1], runs, meter, paced, finished_times(steps, runs, meter, paced)) == pytest.approx(400.0)
     spent, timed = spent_seconds(steps, out)
     assert spent > 0 and timed == len(steps)
     cpu, wall, counted = cpu_spent(steps, out)

@@ -146,14 +146,27 @@ def step_wall_seconds(record: dict[str, Any]) -> float:
 
 def finished_times(steps: list[Step], runs: dict[str, Step], meter: RateMeter, out: Path) -> dict[tuple[Any, ...], float]:
     """Wall seconds of the finished steps in ``out`` (their ``timing.json``) on this meter's
-    device, by ``signature``: a step like a finished one is estimated at its time."""
+    device, by ``signature``: a step like a finished one is estimated at its time. Where none
+    of a signature has finished, a stopped evaluation ``EXTRAPOLATED_SHARE`` along stands in,
+    at the pace it kept (its seconds over its share): the three noisy ZOO steps of Table 5 cost
+    alike, and the training-rate model misses a forward-only attack's cost by several times."""
     times: dict[tuple[Any, ...], float] = {}
+    paced: dict[tuple[Any, ...], float] = {}
     for step in steps:
         key = signature(step, runs, meter)
+        if key is None:
+            continue
         record = read_timing(out / step.key / TIMING)  # checked: seconds finite, >= 0
-        if key is not None and isinstance(record, dict) and record.get("device", "cpu") == meter.device:
+        if isinstance(record, dict) and record.get("device", "cpu") == meter.device:
             times.setdefault(key, step_wall_seconds(record))
-    return times
+        elif step.kind == "eval":
+            progress = eval_progress(out, step)
+            if progress is not None and progress[0] >= EXTRAPOLATED_SHARE and progress[1] > 0:
+                paced.setdefault(key, progress[1] / progress[0])
+    return paced | times
+
+
+EXTRAPOLATED_SHARE = 0.1   # a stopped eval step this far along stands in for steps like it
 
 
 def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
@@ -161,7 +174,7 @@ def step_seconds(step: Step, runs: dict[str, Step], meter: RateMeter, out: Any,
     """Estimated seconds of ``step`` still to run (a partial training run: its last epochs; a
     stopped evaluation: the share of its work its partial file does not hold, at the pace it
     kept so far once it is ``MEASURED_SHARE`` along): the time a finished step of the same
-    signature took here, else modelled from images/s."""
+    signature took here (or a stopped one's pace, ``finished_times``), else modelled from images/s."""
     progress = eval_progress(out, step) if step.kind == "eval" else None
     if progress is not None and progress[0] >= MEASURED_SHARE and progress[1] > 0:
         share, spent = progress   # its own pace so far (this machine, as it is shared)
