@@ -149,6 +149,7 @@ def test_benchmark_card_validates_and_renders(tmp_path, capsys):
 def test_the_card_runs_the_honest_attacks_in_a_cascade_and_says_how_long_first():
     from pni.benchmark.protocol import PNI_HONEST_V1
     from pni.benchmark.run import _estimate
+    from pni.evaluation.estimate import attack_passes
 
     lines: list[str] = []
     card = benchmark(user_models.randomized(), pni.load_dataset("mnist-sample", "test"), "linf:0.1",
@@ -171,6 +172,12 @@ def test_the_card_runs_the_honest_attacks_in_a_cascade_and_says_how_long_first()
                     100000, 0.1)
     passes = lambda text: float(text.split(" images x ")[1].split(" ")[0].replace(",", ""))  # noqa: E731
     assert det is not None and passes(det) < passes(line) / 10
+    # resumed with all but Square finished (its partial file): only Square and the audit are counted
+    rest = _estimate(model, x, PNI_HONEST_V1, dict(PNI_HONEST_V1.attack_options), 10, True, 1000, 0.1,
+                     reused=("clean", "pgd", "eot-pgd", "aa-rand"))
+    square_only = attack_passes("square", {"votes": 10, "attack_options": PNI_HONEST_V1.attack_options}, 40)
+    assert rest is not None and passes(rest) == pytest.approx(square_only, abs=1) and "the audit" in rest
+    assert rest.endswith("clean, pgd, eot-pgd, aa-rand finished before the stop (reused)")
 
 
 def test_a_card_that_breaks_the_schema_is_refused(tmp_path, capsys):
@@ -250,6 +257,7 @@ def test_a_model_defined_in_this_test_file_gets_its_card(tmp_path):
 
 
 def test_a_stopped_benchmark_resumes_its_finished_attacks(tmp_path, attack_calls, capsys):
+    from pni.evaluation.resume import partial_attacks
     from pni.runs import PARTIAL_EVALUATION
 
     out = tmp_path / "card"
@@ -258,6 +266,7 @@ def test_a_stopped_benchmark_resumes_its_finished_attacks(tmp_path, attack_calls
     attack_calls.kill_at(4)  # during AutoAttack-rand: clean, PGD and EOT-PGD are kept
     assert cli.main(argv) == 130
     assert "the same command resumes" in capsys.readouterr().err and (out / PARTIAL_EVALUATION).exists()
+    assert partial_attacks(out / PARTIAL_EVALUATION) == ["clean", "pgd", "eot-pgd"]  # the estimate leaves them out
     attack_calls.reset()
     assert cli.main(argv) == 0
     assert "resuming" in capsys.readouterr().err and attack_calls.calls == 2  # AA-rand and Square only

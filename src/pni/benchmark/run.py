@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from ..attacks.registry import build_attacks
 from ..data import Dataset, as_tensors, stratified_indices
 from ..files import file_sha256
 from ..evaluation.evaluator import evaluate
+from ..evaluation.resume import partial_attacks
 from ..evaluation.result import WORST_CASE
 from ..models import count_parameters
 from ..attacks.budget import madry_step_size, paper_pgd_steps
@@ -102,7 +104,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     say(f"benchmark {proto.name} ({budget}) of {name}: {len(y)} images, threat {threat}, "
         f"randomized: {'yes' if randomized else 'no'}, votes {votes}, attacks {', '.join(table)}"
         + (f" (cascade: clean -> {' -> '.join(proto.cascade)})" if proto.cascade else ""))
-    estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y), threat.eps)
+    reused = [a for a in partial_attacks(resume_file) if a in proto.attacks]
+    estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y), threat.eps, reused)
     if estimate_line:
         say(estimate_line)
     evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
@@ -127,17 +130,18 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
 
 
 def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, Any], votes: int,
-              randomized: bool, n: int, eps: float) -> str | None:
+              randomized: bool, n: int, eps: float, reused: Sequence[str] = ()) -> str | None:
     """The up-front time estimate (``pni.evaluation.estimate``): the attacks, every chained one
     counted on every image (an upper bound the cascade cuts to the share of images still
-    robust when each starts), and the audit's items on its images. None under a minute."""
+    robust when each starts), and the audit's items on its images. ``reused``: attacks a stopped
+    run finished (its partial file): not counted. None under a minute."""
     from ..auditing.settings import AuditSettings
     from ..evaluation.estimate import attack_passes, audit_seconds, format_duration, measure_pass_rate
 
     rate = measure_pass_rate(model, x[:16])
     settings = {"votes": votes, "attack_options": options}
     passes = sum(attack_passes(a, settings, _steps(proto, a, tuple(x.shape[1:])), randomized)
-                 for a in proto.attacks) * proto.trials
+                 for a in proto.attacks if a not in reused) * proto.trials
     attacks = n * passes / rate
     audit = 0.0
     if proto.audit_items:
@@ -147,11 +151,16 @@ def _estimate(model: nn.Module, x: Tensor, proto: Protocol, options: dict[str, A
         audit = audit_seconds(audit_settings, min(proto.audit_n, n), rate, surrogate_training=False)
     if attacks + audit < 60:
         return None
-    return (f"at most about {format_duration(attacks + audit)} on this device: the attacks "
-            f"{format_duration(attacks)} ({n} images x {passes:,.0f} forward+backward passes each"
-            + (f"; the cascade runs {', '.join(proto.cascade)} only on the images still robust, usually far less"
-               if proto.cascade else "") + ")"
-            + (f", the audit {format_duration(audit)} ({min(proto.audit_n, n)} images)" if proto.audit_items else ""))
+    parts = []
+    if passes:
+        parts.append(f"the attacks {format_duration(attacks)} ({n} images x {passes:,.0f} forward+backward passes each"
+                     + (f"; the cascade runs {', '.join(proto.cascade)} only on the images still robust, usually "
+                        f"far less" if proto.cascade else "") + ")")
+    if proto.audit_items:
+        parts.append(f"the audit {format_duration(audit)} ({min(proto.audit_n, n)} images)")
+    if reused:
+        parts.append(f"{', '.join(reused)} finished before the stop (reused)")
+    return f"at most about {format_duration(attacks + audit)} on this device: " + ", ".join(parts)
 
 
 def _steps(proto: Protocol, attack: str, image_shape: tuple[int, ...]) -> int:

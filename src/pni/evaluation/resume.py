@@ -83,6 +83,17 @@ def partial_progress(path: str | Path) -> tuple[float, float] | None:
     return None if saved is None else _progress(saved)
 
 
+def partial_attacks(path: str | Path | None) -> list[str]:
+    """The attacks a partial file holds as finished, in any noise setting (its key unchecked:
+    ``evaluate`` reuses them only under the same model, images and settings): for a time
+    estimate before a resumed evaluation starts."""
+    saved = _read(path)
+    done = saved.get("done") if saved is not None else None
+    if not isinstance(done, dict):
+        return []
+    return list(dict.fromkeys(name for attacks in done.values() if isinstance(attacks, dict) for name in attacks))
+
+
 def _read(path: str | Path | None) -> dict[str, Any] | None:
     if path is None or not Path(path).is_file():
         return None
