@@ -55,7 +55,7 @@ REGISTRY: dict[tuple[str, str], Pretrained] = {
     ("lenet5-pni-w+a-b", "cpu"): _cpu("lenet5-W+A-b-at-mnist-67cce635", "f378a42790175dfcc483711b8a39f15941e45ba871de2c1f733082479c92af45", "LeNet-5, MNIST, PNI-W+A-b, adversarial training", "results/cards/lenet5-pni-w+a-b-cpu.json"),
     ("resnet20-plain", "cpu"): _cpu("resnet20-none-plain-folder-07762833", "d1d39c8473b250f36eaa40c5ce825fe74b9a09cb6c31e6fe9a03d578dde2d1cb", "ResNet-20, CIFAR-10, no noise, clean training", "results/cards/resnet20-plain-cpu.json"),
     ("resnet20-vanilla-at", "cpu"): _cpu("resnet20-none-at-folder-801521d2", "a5bdc5d82851181696dcdef41b26f058e41ed3c0376346ce5cc773176d4116e7", "ResNet-20, CIFAR-10, no noise, PGD adversarial training", "results/cards/resnet20-vanilla-at-cpu.json"),
-    ("resnet20-pni-w", "cpu"): _cpu("resnet20-W-at-folder-f798fcd0", "7982ce7e31651351adfe7d0eaac0f8573609906d9157b8a25df52dcf4b9b838a", "ResNet-20, CIFAR-10, PNI-W, adversarial training"),
+    ("resnet20-pni-w", "cpu"): _cpu("resnet20-W-at-folder-f798fcd0", "7982ce7e31651351adfe7d0eaac0f8573609906d9157b8a25df52dcf4b9b838a", "ResNet-20, CIFAR-10, PNI-W, adversarial training", "results/cards/resnet20-pni-w-cpu.json"),
     ("resnet20-pni-a-a", "cpu"): _cpu("resnet20-A-a-at-folder-abcc8161", "ad85ee0cf015d7008ea682a5e9f4d541ee2cb83aec01bf006e3d29ffda6ff833", "ResNet-20, CIFAR-10, PNI-A-a, adversarial training"),
     ("resnet20-pni-a-b", "cpu"): _cpu("resnet20-A-b-at-folder-5639f232", "fe1a72d9f67414b44d8e3a6a3a907f927467270d3d5286e3598a84065695e4d6", "ResNet-20, CIFAR-10, PNI-A-b, adversarial training"),
     ("resnet20-pni-i", "cpu"): _cpu("resnet20-I-at-folder-b8f2e335", "e58b67dfaf89b36ac15a4f7ab9188782b68170c63402db5b6b30b8909652a916", "ResNet-20, CIFAR-10, PNI-I, adversarial training"),
