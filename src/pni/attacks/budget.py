@@ -112,3 +112,23 @@ def column_label(name: str, title: str, found: Sequence[dict[str, Any] | None]) 
     when the rows ran at different ones (a deterministic model's one draw is every draw)."""
     labels = {label(name, title, params, randomized) for params, randomized in recorded(name, found)}
     return " / ".join(sorted(labels)) if labels else title
+
+
+def one_draw_twins(names: Sequence[str], chain: Sequence[str] = (),
+                   params: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """Each attack of ``names`` that equals an earlier one on a deterministic model (its
+    ``one_draw_of``), and that one: EOT-ZOO with the noise off is ZOO, draw for draw the same
+    computation and seeds, so ``evaluate`` runs it once and its estimates count it once. With
+    ``params`` (each attack's recorded parameters) only where they agree but for the draws
+    (``DRAW_KEYS``). Attacks in ``chain`` (a cascade) and unregistered names excepted."""
+    from .registry import attack_names, get_attack
+
+    def without_draws(name: str) -> dict[str, Any]:
+        return {key: value for key, value in (params or {}).get(name, {}).items() if key not in DRAW_KEYS}
+    twins = {}
+    for i, name in enumerate(names):
+        twin = get_attack(name).one_draw_of if name in attack_names() else None
+        if (twin in names[:i] and name not in chain and twin not in chain
+                and without_draws(name) == without_draws(twin)):
+            twins[name] = twin
+    return twins

@@ -64,18 +64,15 @@ def evaluation_passes(settings: dict[str, Any], steps: int, randomized: bool = T
     the same model already done; default 1, every image. On a deterministic model an EOT
     attack run with its one-draw twin (EOT-ZOO with ZOO) is free: ``evaluate`` reuses the twin.
     """
-    from ..attacks.registry import attack_names, get_attack
+    from ..attacks.budget import one_draw_twins
 
     reached = reached or {}
-    attacks, chained = settings["attacks"], settings.get("cascade") or ()
-
-    def rerun(a: str) -> bool:   # not a twin reused on a deterministic model
-        twin = get_attack(a).one_draw_of if a in attack_names() else None
-        return twin not in attacks or a in chained or twin in chained
+    attacks = settings["attacks"]
+    twins = one_draw_twins(attacks, settings.get("cascade") or ())   # (they share their options)
 
     def per_trial(noisy: bool) -> float:
         return sum(attack_passes(a, settings, steps, noisy) * reached.get(a, 1.0) for a in attacks
-                   if noisy or rerun(a))
+                   if noisy or a not in twins)
     noise_off = per_trial(False) if settings.get("noise", True) else 0.0
     return (per_trial(randomized) + noise_off) * settings.get("trials", 1)
 

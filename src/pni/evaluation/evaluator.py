@@ -244,7 +244,9 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     if distributed:
         lo, hi = dist_utils.shard_range(len(y), batch_size, dist_utils.rank(), dist_utils.world_size())
     draws = {setting: randomized and _draws_in(model, x, setting) for setting in settings}
-    twins = {} if isinstance(attacks, dict) else _one_draw_twins(list(table), params, chain)
+    from ..attacks.budget import one_draw_twins
+
+    twins = {} if isinstance(attacks, dict) else one_draw_twins(list(table), chain, params)
     costs = {setting: _pass_costs(params, votes, attack_options, steps, draws[setting]) for setting in settings}
     for setting in settings:   # a twin with no draws is not run again (below): it costs nothing
         costs[setting] |= {name: 0 for name in twins if not draws[setting]}
@@ -354,24 +356,6 @@ def _draws_in(model: nn.Module, x: Tensor, setting: str) -> bool:
 
     with noise_enabled(model, False):
         return detect_randomness(model, x)
-
-
-def _one_draw_twins(names: Sequence[str], params: dict[str, dict[str, Any]], chain: Sequence[str]) -> dict[str, str]:
-    """Each attack that equals an earlier one on a deterministic model (its registry
-    ``one_draw_of``, with the same parameters but the draws), and that one: EOT-ZOO with the
-    noise off is ZOO, draw for draw the same computation and seeds. Chained attacks excepted."""
-    from ..attacks.budget import DRAW_KEYS
-    from ..attacks.registry import get_attack
-
-    def without_draws(own: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in own.items() if key not in DRAW_KEYS}
-    twins = {}
-    for i, name in enumerate(names):
-        twin = get_attack(name).one_draw_of
-        if (twin in names[:i] and name not in chain and twin not in chain
-                and without_draws(params[name]) == without_draws(params[twin])):
-            twins[name] = twin
-    return twins
 
 
 def _pass_costs(params: dict[str, dict[str, Any]], votes: int, attack_options: dict[str, Any] | None,
