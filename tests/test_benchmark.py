@@ -284,3 +284,29 @@ def test_the_leaderboard_never_ranks_cards_of_other_test_images_together():
     assert len(sections) == 2 and all("labels digest" in s for s in sections)
     assert sum(line.startswith("| 1 |") for line in text.splitlines()) == 2   # each ranked alone
     assert "labels digest" not in leaderboard_markdown([base, json.loads(json.dumps(base))])
+
+
+def test_a_card_on_a_cpu_attacks_in_batches_of_32_and_records_the_batch(tmp_path, monkeypatch):
+    """On a CPU a card's batch, the most a stop loses of a chained attack, is 32 images (not the
+    256 that made Square-EOT one unsaved 76-minute chunk); --batch-size overrides it; the card
+    records the batch it ran with."""
+    import pni.evaluation.evaluator as evaluator
+    from pni.benchmark.run import CPU_BATCH, card_batch_size
+
+    sizes: list[int] = []
+    real = evaluator.sample_outcomes
+
+    def spied(model, x, y, attack=None, batch_size=256, *args, **kwargs):
+        sizes.append(batch_size)
+        return real(model, x, y, attack, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator, "sample_outcomes", spied)
+    card = benchmark(user_models.randomized(), pni.load_dataset("mnist-sample", "test"), "linf:0.1",
+                     budget="smoke", n=40)
+    assert CPU_BATCH == 32 and set(sizes) == {32} and card["attacks"]["_judging"]["batch_size"] == 32
+    assert card_batch_size("cuda") == 256 and card_batch_size(None, user_models.randomized()) == 32
+    sizes.clear()
+    out = tmp_path / "card"
+    assert cli.main(["eval", "--model", "user_models:randomized", *DATA, "--benchmark", "pni-honest-v1",
+                     "--budget", "smoke", "--batch-size", "8", "--out", str(out)]) == 0
+    assert set(sizes) == {8} and read_card(out / "card.json")["attacks"]["_judging"]["batch_size"] == 8

@@ -29,6 +29,24 @@ from ..evaluation.user_model import detect_randomness, deterministic_options
 from .card import code_record, make_card, per_image_shares
 from .protocol import BenchmarkError, Protocol, get_protocol
 
+CPU_BATCH = 32   # images per attacked batch of a card on a CPU (``card_batch_size``)
+DEVICE_BATCH = 256
+
+
+def card_batch_size(device: str | torch.device | None, model: nn.Module | None = None) -> int:
+    """Images per attacked batch of a card: ``CPU_BATCH`` on a CPU, ``DEVICE_BATCH`` elsewhere.
+
+    A batch is the unit a stopped card loses (finished batches are kept in its partial file).
+    The cascade hands every image still robust to a later attack at once, so on a CPU a batch of
+    256 made Square-EOT on a ResNet-20's 155 robust images one unsaved 76-minute chunk (hours on
+    a PNI-A-a model, whose passes cost twice as much): a stop lost all of it. Batches of 32 keep
+    each chunk to minutes, for 7-26 % more time per image on a ResNet-20 than batches of 256
+    (``benchmarks/card_batch.py``). A batch's images share its seed (``pni.seeding.batch_seed``):
+    the card records the batch size it ran with."""
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu")) if model is not None else "cpu"
+    return CPU_BATCH if torch.device(device).type == "cpu" else DEVICE_BATCH
+
 
 def _sample(data: Dataset | tuple[Tensor, Tensor], protocol: Protocol) -> tuple[Any, dict[str, Any]]:
     """The protocol's class-stratified sample of the test images, and what it is."""
@@ -61,7 +79,7 @@ def _attacks(protocol: Protocol, eps: float, image_shape: tuple[int, ...],
 def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: str | Threat, *,
               name: str = "model", protocol: str = "pni-honest-v1", budget: str = "full",
               n: int | None = None, source: str = "python", weights_sha256: str | None = None,
-              device: str | torch.device | None = None, batch_size: int = 256,
+              device: str | torch.device | None = None, batch_size: int | None = None,
               say: Callable[[str], None] = lambda text: None, progress: bool = False,
               resume_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Judges ``model`` under the versioned ``protocol`` and returns its card (validated).
@@ -76,6 +94,8 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         protocol: "pni-honest-v1".
         budget: "full" (the protocol), "cpu" or "smoke" (smaller budgets, written on the card).
         n: fewer images than the protocol's (written on the card).
+        batch_size: images per attacked batch (default None: ``card_batch_size``, 32 on a CPU,
+            256 elsewhere; the audit's 256), recorded on the card (``attacks._judging``).
         say: called with each line of news (the protocol run, the time estimate, the verdicts).
         progress: show the attacks' work done, batch by batch, with the time left (``evaluate``'s
             progress, ``pni.progress``).
@@ -96,6 +116,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
         model = model.to(device)
         x = x.to(device)
     randomized = detect_randomness(model, x)
+    attack_batch = card_batch_size(device, model) if batch_size is None else batch_size
     options = dict(proto.attack_options)
     votes = proto.votes
     if not randomized:
@@ -108,7 +129,7 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     estimate_line = _estimate(model, x, proto, options, votes, randomized, len(y), threat.eps, reused)
     if estimate_line:
         say(estimate_line)
-    evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=batch_size,
+    evaluation = evaluate(model, sample, table, trials=proto.trials, noise="on", seed=0, batch_size=attack_batch,
                           device=device, votes=votes, worst_case=True, cascade=proto.cascade, progress=progress,
                           resume_file=resume_file)
     setting = next(iter(evaluation.fractions))
@@ -116,12 +137,13 @@ def benchmark(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], threat: s
     majority_worst = evaluation.correct[setting][WORST_CASE].float().mean(0)
     data_record["labels_sha256"] = evaluation.labels_sha256
     params[WORST_CASE] = {"over": ", ".join(table)}
-    params["_judging"] = {"votes": votes, "trials": proto.trials, "setting": setting}
+    params["_judging"] = {"votes": votes, "trials": proto.trials, "setting": setting, "batch_size": attack_batch}
     say(f"attacks done: worst case {100 * float(shares[WORST_CASE].mean()):.2f}%")
     report = None
     if proto.audit_items:
         report = audit(model, sample, threat.eps, items=proto.audit_items, n=min(proto.audit_n, len(y)),
-                       label=name, device=device, batch_size=batch_size, **proto.audit_options)
+                       label=name, device=device,  # (no partial file: the evaluation default)
+                       batch_size=DEVICE_BATCH if batch_size is None else batch_size, **proto.audit_options)
         say(f"audit: {report.verdict()}")
     return make_card(name=name, source=source, parameters=count_parameters(model), randomized=randomized,
                      weights_sha256=weights_sha256, protocol=proto, budget=budget, changes=changes,
@@ -171,8 +193,9 @@ def _steps(proto: Protocol, attack: str, image_shape: tuple[int, ...]) -> int:
 def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = None, *,
                          name: str | None = None, protocol: str = "pni-honest-v1", budget: str = "full",
                          n: int | None = None, dataset: str | None = None, data_dir: str | None = None,
-                         device: str = "cpu", say: Callable[[str], None] = lambda text: None,
-                         progress: bool = False, resume_file: str | os.PathLike | None = None) -> dict[str, Any]:
+                         device: str = "cpu", batch_size: int | None = None,
+                         say: Callable[[str], None] = lambda text: None, progress: bool = False,
+                         resume_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """``benchmark`` of a ``pni train`` checkpoint on its own dataset's test split, at its
     training eps unless ``threat`` is given (``dataset`` / ``data_dir``: another copy of its data)."""
     from ..evaluation.opened_run import open_checkpoint
@@ -184,7 +207,7 @@ def benchmark_checkpoint(path: str | os.PathLike, threat: str | Threat | None = 
         threat = Threat("linf", float(run.eps))
     return benchmark(run.model, run.data, threat, name=name or run.label, protocol=protocol, budget=budget, n=n,
                      source=f"pni checkpoint {shown_path(path)}", weights_sha256=file_sha256(path),
-                     device=device, say=say, progress=progress, resume_file=resume_file)
+                     device=device, batch_size=batch_size, say=say, progress=progress, resume_file=resume_file)
 
 
 def shown_path(path: str | os.PathLike) -> str:

@@ -113,7 +113,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
                                   weights_sha256=file_sha256(args.weights) if args.weights else None)
     with resumable(out, "pni eval --benchmark") as partial:  # a stopped run resumes its attacks
         card = judge(protocol=args.benchmark, budget=args.budget, n=args.n, device=device, say=_say, progress=True,
-                     resume_file=partial)
+                     batch_size=getattr(args, "batch_size", None), resume_file=partial)
         path = write_card(card, Path(out) / CARD)
     text = leaderboard_markdown([card], title=f"{card['model']['name']}: {card['protocol']['name']}")
     write_text(text, Path(out) / "card.md")
