@@ -20,7 +20,7 @@ from pni.attacks.zoo import zoo
 from pni.auditing.run import audit
 from pni.certification.smoothing import certify
 from pni.evaluation.evaluator import evaluate
-from pni.models.hub import pretrained
+from pni.models.hub import load_model, pretrained
 from pni.noise import inject
 from pni.training.trainer import fit
 
@@ -39,6 +39,7 @@ FUNCTIONS = {
     "pni.fit": fit,
     "pni.attacks.square": square,
     "pni.pretrained": pretrained,
+    "pni.load_model": load_model,
 }
 
 

@@ -22,6 +22,18 @@ def test_a_registered_checkpoint_loads_by_name():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
 
 
+def test_pni_load_model_takes_a_registered_name_or_a_checkpoint_file(tmp_path):
+    by_name = pni.load_model("lenet5-pni-w", scale="cpu")
+    path = ROOT / pretrained_entry("lenet5-pni-w").path
+    by_file = pni.load_model(path)
+    assert not by_name.training and not by_file.training and pni.is_injected(by_file)
+    assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(), by_file.state_dict().values()))
+    with pytest.raises(PretrainedError, match="'lenet7' is neither a pretrained name .* nor a checkpoint file"):
+        pni.load_model("lenet7")
+    with pytest.raises(PretrainedError, match="no 'paper' checkpoint"):
+        pni.load_model("lenet5-pni-w", scale="paper")
+
+
 def test_every_registered_file_is_present_and_matches_its_sha256():
     for name, scale in REGISTRY:
         assert verified_path(name, scale, ROOT).is_file()

@@ -38,7 +38,7 @@ from .data import (
 )
 from .evaluation.evaluator import evaluate
 from .evaluation.result import Evaluation, EvaluationError
-from .models.hub import PretrainedError, pretrained
+from .models.hub import PretrainedError, load_model, pretrained
 from .attacks.threat import ThreatError, parse_threat
 from .models import MODELS, ModelError, count_parameters, create_model, layer_labels
 from .noise import (
@@ -76,5 +76,5 @@ __all__ = [
     "alpha_parameters", "alpha_values", "alphas", "count_parameters", "create_model",
     "freeze_alphas", "inject", "injection_spec", "is_injected", "keep_freed_memory", "layer_labels",
     "noise_enabled", "noise_modules", "param_groups", "remove", "set_noise",
-    "PretrainedError", "ThreatError", "parse_threat", "pretrained",
+    "PretrainedError", "ThreatError", "load_model", "parse_threat", "pretrained",
 ]

@@ -6,7 +6,8 @@ under ``results/cards/``). The file is checked before it is loaded (weights only
 missing or altered file is a one-line ``PretrainedError``. ``hubconf.py`` at the
 repository root exposes the same names to ``torch.hub.load``.
 
-(``pni.models.load_model(path)`` opens a checkpoint file by its path.)
+``pni.load_model`` takes a registered name or a checkpoint file (``pni.models.load_model(path)``
+opens a checkpoint file by its path and also returns the checkpoint).
 Paper-scale names are added here when those runs finish.
 """
 from __future__ import annotations
@@ -131,3 +132,38 @@ def pretrained(name: str, scale: str = "cpu", device: str | torch.device = "cpu"
     model, checkpoint = load_model(path, device=device)
     model.eval()
     return (model, checkpoint) if with_checkpoint else model
+
+
+def load_model(name_or_path: str | os.PathLike, scale: str = "cpu", device: str | torch.device = "cpu") -> Any:
+    """A model ready to judge, by registered name or by file: ``pni.load_model("resnet20-pni-w",
+    scale="cpu")`` is ``pretrained`` (its file sha256-checked); the path of a ``pni train``
+    checkpoint is that model (``pni.models.load_model(path)``, which also returns the
+    checkpoint).
+
+    Args:
+        name_or_path: a registered name (``pretrained_names()``) or a checkpoint file.
+        scale: the registered name's scale, "cpu" (default).
+        device: where the model goes (default "cpu").
+
+    Returns:
+        nn.Module: the model, in eval mode, its noise on.
+
+    Example:
+        >>> import pni
+        >>> model = pni.load_model("lenet5-pni-w", scale="cpu")
+        >>> type(model).__name__, pni.is_injected(model), model.training
+        ('LeNet5', True, False)
+
+    Raises:
+        PretrainedError: neither a registered name nor a file; a registered name's errors
+            (``pretrained``). A file that is not a pni checkpoint: ``CheckpointError``.
+    """
+    from .saved import load_model as load_checkpoint_model
+
+    if str(name_or_path).lower() in pretrained_names():
+        return pretrained(str(name_or_path), scale=scale, device=device)
+    if not Path(name_or_path).is_file():
+        raise PretrainedError(f"{str(name_or_path)!r} is neither a pretrained name ({', '.join(pretrained_names())}) "
+                              f"nor a checkpoint file")
+    model, _ = load_checkpoint_model(name_or_path, device=device)
+    return model.eval()
