@@ -58,6 +58,13 @@ class LogProgress:
         while percent >= self._next:
             self._next += self.step
 
+    def credit(self, k: float) -> None:
+        """Counts ``k`` units done before a resume: shown as done, not part of the pace."""
+        self.n += k
+        self._initial += k
+        while self.total and 100.0 * self.n / self.total >= self._next:
+            self._next += self.step
+
     def _write(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
         self.lines += 1
@@ -100,10 +107,7 @@ def credit(bar: Any, k: float) -> None:
     shown as done, but not counted in the pace, so the time left is that of this run's own
     work (counting them would make a resumed run look as fast as its reuse is)."""
     if isinstance(bar, LogProgress):
-        bar.n += k
-        bar._initial += k
-        while bar.total and 100.0 * bar.n / bar.total >= bar._next:
-            bar._next += bar.step
+        bar.credit(k)
     elif hasattr(bar, "last_print_n") and hasattr(bar, "initial"):   # tqdm: its rate counts from initial
         bar.n += k
         bar.initial += k
