@@ -13,20 +13,17 @@ A ratio near 1 means the smaller batch, which bounds what a stopped card loses, 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
-import pni
 from pni.attacks import pgd
 from pni.benchmark.run import CPU_BATCH, DEVICE_BATCH
 from pni.models.modes import cpu_channels_last
 
-from layout import make_case  # (run from the repository root: python benchmarks/card_batch.py)
+from layout import case_arguments, make_case, write_figures  # (run from the repository root: python benchmarks/card_batch.py)
 
 EPS, STEPS, EOT = 8 / 255, 2, 2
 DEFAULT_CASES = ("resnet20:W", "resnet20:A-a")
@@ -63,16 +60,7 @@ def run(case: str, name: str, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated arch:location "
-                        "(default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--json", default=None, help="write the figures to this file")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pni.keep_freed_memory()  # as the pni command runs
+    args = case_arguments(__doc__, DEFAULT_CASES)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {DEVICE_BATCH} images in batches of "
           f"{CPU_BATCH} and of {DEVICE_BATCH}; attack: EOT-PGD {STEPS} steps x {EOT} draws; query: no-grad passes")
     header = f"{'case':<14}{'workload':<10}{f'{CPU_BATCH} ms/img':>12}{f'{DEVICE_BATCH} ms/img':>13}{'ratio':>8}"
@@ -85,9 +73,7 @@ def main() -> None:
             small, large = r[f"batch{CPU_BATCH}_ms_per_image"], r[f"batch{DEVICE_BATCH}_ms_per_image"]
             print(f"{case:<14}{name:<10}{small:>12.2f}{large:>13.2f}{r['ratio']:>8.2f}", flush=True)
     print(f"(medians of interleaved rounds; ratio = time per image in batches of {CPU_BATCH} / of {DEVICE_BATCH})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_figures(results, args.json)
 
 
 if __name__ == "__main__":

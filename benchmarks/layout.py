@@ -88,9 +88,11 @@ def run(case: str, name: str, rounds: int) -> dict[str, float]:
             "max_logit_difference": logit_difference(model, x[:64])}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated arch:location "
+def case_arguments(doc: str | None, default_cases: tuple[str, ...]) -> argparse.Namespace:
+    """The flags of a benchmark over arch:location cases (--cases, --rounds, --threads, --json),
+    parsed; torch's threads set and freed memory kept, as the pni command runs."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(default_cases), help="comma-separated arch:location "
                         "(default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -98,7 +100,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pni.keep_freed_memory()  # as the pni command runs
+    pni.keep_freed_memory()
+    return args
+
+
+def write_figures(results: dict, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def main() -> None:
+    args = case_arguments(__doc__, DEFAULT_CASES)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; attack: EOT-PGD {STEPS} steps x "
           f"{EOT} draws on {BATCHES['attack']} images; query: one no-grad pass of {BATCHES['query']} images")
     header = f"{'case':<14}{'workload':<10}{'NCHW s':>10}{'NHWC s':>10}{'speed-up':>10}{'max |dlogit|':>14}"
@@ -111,9 +124,7 @@ def main() -> None:
             print(f"{case:<14}{name:<10}{r['nchw_s']:>10.3f}{r['channels_last_s']:>10.3f}{r['speedup']:>9.2f}x"
                   f"{r['max_logit_difference']:>14.2e}", flush=True)
     print("(medians of interleaved rounds; speed-up = NCHW time / channels_last time)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_figures(results, args.json)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def card_batch_size(device: str | torch.device | None, model: nn.Module | None =
     The cascade hands every image still robust to a later attack at once, so on a CPU a batch of
     256 made Square-EOT on a ResNet-20's 155 robust images one unsaved 76-minute chunk (hours on
     a PNI-A-a model, whose passes cost twice as much): a stop lost all of it. Batches of 32 keep
-    each chunk to minutes, for 7-26 % more time per image on a ResNet-20 than batches of 256
+    each chunk to minutes, for 7-35 % more time per image on a ResNet-20 than batches of 256
     (``benchmarks/card_batch.py``). A batch's images share its seed (``pni.seeding.batch_seed``):
     the card records the batch size it ran with."""
     if device is None:
