@@ -177,6 +177,20 @@ def test_finished_steps_record_timing_and_estimates_use_it(smoke_all: tuple[Path
     assert counted == len(steps) and 0 < cpu and 0 < wall
 
 
+def test_estimates_keep_activation_noise_apart_from_weight_noise() -> None:
+    """A ZOO step of PNI-A-a is not estimated at PNI-W's pace: a draw per activation element
+    costs about twice a PNI-W pass (Table 5's A-a steps took ~3x the W step's estimate)."""
+    import dataclasses
+
+    from pni.reproduce.estimate import RateMeter, noise_cost
+
+    config = next(s.config for s in resolve(get_plans("table2"), "cpu") if s.kind == "train")
+    meter = RateMeter("cpu")
+    keys = {loc: meter.key(dataclasses.replace(config, location=loc)) for loc in (None, "W", "I", "A-a", "W+A-b")}
+    assert keys["W"] == keys["I"] != keys["A-a"] == keys["W+A-b"] != keys[None] != keys["W"]
+    assert [noise_cost(loc) for loc in (None, "W", "I", "A-a", "A-b", "W+A-a")] == [0, 1, 1, 2, 2, 2]
+
+
 def test_data_dir_and_max_minutes_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(["reproduce", "table2", "--scale", "smoke", "--data-dir", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -68,7 +68,7 @@ class RateMeter:
 
     def key(self, config: TrainConfig) -> tuple[Any, ...]:
         return (config.model, config.width, SHAPES.get(config.dataset, (3, 32, 32)),
-                config.steps if config.adversarial else 0, config.location is not None)
+                config.steps if config.adversarial else 0, noise_cost(config.location))
 
     def rate(self, config: TrainConfig) -> float:
         """The logged rate of this kind of run when one exists, else the calibrated micro-benchmark."""
@@ -81,7 +81,7 @@ class RateMeter:
     def describe(self) -> str:
         """One line: where the rates come from."""
         def name(k: tuple[Any, ...]) -> str:
-            return f"{k[0]}x{k[1]:g} {'x'.join(map(str, k[2]))} PGD-{k[3]}{' noise' if k[4] else ''}"
+            return f"{k[0]}x{k[1]:g} {'x'.join(map(str, k[2]))} PGD-{k[3]}{NOISE_COST_NAMES[k[4]]}"
         logged = ", ".join(f"{name(k)}: {statistics.median(v):.0f} img/s" for k, v in self.logged.items())
         measured = ", ".join(f"{name(k)}: {v:.0f} img/s" for k, v in self.rates.items())
         return (f"training images/s logged by the runs in the results folder: {logged or 'none yet'}; "
@@ -109,6 +109,19 @@ class RateMeter:
             fit(model, data, cfg)
             times.append(time.perf_counter() - started)
         return 2 * b / max(min(times[1:]), 1e-6)  # the least-disturbed timing (a shared machine)
+
+
+NOISE_COST_NAMES = ("", " noise", " activation noise")
+
+
+def noise_cost(location: str | None) -> int:
+    """What a model's noise adds to a pass: 0 none, 1 noise on the weights or the input (a draw
+    per weight or input pixel), 2 noise on every layer's activations (a draw per activation
+    element: on a ResNet-20 on a CPU, forward passes of PNI-A-a took about twice PNI-W's,
+    ``benchmarks/card_batch.py``). Steps of models that differ in it are not estimated alike."""
+    if location is None:
+        return 0
+    return 2 if "A-" in location else 1
 
 
 def logged_rate(folder: Path, config: TrainConfig, device: str) -> float | None:
