@@ -80,7 +80,7 @@ def test_bad_trials_and_unknown_attack_are_clear_errors(noisy_model, data):
         evaluate(noisy_model, data, ["deepfool"], trials=1)
 
 
-def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tmp_path, attack_calls):
+def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tmp_path, attack_calls, capsys):
     torch.manual_seed(0)
     model = pni.inject(pni.create_model("lenet5"), "W")
     for alpha in pni.noise.alpha_parameters(model):
@@ -101,10 +101,13 @@ def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tm
     for name in (*attacks, "worst-case"):
         assert torch.equal(resumed.fractions["with_noise"][name], whole.fractions["with_noise"][name]), name
         assert torch.equal(resumed.correct["with_noise"][name], whole.correct["with_noise"][name]), name
-    # another evaluation (another radius) does not take the file's outcomes
+    # another evaluation (another radius) does not take the file's outcomes, and says it replaces them
     attack_calls.reset()
+    capsys.readouterr()
     pni.evaluate(model, data, attacks, resume_file=partial, **{**kw, "eps": 0.2})
     assert attack_calls.calls == 4
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and f"{partial} holds the finished work of another evaluation" in warning
     # nor does a torn file stop one
     partial.write_bytes(b"not a torch file")
     attack_calls.reset()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import json
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,14 @@ def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches, floa
     """The finished outcomes recorded in ``path`` (``{setting: {attack: {"fraction", "correct",
     extras...}}}``), the running attack's finished batches (``pni.resumable.BatchRecord``) and
     the wall seconds the evaluation has run so far, when its fingerprint is ``key``; else
-    nothing (missing, unreadable or another evaluation's file)."""
+    nothing (missing, unreadable or another evaluation's file: one warning line on stderr, as
+    this evaluation will write over it)."""
     saved = _read(path)
-    if saved is None or saved.get("key") != key:
+    if saved is None:
+        return {}, {}, 0.0
+    if saved.get("key") != key:
+        print(f"pni: warning: {path} holds the finished work of another evaluation (other model weights, "
+              f"images or settings): not reused, and replaced by this one's", file=sys.stderr)
         return {}, {}, 0.0
     done, batches, progress = saved.get("done"), saved.get("batches"), _progress(saved)
     return ((done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {}),
