@@ -150,3 +150,68 @@ def test_reused_batches_are_reported_as_replayed_and_computed_ones_as_done_now()
         resumable_batches(4, lambda i: torch.tensor(i), sizes=[1.0] * 4,
                           report=lambda amount: reports.append(replaying()))
     assert reports == [True, True, False, False] and not replaying()
+
+
+def test_a_chain_stopped_mid_way_resumes_at_its_next_step_from_the_state_it_left():
+    def advance(i: int, state: dict) -> dict:
+        state["x"] += torch.rand(2) * (i + 1)   # in place, from the one random stream
+        return state
+
+    torch.manual_seed(3)
+    whole = resumable.resumable_chain(5, advance, {"x": torch.zeros(2)})["x"]
+    batches, steps = {}, []
+
+    def stopping(i: int, state: dict) -> dict:
+        steps.append(i)
+        if i == 3 and len(steps) == 4:
+            raise KeyboardInterrupt
+        return advance(i, state)
+
+    record = BatchRecord(batches, lambda: None)
+    torch.manual_seed(3)
+    with pytest.raises(KeyboardInterrupt), batch_record(record, "run"):
+        resumable.resumable_chain(5, stopping, {"x": torch.zeros(2)})
+    assert batches["run/0"][0]["result"]["done"] == 3 and len(batches["run/0"]) == 1  # only the latest state
+    torch.manual_seed(99)   # another stream meanwhile: the record's random state wins
+    steps.clear()
+    with batch_record(record, "run"):
+        resumed = resumable.resumable_chain(5, stopping, {"x": torch.zeros(2)})["x"]
+    assert steps == [3, 4] and torch.equal(resumed, whole)
+
+
+def test_a_zoo_stopped_mid_batch_resumes_at_its_next_iteration_with_an_uninterrupted_runs_results(tmp_path):
+    """An EOT-ZOO batch of a noisy ResNet-20 runs an hour on a CPU core: its iterations are kept."""
+    torch.manual_seed(0)
+    model = pni.inject(pni.create_model("lenet5"), "A-a", init_alpha=0.5).eval()
+    data = pni.load_dataset("mnist-sample", "test").subset(4)
+    kw = dict(trials=1, noise="on", eps=0.3, votes=3, worst_case=False,
+              attack_options={"zoo": {"steps": 6, "coords": 8, "batch_size": 4, "eot": 2}})
+    calls: list[int] = []
+    stop_at = 0
+
+    def counting(module, args):
+        calls.append(len(args[0]))
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+
+    def query_images() -> int:   # the images ZOO's query passes scored (2 x 8 + 1 points each)
+        return sum(n for n in calls if n % (2 * 8 + 1) == 0 and n > 4)
+
+    hook = model.register_forward_pre_hook(counting)
+    whole = pni.evaluate(model, data, ["clean", "eot-zoo"], **kw)
+    whole_queries = query_images()
+    calls.clear()
+    stop_at = 15   # clean and its votes, ZOO's checks and first pass (10), then 2 per iteration: the third
+    partial = tmp_path / "partial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        pni.evaluate(model, data, ["clean", "eot-zoo"], resume_file=partial, **kw)
+    queries = query_images()
+    calls.clear()
+    stop_at = 0
+    resumed = pni.evaluate(model, data, ["clean", "eot-zoo"], resume_file=partial, **kw)
+    hook.remove()
+    kept = 2 * 2 * 4 * 17   # iterations 1 and 2 (2 draws of 4 images x 17 points each), then killed in 3
+    assert queries == kept + 4 * 17 and query_images() == whole_queries - kept
+    for key in ("fractions", "correct"):
+        assert torch.equal(getattr(resumed, key)["with_noise"]["eot-zoo"], getattr(whole, key)["with_noise"]["eot-zoo"])
+    assert torch.equal(resumed.extras["with_noise"]["eot-zoo"]["l2"], whole.extras["with_noise"]["eot-zoo"]["l2"])

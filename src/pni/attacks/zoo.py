@@ -9,8 +9,8 @@ It works in [0, 1] pixel space, clipping to it (and to an optional L-inf ball of
 ``eps``). The ``2 * coords + 1`` queries of an iteration (and of ``batch_size`` images) go
 through one forward pass: with weight noise they share one noise draw, as a batched query
 would. Everything runs under ``torch.no_grad()``: no backward pass, ever. In an evaluation
-with a partial file each finished batch is kept (``pni.resumable``): a stopped ZOO resumes
-at its next batch with the same results.
+with a partial file each finished batch, and the state each iteration leaves, is kept
+(``pni.resumable``): a stopped ZOO resumes at its next iteration with the same results.
 
 EOT-ZOO (``eot`` > 1, registered as "eot-zoo") averages every query's scores over ``eot``
 noise draws: on per-query noise (PNI-A-a, A-b) a single draw's finite differences are mostly
@@ -40,7 +40,7 @@ from ._common import (
     class_margin,
     is_randomized,
 )
-from ..resumable import resumable_batches
+from ..resumable import resumable_batches, resumable_chain
 from .registry import LINF_THREAT, Attack, AttackFlag, AttackSpec, register_attack
 from .votes import HALF_GRAY_LEVEL, judge_examples, unmoved
 
@@ -178,22 +178,20 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any], random
     initially_correct = scores(x).argmax(1) == y
     if randomized:  # one draw's verdict on the clean image decides nothing: the vote does, so attack all
         initially_correct = torch.ones_like(initially_correct)
-    adv = x0.clone()
-    best = x0.clone()
-    best_l2 = torch.where(initially_correct, math.inf, 0.0)
-    success = ~initially_correct
-    queries = torch.full((n,), p["eot"], dtype=torch.long, device=x.device)
-    m = torch.zeros_like(x0)
-    v = torch.zeros_like(x0)
-    t = torch.zeros_like(x0)
-    active = initially_correct.clone()
+    state = {"adv": x0.clone(), "best": x0.clone(), "best_l2": torch.where(initially_correct, math.inf, 0.0),
+             "success": ~initially_correct,
+             "queries": torch.full((n,), p["eot"], dtype=torch.long, device=x.device),
+             "m": torch.zeros_like(x0), "v": torch.zeros_like(x0), "t": torch.zeros_like(x0),
+             "active": initially_correct.clone()}
     rows = torch.arange(n, device=x.device)
 
-    for _ in range(p["steps"]):
+    def iteration(_: int, s: dict[str, Tensor]) -> dict[str, Tensor]:
+        adv, best, best_l2, success, queries, active = (s[k] for k in ("adv", "best", "best_l2", "success",
+                                                                         "queries", "active"))
         idx_act = rows[active]
         b = len(idx_act)
-        if b == 0:
-            break
+        if b == 0:   # every image stopped: the rest of the iterations do nothing
+            return s
         base = adv[idx_act]
         chosen = torch.rand(b, dim, device=x.device).argsort(1)[:, :k]       # (b, k) coordinates
         step = torch.full((b, k, 1), h, device=x.device, dtype=x.dtype)
@@ -220,11 +218,17 @@ def _zoo_batch(model: nn.Module, x: Tensor, y: Tensor, p: dict[str, Any], random
             active[idx_act[fooled]] = False
             idx_act, base, chosen, loss = idx_act[keep], base[keep], chosen[keep], loss[keep]
             if len(idx_act) == 0:
-                continue
+                return s
 
         grad = (loss[:, 1:1 + k] - loss[:, 1 + k:]) / (2 * h)                 # (b, k)
-        _adam_coordinates(adv, m, v, t, idx_act, chosen, grad, p["lr"], p["beta1"], p["beta2"])
+        _adam_coordinates(adv, s["m"], s["v"], s["t"], idx_act, chosen, grad, p["lr"], p["beta1"], p["beta2"])
         adv[idx_act] = torch.max(torch.min(adv[idx_act], high[idx_act]), low[idx_act])
+        return s
+
+    # each iteration's state kept in an evaluation with a partial file: a stopped batch resumes mid-way
+    state = resumable_chain(p["steps"], iteration, state, device=x.device)
+    adv, best, best_l2, success, queries, active = (state[k] for k in ("adv", "best", "best_l2", "success",
+                                                                         "queries", "active"))
 
     # the final iterate of the images still running
     idx_act = rows[active]
