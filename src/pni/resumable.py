@@ -179,34 +179,22 @@ def resumable_chain(count: int, advance: Callable[[int, S], S], state: S, *,
         state = advance(i, state)
         outer.add(share)
         if record is not None:
-            record.batches[path] = [{"result": {"done": i + 1, "state": _copied(state)}, "rng": rng_state()}]
+            record.batches[path] = [{"result": {"done": i + 1, "state": _moved(state, "cpu", copy=True)}, "rng": rng_state()}]
             record.save()
     return state
 
 
-def _copied(value: Any) -> Any:
-    """``value`` with its tensors copied to the CPU (a snapshot: ``advance`` may change the originals)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, tuple):
-        return tuple(_copied(v) for v in value)
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    return value
-
-
-def _moved(value: Any, device: torch.device | str | None) -> Any:
-    """``value`` (tensors in tuples, lists and dicts) with its tensors on ``device`` (None: as is)."""
+def _moved(value: Any, device: torch.device | str | None, copy: bool = False) -> Any:
+    """``value`` (tensors in tuples, lists and dicts) with its tensors on ``device`` (None: as is);
+    ``copy``: always new tensors (a snapshot the caller may go on changing the originals of)."""
     if device is None:
         return value
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.detach().to(device, copy=True) if copy else value.to(device)
     if isinstance(value, tuple):
-        return tuple(_moved(v, device) for v in value)
+        return tuple(_moved(v, device, copy) for v in value)
     if isinstance(value, list):
-        return [_moved(v, device) for v in value]
+        return [_moved(v, device, copy) for v in value]
     if isinstance(value, dict):
-        return {k: _moved(v, device) for k, v in value.items()}
+        return {k: _moved(v, device, copy) for k, v in value.items()}
     return value
