@@ -10,7 +10,7 @@ import torch
 
 import pni
 from pni.models import load_model
-from pni.models.hub import REGISTRY, PretrainedError, pretrained_entry, verified_path
+from pni.models.hub import REGISTRY, PretrainedError, card_path, earned_card, pretrained_entry, verified_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,12 +69,27 @@ def test_torch_hub_entry_points():
     assert callable(hubconf.resnet20_pni_w_a_a) and hubconf.dependencies == ["torch"]
 
 
-def test_the_cards_the_registry_names_are_committed_and_match_their_files():
+def test_the_committed_cards_are_earned_by_the_registered_files():
     from pni.benchmark import read_card
 
-    named = {(name, scale): entry for (name, scale), entry in REGISTRY.items() if entry.card}
-    assert named, "no card registered"
-    for (name, scale), entry in named.items():
-        card = read_card(ROOT / entry.card)
-        assert card["model"]["weights_sha256"] == entry.sha256, name
-        assert card["protocol"]["name"] == "pni-honest-v1"
+    earned = {key: earned_card(*key) for key in REGISTRY}
+    assert any(earned.values()), "no card committed"
+    for (name, scale), path in earned.items():
+        if path is not None:
+            card = read_card(path)
+            assert card["model"]["weights_sha256"] == REGISTRY[(name, scale)].sha256, name
+            assert card["model"]["name"] == name and card["protocol"]["name"] == "pni-honest-v1"
+    assert not set(p.name for p in (ROOT / "results" / "cards").glob("*-cpu.json")) - {
+        p.name for p in earned.values() if p}, "a committed card names no registered checkpoint"
+
+
+def test_a_card_of_other_weights_is_a_one_line_error(tmp_path):
+    import json
+
+    card = json.loads((ROOT / card_path("lenet5-pni-w")).read_text())
+    card["model"]["weights_sha256"] = "0" * 64
+    (tmp_path / "results" / "cards").mkdir(parents=True)
+    (tmp_path / card_path("lenet5-pni-w")).write_text(json.dumps(card))
+    with pytest.raises(PretrainedError, match="remake the card"):
+        earned_card("lenet5-pni-w", root=tmp_path)
+    assert earned_card("lenet5-pni-i", root=tmp_path) is None
