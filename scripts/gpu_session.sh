@@ -18,7 +18,7 @@
 # and, for the AutoAttack test, pyautoattack importable (for example from .carry/site).
 # Bring the runs back with: for f in OUT/*.tar; do tar -xf "$f" -C results/paper; done
 # (and OUT/cpu_track.tar with: tar -xf OUT/cpu_track.tar -C results/cpu; OUT/cards.tar with
-# tar -xf OUT/cards.tar -C results/cards, then register each new card in pni/models/hub.py)
+# tar -xf OUT/cards.tar -C results/cards; pni.models.hub.earned_card finds each new card there)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to an output folder}
