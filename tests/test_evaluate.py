@@ -95,6 +95,7 @@ def test_a_killed_evaluation_resumes_with_the_results_of_an_uninterrupted_one(tm
     with pytest.raises(KeyboardInterrupt):
         pni.evaluate(model, data, attacks, resume_file=partial, **kw)
     assert partial.exists()
+    _check_partial_reads_back_the_finished_attacks(partial, whole, ["clean", "pgd"])
     attack_calls.reset()
     resumed = pni.evaluate(model, data, attacks, resume_file=partial, **kw)
     assert attack_calls.calls == 2  # the two unfinished attacks only
@@ -155,3 +156,31 @@ def test_with_the_noise_off_eot_zoo_and_eot_pgd_reuse_their_one_draw_twins_exact
         assert torch.equal(both.correct["without_noise"][name], alone.correct["without_noise"][name])
     assert torch.equal(both.extras["without_noise"]["eot-zoo"]["l2"], alone.extras["without_noise"]["eot-zoo"]["l2"])
     assert both.correct["with_noise"]["eot-zoo"].shape == both.correct["with_noise"]["zoo"].shape
+
+
+def _check_partial_reads_back_the_finished_attacks(partial, whole, finished):
+    from pni.evaluation import partial_evaluation
+
+    found = partial_evaluation(partial)
+    assert found is not None and 0 < found.share_done < 1 and found.seconds > 0
+    result = found.evaluation
+    assert list(result.accuracies["with_noise"]) == finished  # the running attack and the rest: absent
+    for name in finished:
+        assert torch.equal(result.fractions["with_noise"][name], whole.fractions["with_noise"][name]), name
+        assert result.vote_accuracies["with_noise"][name] == whole.vote_accuracies["with_noise"][name]
+    assert (result.n, result.seeds, result.votes) == (whole.n, whole.seeds, whole.votes)
+    assert result.attacks["pgd"] == whole.attacks["pgd"]  # its parameters, cascade label included
+    assert "worst-case" not in result.attacks  # not every attack is done
+    written = found.to_json()
+    assert written["partial"]["share_done"] == found.share_done and written["code"]["pni"] == pni.__version__
+    assert written["accuracy_percent"]["with_noise"]["pgd"] == whole.summary()["with_noise"]["pgd"]
+
+
+def test_a_partial_file_without_its_evaluations_head_reads_as_nothing(tmp_path):
+    from pni.evaluation import partial_evaluation
+    from pni.evaluation.resume import save_partial
+
+    fraction = torch.ones(1, 4)
+    save_partial(tmp_path / "old.pt", "key", {"with_noise": {"clean": {"fraction": fraction, "correct": fraction > 0}}})
+    assert partial_evaluation(tmp_path / "old.pt") is None  # written before partial files had a head
+    assert partial_evaluation(tmp_path / "missing.pt") is None

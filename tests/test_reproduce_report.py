@@ -209,3 +209,40 @@ def test_zoo_claims_say_when_zoo_is_too_weak_to_rank_the_defenses() -> None:
     assert sum("EOT-ZOO" in v.claim for v in weak) == 3
     strong = table5_claims(_ZooResults({"a-vanilla": 60.0, "b-w": 20.0, "b-a-a": 55.0, "b-w+a-a": 58.0}), "t")
     assert strong[0].verdict == HOLDS and not any("too weak" in v.line() for v in strong)
+
+
+def _stopped_zoo_step(folder: Path, fooled: int, n: int = 20) -> None:
+    """A Table 5 ZOO step stopped during EOT-ZOO: clean and ZOO (noise on) finished, ``fooled``
+    of its ``n`` images fooled by ZOO, written as ``evaluate`` writes its partial file."""
+    from pni.evaluation.resume import save_partial
+
+    ones = torch.ones(1, n)
+    success = torch.zeros(1, n, dtype=torch.bool)
+    success[0, :fooled] = True
+    zoo = {"fraction": (~success).float(), "correct": ~success, "success": success,
+           "initially_correct": torch.ones(1, n, dtype=torch.bool), "l2": torch.full((1, n), 0.5)}
+    params = {"steps": 5, "coords": 8, "eot": 1, "votes": 3}
+    head = {"attacks": {"clean": {}, "zoo": params, "eot-zoo": {**params, "eot": 3}},
+            "order": ["clean", "zoo", "eot-zoo"], "settings": ["with_noise", "without_noise"], "trials": 1,
+            "seeds": [0], "n": n, "votes": 3, "subset": None, "labels_sha256": None, "randomized": True,
+            "worst_case_over": [], "chain": [], "code": {"pni": pni.__version__, "commit": None, "dirty": None}}
+    folder.mkdir(parents=True)
+    save_partial(folder / "evaluation.partial.pt", "key",
+                 {"with_noise": {"clean": {"fraction": ones, "correct": ones > 0}, "zoo": zoo}}, {}, 0.3, 60.0, head)
+
+
+def test_a_step_still_to_finish_shows_its_finished_attacks_marked_and_the_rest_running(tmp_path: Path) -> None:
+    from pni.reproduce.results import Results
+
+    plans = get_plans("table5")
+    results = Results(plans, "smoke", tmp_path)
+    for row, fooled in (("a-vanilla", 16), ("b-a-a", 2)):
+        _stopped_zoo_step(results.folder("table5", row, "mnist-sample", "zoo"), fooled)
+    text = write_results(plans, "smoke", tmp_path, tmp_path / "RESULTS.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| B: PNI-A-a"))
+    assert "10.00†" in row and row.rstrip(" |").endswith("running")  # ZOO finished, EOT-ZOO running
+    assert "Still to finish: A: vanilla adv. train (ZOO, substitute) (30 % of its work done), B: PNI-A-a" in text
+    zoo = next(line for line in text.splitlines() if line.startswith("- **PNI-A-a resists ZOO"))
+    assert f"*{HOLDS}*" in zoo and "10.00" in zoo and "80.00" in zoo  # a finished attack's numbers are judged
+    eot = next(line for line in text.splitlines() if line.startswith("- **PNI-A-a resists EOT-ZOO"))
+    assert NOT_JUDGED in eot

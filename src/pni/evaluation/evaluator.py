@@ -23,6 +23,7 @@ from ..settings import check_int
 from .. import distributed as dist_utils
 from . import per_image
 from .estimate import attack_passes
+from ..provenance import code_version
 from .resume import fingerprint, load_partial, save_partial
 from ..data import Dataset, as_tensors, warn_missing_classes
 from ..models.modes import cpu_channels_last, eval_mode, model_device
@@ -115,17 +116,6 @@ def _in_worst_case(attacks: Sequence[str] | dict[str, Attack], table: dict[str, 
     if isinstance(attacks, dict):
         return list(table)
     return [name for name in table if get_attack(name).in_worst_case]
-
-
-def _add_worst_case(result: Evaluation, setting: str, names: list[str]) -> None:
-    """Per trial, a sample counts as robust only if correct under every attack in ``names``
-    (with votes: its smallest share of correct draws over them, and the majority vote)."""
-    fractions = torch.stack([result.fractions[setting][n] for n in names]).amin(0)
-    correct = torch.stack([result.correct[setting][n] for n in names]).all(0)
-    result.fractions[setting][WORST_CASE] = fractions
-    result.correct[setting][WORST_CASE] = correct
-    result.accuracies[setting][WORST_CASE] = fractions.mean(1).tolist()
-    result.vote_accuracies[setting][WORST_CASE] = correct.float().mean(1).tolist()
 
 
 def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
@@ -253,9 +243,14 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     passes = trials * (hi - lo) * sum(sum(of_setting.values()) for of_setting in costs.values())
     bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
+    # what the finished attacks need to be read back as an Evaluation (pni.evaluation.partial)
+    head = {"attacks": params, "order": list(table), "settings": settings, "trials": trials, "seeds": seeds,
+            "n": len(y), "votes": votes, "subset": subset, "labels_sha256": result.labels_sha256,
+            "randomized": randomized, "worst_case_over": list(in_worst_case) if worst_case else [],
+            "chain": list(chain), "code": code_version()}
     record = None if partial_key is None else BatchRecord(
         batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share(),
-                                      seconds_before + time.monotonic() - started))
+                                      seconds_before + time.monotonic() - started, head))
     with eval_mode(model), cpu_channels_last(model):  # (results: same up to summation order)
         for setting in settings:
             for table_of_setting in (result.accuracies, result.correct, result.fractions,
@@ -291,22 +286,21 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
                             record.drop(f"{setting}/{name}")
                             record.save(force=True)
                     outcomes[name] = dict(stacked)
-                    fractions, correct = stacked.pop("fraction"), stacked.pop("correct")
-                    result.correct[setting][name] = correct
-                    result.fractions[setting][name] = fractions
-                    result.accuracies[setting][name] = fractions.mean(1).tolist()
-                    result.vote_accuracies[setting][name] = correct.float().mean(1).tolist()
-                    if stacked:
-                        result.extras.setdefault(setting, {})[name] = stacked
+                    result.record(setting, name, stacked)
                 if worst_case:
-                    _add_worst_case(result, setting, in_worst_case)
-        if worst_case:
-            result.attacks[WORST_CASE] = {"over": ", ".join(in_worst_case)}
-        for name in chain:
-            result.attacks[name] = {**result.attacks.get(name, {}), "cascade": " -> ".join(chain)}
-    result.cascade = list(chain)
+                    result.add_worst_case(setting, in_worst_case)
+    label_attacks(result, in_worst_case if worst_case else [], chain)
     bar.close()
     return result
+
+
+def label_attacks(result: Evaluation, worst_case_over: Sequence[str], chain: Sequence[str]) -> None:
+    """Names in ``result.attacks`` what the worst case is over and which attacks ran chained."""
+    if worst_case_over:
+        result.attacks[WORST_CASE] = {"over": ", ".join(worst_case_over)}
+    for name in chain:
+        result.attacks[name] = {**result.attacks.get(name, {}), "cascade": " -> ".join(chain)}
+    result.cascade = list(chain)
 
 
 class _Tally:

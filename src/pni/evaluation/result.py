@@ -53,6 +53,27 @@ class Evaluation:
     cascade: list[str] = field(default_factory=list)  # chained attacks (cumulative accuracies), in order
     randomized: bool | None = None        # two passes of the model differ (user_model.detect_randomness)
 
+    def record(self, setting: str, name: str, outcomes: dict[str, Tensor]) -> None:
+        """Files one finished attack's per-sample ``outcomes`` (``(trials, n)`` tensors:
+        ``fraction`` of correct draws, majority ``correct``, and the attack's own figures)."""
+        figures = dict(outcomes)
+        fractions, correct = figures.pop("fraction"), figures.pop("correct")
+        for table in (self.accuracies, self.correct, self.fractions, self.vote_accuracies):
+            table.setdefault(setting, {})
+        self.correct[setting][name] = correct
+        self.fractions[setting][name] = fractions
+        self.accuracies[setting][name] = fractions.mean(1).tolist()
+        self.vote_accuracies[setting][name] = correct.float().mean(1).tolist()
+        if figures:
+            self.extras.setdefault(setting, {})[name] = figures
+
+    def add_worst_case(self, setting: str, names: Sequence[str]) -> None:
+        """Per trial, a sample counts as robust only if correct under every attack in ``names``
+        (with votes: its smallest share of correct draws over them, and the majority vote)."""
+        fractions = torch.stack([self.fractions[setting][n] for n in names]).amin(0)
+        correct = torch.stack([self.correct[setting][n] for n in names]).all(0)
+        self.record(setting, WORST_CASE, {"fraction": fractions, "correct": correct})
+
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{setting: {attack: {"mean", "std"}}}`` in percent."""
         out: dict[str, dict[str, dict[str, float]]] = {}

@@ -69,16 +69,20 @@ def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches, floa
 
 
 def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None = None,
-                 share_done: float | None = None, seconds: float | None = None) -> None:
+                 share_done: float | None = None, seconds: float | None = None,
+                 head: dict[str, Any] | None = None) -> None:
     """Writes the finished outcomes ``done`` and the running attack's finished ``batches``
     under fingerprint ``key`` (atomically), with the share of the evaluation's work they
-    stand for (``share_done``, 0-1) and the wall ``seconds`` it has run (``partial_progress``:
-    time estimates)."""
+    stand for (``share_done``, 0-1), the wall ``seconds`` it has run (``partial_progress``:
+    time estimates) and the evaluation's ``head`` (its attacks' parameters, trials, images,
+    ...: ``pni.evaluation.partial`` reads the finished attacks back as an ``Evaluation``; kept
+    as JSON text, so that nothing in it can make the file unreadable to a resume)."""
     from ..files import atomic_write
 
     buffer = io.BytesIO()
     torch.save({"version": PARTIAL_VERSION, "key": key, "done": done, "batches": batches or {},
-                "share_done": share_done, "seconds": seconds}, buffer)
+                "share_done": share_done, "seconds": seconds,
+                "head": None if head is None else json.dumps(head, sort_keys=True, default=str)}, buffer)
     atomic_write(buffer.getbuffer(), path, what="partial evaluation")
 
 

@@ -59,11 +59,39 @@ SUPERSEDED_NOTE = ("A cell marked * comes from an earlier honest evaluation of t
                    "its column header names, shown until the re-run at the published budget lands.")
 
 
+PARTIAL_MARK = "†"
+RUNNING = "running"
+
+
+def _partial(found: Any) -> bool:
+    return isinstance(found, dict) and bool(found.get("partial"))
+
+
 def _ours(m: Measure | None, ran: bool, found: dict[str, Any] | None = None) -> str:
+    """Our cell: the measure, "-" (ran, nothing to show), "not run yet", or, in a step still to
+    finish (``found`` partial), "running" for an attack it has not finished and a mark on those
+    it has (``PARTIAL_MARK``); an earlier honest evaluation's cell is marked ``SUPERSEDED_MARK``."""
     if m is None:
-        return "-" if ran else NOT_RUN
+        return RUNNING if _partial(found) else "-" if ran else NOT_RUN
     cell = m.cell() if math.isfinite(m.mean) else "undefined"
-    return f"{cell}{SUPERSEDED_MARK}" if isinstance(found, dict) and found.get("superseded") else cell
+    if isinstance(found, dict) and found.get("superseded"):
+        return f"{cell}{SUPERSEDED_MARK}"
+    return f"{cell}{PARTIAL_MARK}" if _partial(found) else cell
+
+
+def _cell_notes(results: Any, plan: Plan, track: str, *protocols: str) -> str:
+    """What the marks of a table's cells mean (only the marks it shows): an earlier honest
+    evaluation (*), the finished attacks of a step still to finish (†, with how far each is)."""
+    shown = [(row, results.get(plan.name, row.id, track, p)) for row in plan.rows for p in protocols]
+    notes = [SUPERSEDED_NOTE] if any(isinstance(f, dict) and f.get("superseded") for _, f in shown) else []
+    running = [f"{row.label} ({100 * float(f['partial'].get('share_done') or 0):.0f} % of its work done)"
+               for row, f in shown if _partial(f)]
+    if running:
+        notes.append(f"A cell marked {PARTIAL_MARK} comes from an evaluation step still to finish: the attacks it has "
+                     "finished, read from its partial file (`evaluation.partial.pt` in its step folder; the finished "
+                     f"step reports these same outcomes); \"{RUNNING}\" marks the attacks it has still to finish. "
+                     f"Still to finish: {', '.join(dict.fromkeys(running))}.")
+    return "".join(f"{note}\n\n" for note in notes)
 
 
 def _settings(results: Any, plan: Plan, row: Any, track: str) -> list[str]:
@@ -121,17 +149,12 @@ def accuracy_table(results: Any, plan: Plan, track: str) -> str:
             cells = paper_cells(plan.name, row.id, setting)
             line = [row.label, SETTING_TITLES[setting]]
             for attack in ("clean", "pgd", "fgsm"):
-                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
+                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None, ours)]
             for attack in ("eot-pgd", "aa-rand"):
                 line.append(_ours(measure(honest, setting, attack), honest is not None, honest)
                             if _wants(row, "Eval", "honest") else "-")
             lines.append(line)
-    return _superseded_note(results, plan, track) + md_table(header, lines)
-
-
-def _superseded_note(results: Any, plan: Plan, track: str) -> str:
-    shown = [results.get(plan.name, row.id, track, "honest") for row in plan.rows]
-    return f"{SUPERSEDED_NOTE}\n\n" if any(isinstance(h, dict) and h.get("superseded") for h in shown) else ""
+    return _cell_notes(results, plan, track, "paper", "honest") + md_table(header, lines)
 
 
 SEED_COLUMNS = (("paper", "clean", "Clean"), ("paper", "pgd", "PGD"), ("honest", "eot-pgd", "EOT-PGD"),
@@ -252,11 +275,11 @@ def capacity_table(results: Any, plan: Plan, track: Any) -> str:
 def _l2(found: Any) -> str:
     l2 = metric(found, "cw", "mean_l2")
     if l2 is None:
-        return _ours(None, found is not None)
+        return _ours(None, found is not None, found)
     if not math.isfinite(l2.mean):
         return "none fooled"
     se = f" (SE {l2.se:.3f})" if l2.se is not None and math.isfinite(l2.se) else ""
-    return f"{l2.cell()}{se}"
+    return f"{l2.cell()}{se}{PARTIAL_MARK if _partial(found) else ''}"
 
 
 def cw_table(results: Any, plan: Plan, track: str) -> str:
@@ -271,7 +294,7 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
         cells = [row.label, f"{paper.TABLE4[row.id]:.2f}" if row.id in paper.TABLE4 else "-"]
         for protocol in protocols:
             found = results.get(plan.name, row.id, track, protocol)
-            cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None)]
+            cells += [_l2(found), _ours(metric(found, "cw", "success_rate"), found is not None, found)]
         lines.append(cells)
     votes = _judged_over(results, plan, track, *protocols)
     notes: dict[str, str] = {}   # per run evaluated (rows that are stand-ins share one)
@@ -281,7 +304,7 @@ def cw_table(results: Any, plan: Plan, track: str) -> str:
             note = cw_noise_off_note(results.get(plan.name, row.id, track, protocol), row.label)
             if note and key not in notes:
                 notes[key] = f"- {profile}: {note}"
-    return ("Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
+    return (_cell_notes(results, plan, track, *protocols) + "Mean L2 of the successful perturbations (SE: its standard error over those images) and the "
             "attack's success rate on the initially correct images. C&W's loss uses the expected logits over "
             f"the noise draws (C&W-EOT), and an image counts as fooled only if the majority vote over {votes} "
             "fresh draws misclassifies the returned example (a lucky single draw during the search is not a "
@@ -319,8 +342,8 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
         line = [row.label]
         for key, ours in (("a=>b", ab), ("b=>a", ba)):
             line += [_paper(nums.get(key)), _ours(ours, found is not None) if _wants(row, "Transfer") else "-"]
-        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None),
-                 _ours(metric(zoo, "eot-zoo", "success_rate"), zoo is not None)]
+        line += [_paper(nums.get("zoo")), _ours(metric(zoo, "zoo", "success_rate"), zoo is not None, zoo),
+                 _ours(metric(zoo, "eot-zoo", "success_rate"), zoo is not None, zoo)]
         lines.append(line)
     votes = _judged_over(results, plan, track, "zoo")
     zoos = [results.get(plan.name, row.id, track, "zoo") for row in plan.rows]
@@ -328,7 +351,7 @@ def blackbox_table(results: Any, plan: Plan, track: str) -> str:
                                                                                        ("eot-zoo", "EOT-ZOO")))
     draws = sorted({str(params["eot"]) for params, randomized in recorded("eot-zoo", zoos)
                     if randomized and params and "eot" in params})
-    return (f"ZOO and EOT-ZOO (every query's scores averaged over {' / '.join(draws) or 'the'} noise draws on a noisy "
+    return (_cell_notes(results, plan, track, "zoo") + f"ZOO and EOT-ZOO (every query's scores averaged over {' / '.join(draws) or 'the'} noise draws on a noisy "
             "model) succeed on an image only if "
             f"the majority vote over {votes} fresh noise draws misclassifies the returned example; transfer "
             f"accuracies are judged over the same number of draws. {SAME_IMAGE_RULE}"
@@ -427,7 +450,7 @@ def table6_table(results: Any, plan: Plan, track: str) -> str:
             cells = paper_cells(plan.name, row.id, setting)
             line = [row.label, SETTING_TITLES[setting]]
             for attack in ("clean", "pgd"):
-                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None)]
+                line += [_paper(cells.get(attack)), _ours(measure(ours, setting, attack), ours is not None, ours)]
             line += [_ours(measure(honest, setting, a), honest is not None, honest) for a in ("eot-pgd", "aa-rand")]
             first = setting == settings[0]     # the certificate is of the model as it runs (noise on)
             line += [_ours(certified(cert, r), cert is not None) if first else "-" for r in RADII]
@@ -435,7 +458,8 @@ def table6_table(results: Any, plan: Plan, track: str) -> str:
     for name, clean, pgd in paper.TABLE6_LITERATURE:
         lines.append([name, "quoted from the paper, not run", f"{clean:.2f}", "-", f"{pgd:.2f}", "-", "-", "-",
                       "-", "-"])
-    return _superseded_note(results, plan, track) + md_table(header, lines) + _certificate_notes(results, plan, track)
+    return (_cell_notes(results, plan, track, "paper", "honest") + md_table(header, lines)
+            + _certificate_notes(results, plan, track))
 
 
 def _certificate_notes(results: Any, plan: Plan, track: str) -> str:

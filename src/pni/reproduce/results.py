@@ -1,6 +1,7 @@
 """The one reader of a ``pni reproduce`` results folder: ``Results`` maps (plan, row, track,
-what) to what the step folders hold (their files named by ``pni.runs``), and a step's earlier
-honest evaluation that a re-run at another budget has not yet replaced (``superseded_honest``).
+what) to what the step folders hold (their files named by ``pni.runs``), a step's earlier
+honest evaluation that a re-run at another budget has not yet replaced (``superseded_honest``),
+and the finished attacks of an eval step still to finish (``unfinished_evaluation``).
 Reports, verdicts and tables read the folder through it; the runner's own bookkeeping
 (``step.json``, done or not) is ``runner.state``."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ..runs import (
     ALPHAS_FIGURE,
     CHECK,
     OUTPUTS,
+    PARTIAL_EVALUATION,
     RESULTS,
     read_config,
     read_output,
@@ -56,6 +58,17 @@ def superseded_honest(run: Path, current: str) -> dict[str, Any] | None:
     return {**value, "superseded": name}
 
 
+def unfinished_evaluation(folder: Path) -> dict[str, Any] | None:
+    """The attacks an eval step still to finish has finished (its partial file, read by
+    ``pni.evaluation.partial``), as its ``results.json`` will hold them, marked ``"partial"``
+    (share of the step's work done, wall seconds so far): the tables mark those cells and show
+    the rest as still running."""
+    from ..evaluation.partial import partial_evaluation
+
+    found = partial_evaluation(folder / PARTIAL_EVALUATION)
+    return None if found is None else found.to_json()
+
+
 class Results:
     """What ``out`` holds for ``plans`` at ``scale``: ``get(plan, row, track, what)`` gives a
     step's JSON (``what``: an eval protocol, "transfer", "audit", "alphas", "certify",
@@ -82,8 +95,9 @@ class Results:
                 if step.kind == "alphas" and value is not None:
                     value = {"json": value, "png": str(folder / ALPHAS_FIGURE)}
                 values = {whats[0]: value}
-            elif step.kind == "eval" and whats[0] == "honest":
-                values = {"honest": superseded_honest(self.out / step.needs[0], folder.name)}
+            elif step.kind == "eval":
+                found = superseded_honest(self.out / step.needs[0], folder.name) if whats[0] == "honest" else None
+                values = {whats[0]: found if found is not None else unfinished_evaluation(folder)}
             for label in step.rows:
                 plan_name, row_id = label.split(":", 1)
                 for what in whats:
@@ -95,13 +109,14 @@ class Results:
         return self.found.get((plan, row, track, what))
 
     def seeds(self, plan: str, row: str, track: str, what: str) -> list[Any]:
-        """The step JSON of every training seed of a row (seed 0 first) that is done."""
+        """The step JSON of every training seed of a row (seed 0 first) that is done (a step
+        still to finish is left out: statistics over seeds take finished steps only)."""
         from .plans import seeded_id
 
         found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
         count = found.seed_count(track) if found is not None else 1
         values = [self.get(plan, seeded_id(row, k), track, what) for k in range(count)]
-        return [v for v in values if v is not None]
+        return [v for v in values if v is not None and not (isinstance(v, dict) and v.get("partial"))]
 
     def seed_count(self, plan: str, row: str, track: str) -> int:
         found = next((r for p in self.plans if p.name == plan for r in p.rows if r.id == row), None)
