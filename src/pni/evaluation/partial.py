@@ -16,7 +16,7 @@ from typing import Any
 
 from .evaluator import label_attacks
 from .result import WORST_CASE, Evaluation
-from .resume import _progress, _read
+from .resume import read_partial, recorded_progress
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class PartialEvaluation:
 def partial_evaluation(path: str | Path) -> PartialEvaluation | None:
     """The finished attacks a partial file holds; None when it cannot be read, has finished
     nothing yet, or was written before partial files recorded their evaluation's head."""
-    saved = _read(path)
+    saved = read_partial(path)
     if saved is None or not isinstance(saved.get("head"), str):
         return None
     try:
@@ -63,7 +63,7 @@ def partial_evaluation(path: str | Path) -> PartialEvaluation | None:
             return None
         with_worst_case = any(WORST_CASE in per_attack for per_attack in result.accuracies.values())
         label_attacks(result, worst_case_over if with_worst_case else [], head.get("chain") or [])
-        progress = _progress(saved) or (0.0, 0.0)
+        progress = recorded_progress(saved) or (0.0, 0.0)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # a head this code cannot read: nothing to show, the resume is unaffected
     return PartialEvaluation(result, progress[0], progress[1], head.get("code"))

@@ -56,14 +56,14 @@ def load_partial(path: str | Path | None, key: str) -> tuple[Done, Batches, floa
     the wall seconds the evaluation has run so far, when its fingerprint is ``key``; else
     nothing (missing, unreadable or another evaluation's file: one warning line on stderr, as
     this evaluation will write over it)."""
-    saved = _read(path)
+    saved = read_partial(path)
     if saved is None:
         return {}, {}, 0.0
     if saved.get("key") != key:
         print(f"pni: warning: {path} holds the finished work of another evaluation (other model weights, "
               f"images or settings): not reused, and replaced by this one's", file=sys.stderr)
         return {}, {}, 0.0
-    done, batches, progress = saved.get("done"), saved.get("batches"), _progress(saved)
+    done, batches, progress = saved.get("done"), saved.get("batches"), recorded_progress(saved)
     return ((done if isinstance(done, dict) else {}), (batches if isinstance(batches, dict) else {}),
             progress[1] if progress else 0.0)
 
@@ -89,22 +89,24 @@ def save_partial(path: str | Path, key: str, done: Done, batches: Batches | None
 def partial_progress(path: str | Path) -> tuple[float, float] | None:
     """(share 0-1 of its evaluation's work, wall seconds spent on it) a partial file records,
     as its evaluation last counted them (forward+backward passes); None when unknown."""
-    saved = _read(path)
-    return None if saved is None else _progress(saved)
+    saved = read_partial(path)
+    return None if saved is None else recorded_progress(saved)
 
 
 def partial_attacks(path: str | Path | None) -> list[str]:
     """The attacks a partial file holds as finished, in any noise setting (its key unchecked:
     ``evaluate`` reuses them only under the same model, images and settings): for a time
     estimate before a resumed evaluation starts."""
-    saved = _read(path)
+    saved = read_partial(path)
     done = saved.get("done") if saved is not None else None
     if not isinstance(done, dict):
         return []
     return list(dict.fromkeys(name for attacks in done.values() if isinstance(attacks, dict) for name in attacks))
 
 
-def _read(path: str | Path | None) -> dict[str, Any] | None:
+def read_partial(path: str | Path | None) -> dict[str, Any] | None:
+    """A partial file's contents (``save_partial``'s fields); None when missing, torn or of
+    another format version."""
     if path is None or not Path(path).is_file():
         return None
     try:
@@ -114,7 +116,8 @@ def _read(path: str | Path | None) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) and saved.get("version") == PARTIAL_VERSION else None
 
 
-def _progress(saved: dict[str, Any]) -> tuple[float, float] | None:
+def recorded_progress(saved: dict[str, Any]) -> tuple[float, float] | None:
+    """(share 0-1 of the work done, wall seconds so far) a read partial file records; None when unknown."""
     share, seconds = saved.get("share_done"), saved.get("seconds")
     if not (isinstance(share, float) and 0.0 <= share <= 1.0):
         return None
