@@ -127,7 +127,11 @@ def test_pni_eval_interrupted_keeps_its_finished_attacks_and_the_same_command_re
             "--n", "12", "--attacks", "clean,pgd,fgsm", "--trials", "1", "--steps", "2", "--out", str(out)]
     attack_calls.kill_at(3)
     assert cli.main(argv) == 130
-    assert "the same command resumes" in capsys.readouterr().err and (out / PARTIAL_EVALUATION).exists()
+    stopped = capsys.readouterr().err
+    assert "the same command resumes" in stopped and (out / PARTIAL_EVALUATION).exists()
+    # and what it has finished: clean and PGD with the noise on (killed in the third attack, FGSM)
+    finished = next(line for line in stopped.splitlines() if "finished so far (" in line)
+    assert "% of the work): with noise: clean " in finished and ", pgd " in finished and "fgsm" not in finished
     attack_calls.reset()
     assert cli.main(argv) == 0
     assert "resuming" in capsys.readouterr().err

@@ -410,7 +410,12 @@ def resumable(out: Path, command: str, enabled: bool = True) -> Iterator[str | N
         yield str(partial)
     except KeyboardInterrupt:
         if partial.exists():
+            from ..evaluation.partial import partial_evaluation
+
             print(f"{command}: the attacks and batches finished so far are kept in {partial}: the same command resumes",
                   file=sys.stderr)
+            found = partial_evaluation(partial)
+            if found is not None:
+                print(f"{command}: {found.line()}", file=sys.stderr)
         raise
     partial.unlink(missing_ok=True)

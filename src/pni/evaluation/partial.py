@@ -29,6 +29,14 @@ class PartialEvaluation:
     seconds: float
     code: dict[str, Any] | None
 
+    def line(self) -> str:
+        """One line: the accuracies of the finished attacks (mean over trials and draws, %)
+        per noise setting, and the share of the work done."""
+        settings = "; ".join(f"{setting.replace('_', ' ')}: " + ", ".join(
+            f"{name} {stats['mean']:.2f} %" for name, stats in per_attack.items())
+            for setting, per_attack in self.evaluation.summary().items())
+        return f"finished so far ({100 * self.share_done:.0f} % of the work): {settings}"
+
     def to_json(self) -> dict[str, Any]:
         """``results.json``'s fields for the finished attacks, with ``"partial"``: the share
         done and the wall seconds so far (and ``"code"`` when recorded)."""
