@@ -244,5 +244,13 @@ def test_a_step_still_to_finish_shows_its_finished_attacks_marked_and_the_rest_r
     assert "Still to finish: A: vanilla adv. train (ZOO, substitute) (30 % of its work done), B: PNI-A-a" in text
     zoo = next(line for line in text.splitlines() if line.startswith("- **PNI-A-a resists ZOO"))
     assert f"*{HOLDS}*" in zoo and "10.00" in zoo and "80.00" in zoo  # a finished attack's numbers are judged
+    assert "10.00 (1 trial, n=20, its step still to finish)" in zoo  # and say where they come from
     eot = next(line for line in text.splitlines() if line.startswith("- **PNI-A-a resists EOT-ZOO"))
     assert NOT_JUDGED in eot
+    from pni.reproduce.report import verdict_summary
+
+    block = verdict_summary(plans, "smoke", tmp_path, "RESULTS.md")
+    zoo = next(line for line in block.splitlines() if line.startswith("- PNI-A-a resists ZOO"))
+    assert zoo.endswith(f"mnist-sample: *{HOLDS}†*") and "† judged on the finished attacks" in block
+    eot = next(line for line in block.splitlines() if line.startswith("- PNI-A-a resists EOT-ZOO"))
+    assert "†" not in eot

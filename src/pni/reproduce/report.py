@@ -28,6 +28,7 @@ __all__ = ["NOT_RUN", "README_END", "README_START", "ReportClash", "check_replac
            "write_readme_summary", "write_results"]
 
 README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+UNFINISHED_MARK = "†"   # a README verdict judged on a step still to finish (report_tables.PARTIAL_MARK)
 
 
 def track_header(results: Results, plan: Plan, track: Any) -> str:
@@ -203,12 +204,16 @@ def verdict_summary(plans: list[Plan], scale: str, out: str | Path, report: str,
     merged: dict[str, tuple[Verdict, dict[str, str]]] = {}
     for track in tracks(scale, data_dir):
         for v in judge_claims(results, track.name, _on_track(plans, track)):
-            merged.setdefault(v.claim, (v, {}))[1][track.name] = v.verdict
+            unfinished = v.verdict != NOT_JUDGED and any(m.unfinished for m in v.measures or ())
+            merged.setdefault(v.claim, (v, {}))[1][track.name] = v.verdict + (UNFINISHED_MARK if unfinished else "")
     lines = [origin_line(scale, out, root), f"Verdicts at {scale} scale (`{_command(plans, scale, data_dir, flags)}`; numbers, evidence and rules in "
              f"[{report}]({report})):", ""]
     for claim, (first, per_track) in merged.items():
         cells = "; ".join(f"{t}: *{'not judged yet' if v == NOT_JUDGED else v}*" for t, v in per_track.items())
         lines.append(f"- {claim} ({first.source}): {cells}")
+    if any(v.endswith(UNFINISHED_MARK) for _, per_track in merged.values() for v in per_track.values()):
+        lines += ["", f"{UNFINISHED_MARK} judged on the finished attacks of an evaluation step still to finish "
+                      "(final numbers: the finished step reports the same; the report marks their cells)."]
     return "\n".join(lines) + "\n"
 
 

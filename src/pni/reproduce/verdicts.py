@@ -46,6 +46,8 @@ class Measure:
     # the stratified order the images are the first n of (subset seed and dataset size): two
     # measures with equal ``order`` share their first min(n) images (pni.data.stratified_indices)
     order: str | None = None
+    # from an evaluation step still to finish (its finished attacks: pni.evaluation.partial)
+    unfinished: bool = False
 
     def stderr(self) -> float:
         """The larger of the trials' standard error and the sampling error of the images: the
@@ -71,7 +73,8 @@ class Measure:
 
     def cite(self) -> str:
         n = f", n={self.n}" if self.n else ""
-        return f"{self.cell()} ({self.trials} trial{'s' if self.trials != 1 else ''}{n})"
+        unfinished = ", its step still to finish" if self.unfinished else ""
+        return f"{self.cell()} ({self.trials} trial{'s' if self.trials != 1 else ''}{n}{unfinished})"
 
 
 def sample_std(population_std: float, count: int) -> float:
@@ -95,7 +98,7 @@ def measure(results: dict[str, Any] | None, setting: str, attack: str) -> Measur
                    results.get("n"),
                    per_image=tuple((100 * shares.mean(0)).tolist()) if images else None,
                    per_trial=tuple((100 * shares.mean(1)).tolist()) if images else None, images=images,
-                   order=order)
+                   order=order, unfinished=bool(results.get("partial")))
 
 
 def metric(results: dict[str, Any] | None, attack: str, key: str, setting: str | None = None) -> Measure | None:
@@ -113,7 +116,8 @@ def metric(results: dict[str, Any] | None, attack: str, key: str, setting: str |
             se = per_attack[attack].get(f"{key}_stderr")
             return Measure(float(stats["mean"]), float(stats.get("std", 0.0)), int(results.get("trials", 1)),
                            results.get("n"), percent=key != "mean_l2",
-                           se=float(se["mean"]) if se is not None else None)
+                           se=float(se["mean"]) if se is not None else None,
+                           unfinished=bool(results.get("partial")))
     return None
 
 
