@@ -244,10 +244,11 @@ def evaluate(model: nn.Module, data: Dataset | tuple[Tensor, Tensor],
     bar = progress_bar(passes, "eval", "pass", enabled=progress and (not distributed or dist_utils.is_main()))
     tally = _Tally(passes)  # the same count with or without a bar: the share the partial file records
     # what the finished attacks need to be read back as an Evaluation (pni.evaluation.partial)
-    head = {"attacks": params, "order": list(table), "settings": settings, "trials": trials, "seeds": seeds,
-            "n": len(y), "votes": votes, "subset": subset, "labels_sha256": result.labels_sha256,
-            "randomized": randomized, "worst_case_over": list(in_worst_case) if worst_case else [],
-            "chain": list(chain), "code": code_version()}
+    head = None if partial_key is None else {
+        "attacks": params, "order": list(table), "settings": settings, "trials": trials, "seeds": seeds,
+        "n": len(y), "votes": votes, "subset": subset, "labels_sha256": result.labels_sha256,
+        "randomized": randomized, "worst_case_over": list(in_worst_case) if worst_case else [],
+        "chain": list(chain), "code": code_version()}
     record = None if partial_key is None else BatchRecord(
         batches, lambda: save_partial(resume_file, partial_key, done, batches, tally.share(),
                                       seconds_before + time.monotonic() - started, head))
